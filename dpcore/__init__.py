@@ -1,0 +1,23 @@
+"""DP Explorer core: train with DP-SGD, account for privacy, attack, store and plot runs.
+
+The dashboard (``app.py``, ``pages/``), the command line (``python -m dpcore``) and
+the tests all go through this package; nothing in it imports Streamlit.
+
+>>> from dpcore import TrainConfig
+>>> TrainConfig(dataset="synthetic", target_epsilon=3.0).resolve().epochs
+10
+"""
+
+from dpcore.config import TrainConfig
+from dpcore.errors import ConfigError, DatasetError, DPExplorerError
+
+__all__ = ["ConfigError", "DPExplorerError", "DatasetError", "RunResult", "TrainConfig", "train"]
+
+
+def __getattr__(name: str):
+    # Training pulls in torch and opacus; load it on first use so `import dpcore` stays light.
+    if name in ("train", "RunResult"):
+        from dpcore import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module 'dpcore' has no attribute {name!r}")

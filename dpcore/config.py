@@ -1,0 +1,296 @@
+"""Training configuration: the ``TrainConfig`` dataclass, its validation and per-dataset recipes.
+
+``TrainConfig`` fields left as ``None`` are filled from the dataset's recipe by
+``resolve()``; ``validate()`` checks every field once, at the boundary, and raises
+``ConfigError`` naming the field, the value given and what is allowed.
+``guidance()`` returns non-fatal advice (weak epsilon, delta too large, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from dpcore.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam")
+ACCOUNTANTS = ("rdp", "prv", "gdp")
+GRAD_SAMPLE_MODES = ("auto", "hooks", "ghost", "functorch")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# Tuned defaults per dataset. The digits recipe was found by a small search on
+# this machine (MLP, SGD with momentum, ghost clipping): ~90 % test accuracy at
+# epsilon 3. Datasets without an entry (CSV uploads) use GENERIC_RECIPE.
+RECIPES: dict[str, dict[str, Any]] = {
+    "synthetic": dict(model="mlp", epochs=10, batch_size=64, lr=1e-3, optimizer="adam", max_grad_norm=1.0),
+    "digits": dict(model="mlp", epochs=40, batch_size=256, lr=0.1, optimizer="sgd", max_grad_norm=1.0),
+    "breast-cancer": dict(model="mlp", epochs=30, batch_size=64, lr=0.05, optimizer="sgd", max_grad_norm=1.0),
+    "mnist": dict(model="cnn", epochs=5, batch_size=512, lr=0.5, optimizer="sgd", max_grad_norm=1.0),
+    "fashion-mnist": dict(model="cnn", epochs=5, batch_size=512, lr=0.5, optimizer="sgd", max_grad_norm=1.0),
+    "cifar10": dict(model="cnn", epochs=10, batch_size=512, lr=0.5, optimizer="sgd", max_grad_norm=1.0),
+    "adult": dict(model="mlp", epochs=10, batch_size=256, lr=0.1, optimizer="sgd", max_grad_norm=1.0),
+}
+GENERIC_RECIPE: dict[str, Any] = dict(model="mlp", epochs=20, batch_size=64, lr=0.05, optimizer="sgd",
+                                      max_grad_norm=1.0)
+
+# Upper bounds that catch typos (an extra zero) rather than limit real use.
+MAX_EPOCHS = 1000
+MAX_BATCH_SIZE = 1_000_000
+MAX_EPSILON = 1000.0
+MAX_NOISE_MULTIPLIER = 1000.0
+
+
+def recipe_for(dataset: str) -> dict[str, Any]:
+    """Default training knobs for ``dataset`` (a copy; GENERIC_RECIPE when it has none)."""
+    return dict(RECIPES.get(dataset, GENERIC_RECIPE))
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines one training run.
+
+    Exactly one of ``target_epsilon`` (sigma is calibrated to reach it after
+    ``epochs``) and ``noise_multiplier`` (sigma fixed) must be set when
+    ``private`` is true. ``None`` knobs come from the dataset's recipe.
+    ``epsilon_limit`` is a hard stop: training ends before a step would take the
+    spent epsilon past it. ``physical_batch_size`` smaller than the logical batch
+    uses Opacus' BatchMemoryManager (same steps, same accounting, less memory).
+
+    >>> cfg = TrainConfig(dataset="digits", target_epsilon=3.0).resolve()
+    >>> (cfg.model, cfg.batch_size, cfg.optimizer)
+    ('mlp', 256, 'sgd')
+    """
+
+    dataset: str = "synthetic"
+    model: str | None = None
+    private: bool = True
+    target_epsilon: float | None = None
+    noise_multiplier: float | None = None
+    target_delta: float = 1e-5
+    max_grad_norm: float | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    physical_batch_size: int | None = None
+    lr: float | None = None
+    optimizer: str | None = None
+    momentum: float = 0.9
+    accountant: str = "rdp"
+    grad_sample_mode: str = "auto"
+    poisson_sampling: bool = True
+    seed: int = 42
+    device: str = "auto"
+    epsilon_limit: float | None = None
+    data_path: str | None = None
+    label_column: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ conversion
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a dict (a stored run, a query string); unknown keys are a ConfigError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ defaults
+    def resolve(self) -> TrainConfig:
+        """A copy with every ``None`` knob filled from the dataset's recipe."""
+        recipe = recipe_for(self.dataset)
+        changes = {key: value for key, value in recipe.items() if getattr(self, key) is None}
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def mode(self) -> str:
+        """'epsilon' (calibrated sigma), 'sigma' (fixed noise multiplier) or 'baseline' (no DP)."""
+        if not self.private:
+            return "baseline"
+        return "sigma" if self.noise_multiplier is not None and self.target_epsilon is None else "epsilon"
+
+    def label(self) -> str:
+        """Short human label, e.g. 'digits mlp, eps 3' or 'digits mlp, no DP'."""
+        cfg = self.resolve()
+        if not cfg.private:
+            privacy = "no DP"
+        elif cfg.target_epsilon is not None:
+            privacy = f"eps {cfg.target_epsilon:g}"
+        else:
+            privacy = f"sigma {cfg.noise_multiplier:g}"
+        return f"{cfg.dataset} {cfg.model}, {privacy}, C {cfg.max_grad_norm:g}, seed {cfg.seed}"
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, n: int | None = None) -> TrainConfig:
+        """Check every field; return the resolved config or raise ``ConfigError``.
+
+        ``n`` is the number of training examples (members); when given, delta is
+        checked against 1/n and the batch size against n.
+        """
+        cfg = self.resolve()
+        if not isinstance(cfg.dataset, str) or not cfg.dataset:
+            raise ConfigError(f"dataset must be a dataset name, got {cfg.dataset!r}")
+        if not isinstance(cfg.private, bool):
+            raise ConfigError(f"private must be true or false, got {cfg.private!r}")
+        if cfg.private:
+            if cfg.target_epsilon is None and cfg.noise_multiplier is None:
+                raise ConfigError(
+                    "private training needs target_epsilon or noise_multiplier; "
+                    "set one of them, or private=False for the non-private baseline"
+                )
+            if cfg.target_epsilon is not None and cfg.noise_multiplier is not None:
+                raise ConfigError(
+                    f"set target_epsilon ({cfg.target_epsilon}) or noise_multiplier ({cfg.noise_multiplier}), "
+                    "not both: sigma is either calibrated to the target or given"
+                )
+            if cfg.target_epsilon is not None:
+                _check_number("target_epsilon", cfg.target_epsilon, low=0.0, high=MAX_EPSILON)
+            if cfg.noise_multiplier is not None:
+                _check_number("noise_multiplier", cfg.noise_multiplier, low=0.0, high=MAX_NOISE_MULTIPLIER)
+        _check_number("target_delta", cfg.target_delta, low=0.0, high=1.0, high_inclusive=False)
+        if n is not None and cfg.private and cfg.target_delta >= 1.0 / n:
+            raise ConfigError(
+                f"target_delta must be below 1/N = {1.0 / n:.3g} for N = {n} training examples, got "
+                f"{cfg.target_delta:g}; a delta that large allows leaking whole records (try {_suggest_delta(n):g})"
+            )
+        _check_number("max_grad_norm", cfg.max_grad_norm, low=0.0, high=1e6)
+        _check_int("epochs", cfg.epochs, low=1, high=MAX_EPOCHS)
+        _check_int("batch_size", cfg.batch_size, low=1, high=MAX_BATCH_SIZE)
+        if n is not None and cfg.batch_size > n:
+            raise ConfigError(f"batch_size must be at most the {n} training examples, got {cfg.batch_size}")
+        if cfg.physical_batch_size is not None:
+            _check_int("physical_batch_size", cfg.physical_batch_size, low=1, high=MAX_BATCH_SIZE)
+        _check_number("lr", cfg.lr, low=0.0, high=100.0)
+        _check_choice("optimizer", cfg.optimizer, OPTIMIZERS)
+        _check_number("momentum", cfg.momentum, low=0.0, high=1.0, low_inclusive=True, high_inclusive=False)
+        _check_choice("accountant", cfg.accountant, ACCOUNTANTS)
+        _check_choice("grad_sample_mode", cfg.grad_sample_mode, GRAD_SAMPLE_MODES)
+        _check_choice("device", cfg.device, DEVICES)
+        if not isinstance(cfg.poisson_sampling, bool):
+            raise ConfigError(f"poisson_sampling must be true or false, got {cfg.poisson_sampling!r}")
+        if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2**32:
+            raise ConfigError(f"seed must be an integer in [0, 2^32), got {cfg.seed!r}")
+        if cfg.epsilon_limit is not None:
+            _check_number("epsilon_limit", cfg.epsilon_limit, low=0.0, high=MAX_EPSILON)
+        if cfg.dataset == "csv" and not cfg.data_path:
+            raise ConfigError("dataset 'csv' needs data_path (the CSV file) and label_column")
+        return cfg
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_number(name: str, value: Any, *, low: float, high: float,
+                  low_inclusive: bool = False, high_inclusive: bool = True) -> None:
+    """Reject non-numbers, NaN, infinities and values outside (low, high]."""
+    if not _is_number(value) or math.isnan(value) or math.isinf(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    too_low = value < low if low_inclusive else value <= low
+    too_high = value > high if high_inclusive else value >= high
+    if too_low or too_high:
+        lo = "[" if low_inclusive else "("
+        hi = "]" if high_inclusive else ")"
+        raise ConfigError(f"{name} must be in {lo}{low:g}, {high:g}{hi}, got {value!r}")
+
+
+def _check_int(name: str, value: Any, *, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _suggest_delta(n: int) -> float:
+    """A conventional delta: the power of ten at or below 1/(10 n)."""
+    return 10.0 ** math.floor(math.log10(1.0 / (10 * n)))
+
+
+# ---------------------------------------------------------------------- guidance
+@dataclass(frozen=True)
+class Guidance:
+    """One piece of non-fatal advice. ``level`` is 'info' or 'warning'."""
+
+    field: str
+    level: str
+    message: str
+
+
+def guidance(cfg: TrainConfig, n: int, *, grad_norms: Any = None) -> list[Guidance]:
+    """Non-fatal advice for ``cfg`` trained on ``n`` examples.
+
+    ``grad_norms`` (optional array of per-sample gradient norms from a probe)
+    enables the advice about the clipping bound. Invalid configs give no advice:
+    call ``validate`` first for those.
+    """
+    from dpcore import accounting  # local: accounting imports opacus, keep config light
+
+    cfg = cfg.resolve()
+    notes: list[Guidance] = []
+    if not cfg.private:
+        notes.append(Guidance("private", "info",
+                              "No differential privacy: this is the baseline. "
+                              "Nothing limits what the model memorises."))
+        return notes
+    if cfg.target_delta >= 1.0 / n:
+        notes.append(Guidance("target_delta", "warning",
+                              f"delta {cfg.target_delta:g} is at or above 1/N = {1 / n:.2g}: the guarantee "
+                              f"allows leaking a whole record. Use delta < 1/N, e.g. {_suggest_delta(n):g}."))
+    eps = cfg.target_epsilon
+    if eps is not None:
+        if eps > 50:
+            notes.append(Guidance("target_epsilon", "warning",
+                                  f"epsilon {eps:g} > 50 gives no meaningful guarantee: "
+                                  "treat this run as non-private."))
+        elif eps > 10:
+            notes.append(Guidance("target_epsilon", "warning",
+                                  f"epsilon {eps:g} > 10 is a weak guarantee; most deployments aim for 1-8."))
+        elif eps < 1:
+            notes.append(Guidance("target_epsilon", "info",
+                                  f"epsilon {eps:g} < 1 is a strong guarantee; expect a clear accuracy loss."))
+    batch = min(cfg.batch_size, n)
+    sample_rate = batch / n
+    try:
+        sigma = cfg.noise_multiplier if eps is None else accounting.noise_for_epsilon(
+            target_epsilon=eps, delta=cfg.target_delta, sample_rate=sample_rate,
+            epochs=cfg.epochs, accountant="rdp")
+    except Exception:
+        sigma = None
+    if sigma is not None:
+        # Noise std on the averaged gradient, relative to the clipping bound.
+        noise_to_signal = sigma / batch
+        if noise_to_signal > 0.05:
+            notes.append(Guidance("batch_size", "warning",
+                                  f"batch {batch} is small for sigma {sigma:.2f}: the noise on each averaged "
+                                  f"gradient is {noise_to_signal:.0%} of the clipping bound. Larger batches "
+                                  f"(256+) average the noise away at the same epsilon."))
+    if (cfg.optimizer == "sgd" and cfg.lr > 1.0) or (cfg.optimizer == "adam" and cfg.lr > 0.01):
+        notes.append(Guidance("lr", "warning",
+                              f"lr {cfg.lr:g} is high for DP-SGD with {cfg.optimizer}: noisy steps that large "
+                              "often diverge. Try sgd lr 0.05-0.5 or adam lr 1e-3."))
+    if grad_norms is not None and len(grad_norms):
+        import numpy as np
+
+        norms = np.asarray(grad_norms, dtype=float)
+        clipped = float(np.mean(norms > cfg.max_grad_norm))
+        if clipped < 0.3 or clipped > 0.95:
+            median = float(np.median(norms))
+            notes.append(Guidance("max_grad_norm", "warning",
+                                  f"max_grad_norm {cfg.max_grad_norm:g} clips {clipped:.0%} of per-sample "
+                                  f"gradients (median norm {median:.3g}); a bound that clips 50-80 % usually "
+                                  "trains best."))
+    return notes

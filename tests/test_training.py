@@ -1,0 +1,204 @@
+"""The DP trainer: the seed's four properties and the run mechanics (steps, clipping, limits, resume)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dpcore import ConfigError, TrainConfig, train
+from dpcore.attacks import loss_threshold_attack
+from dpcore.checks import all_passed, seed_checks
+from dpcore.data import load_for_config
+from dpcore.models import build_model, make_private_compatible
+from dpcore.training import ResumeState, probe_grad_norms, suggest_max_grad_norm
+
+SEED_CONFIG = TrainConfig(dataset="synthetic", target_epsilon=3.0, target_delta=1e-5, max_grad_norm=1.0,
+                          epochs=10, batch_size=64, lr=1e-3, seed=42)
+
+
+@pytest.fixture(scope="module")
+def seed_run():
+    return train(SEED_CONFIG)
+
+
+def test_seed_properties_hold_at_epsilon_3(seed_run):
+    """The seed's unittest suite: budget kept, epsilon meaningful, attack near chance, model useful."""
+    attack = loss_threshold_attack(seed_run.model, seed_run.data)
+    assert seed_run.final_epsilon <= 1.1 * 3.0
+    assert seed_run.final_epsilon < 10
+    assert attack.auc < 0.60
+    assert seed_run.test_accuracy > 0.55
+    checks = seed_checks(final_epsilon=seed_run.final_epsilon, target_epsilon=3.0,
+                         test_accuracy=seed_run.test_accuracy, mia_auc=attack.auc)
+    assert all_passed(checks)
+
+
+def test_history_has_one_row_per_logical_step_with_growing_epsilon(seed_run):
+    history = seed_run.history
+    assert list(history.columns) == ["step", "epoch", "epsilon", "clip_fraction", "loss", "batch_size"]
+    assert history["step"].tolist() == list(range(1, seed_run.steps + 1))
+    assert seed_run.steps == 13 * 10  # ceil(800 / 64) steps per epoch
+    assert np.all(np.diff(history["epsilon"]) >= 0)
+    assert history["epsilon"].iloc[-1] == pytest.approx(seed_run.final_epsilon)
+    assert history["clip_fraction"].between(0, 1).all()
+    assert list(seed_run.epochs["epoch"]) == list(range(1, 11))
+    assert seed_run.epochs["epsilon"].iloc[-1] == pytest.approx(seed_run.final_epsilon)
+    # Poisson sampling: batch sizes vary around the expected 800/13.
+    assert history["batch_size"].nunique() > 1
+    assert abs(history["batch_size"].mean() - 800 / 13) < 8
+
+
+def test_result_contract_fields(seed_run):
+    assert seed_run.status == "finished"
+    assert seed_run.noise_multiplier > 0.5
+    assert seed_run.device.startswith("cpu")
+    assert not seed_run.model.training
+    summary = seed_run.summary()
+    assert summary["final_epsilon"] == pytest.approx(seed_run.final_epsilon)
+    assert summary["grad_sample_mode"] == "ghost"
+
+
+def test_tiny_clipping_bound_clips_nearly_everything():
+    result = train(SEED_CONFIG.replace(max_grad_norm=1e-4, epochs=1))
+    assert result.history["clip_fraction"].min() > 0.95
+
+
+def test_huge_clipping_bound_clips_nothing():
+    result = train(SEED_CONFIG.replace(max_grad_norm=1e4, epochs=1))
+    assert result.history["clip_fraction"].max() == 0.0
+
+
+def test_hooks_and_ghost_modes_agree():
+    """Same seed, same clipping maths: the two per-sample gradient paths train the same model."""
+    ghost = train(SEED_CONFIG.replace(epochs=2, grad_sample_mode="ghost"))
+    hooks = train(SEED_CONFIG.replace(epochs=2, grad_sample_mode="hooks"))
+    assert hooks.grad_sample_mode == "hooks"
+    np.testing.assert_allclose(ghost.history["clip_fraction"], hooks.history["clip_fraction"])
+    np.testing.assert_allclose(ghost.history["loss"], hooks.history["loss"], rtol=1e-4)
+
+
+def test_batch_memory_manager_keeps_steps_and_epsilon():
+    full = train(SEED_CONFIG.replace(epochs=2))
+    split = train(SEED_CONFIG.replace(epochs=2, physical_batch_size=16))
+    assert split.steps == full.steps
+    assert split.final_epsilon == pytest.approx(full.final_epsilon)
+    pd.testing.assert_series_equal(split.history["batch_size"], full.history["batch_size"])
+    np.testing.assert_allclose(split.history["epsilon"], full.history["epsilon"])
+
+
+def test_seeded_runs_are_reproducible():
+    first = train(SEED_CONFIG.replace(epochs=2))
+    second = train(SEED_CONFIG.replace(epochs=2))
+    pd.testing.assert_frame_equal(first.history, second.history)
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_epsilon_limit_stops_before_exceeding():
+    result = train(SEED_CONFIG.replace(target_epsilon=None, noise_multiplier=1.0, epsilon_limit=4.0))
+    assert result.status == "epsilon_limit"
+    assert "epsilon limit of 4" in result.stop_reason
+    assert result.final_epsilon <= 4.0
+    assert 0 < result.steps < 130
+    assert len(result.epochs) >= 1  # the partial epoch is still evaluated
+
+
+def test_should_stop_cancels_cleanly():
+    calls = []
+
+    def stop_after_five():
+        calls.append(1)
+        return len(calls) > 5
+
+    result = train(SEED_CONFIG, should_stop=stop_after_five)
+    assert result.status == "cancelled"
+    assert result.steps == 5
+    assert "Cancelled" in result.stop_reason
+
+
+def test_diverging_loss_ends_with_status_not_traceback():
+    data = load_for_config(SEED_CONFIG)
+    data.x_members[::2] *= 1e38  # overflows the first layer: the loss becomes inf/NaN at once
+    result = train(SEED_CONFIG, data=data)
+    assert result.status == "diverged"
+    assert "diverged" in result.stop_reason
+    assert result.steps == 0
+
+
+def test_callbacks_receive_plain_dicts():
+    steps, epochs = [], []
+    train(SEED_CONFIG.replace(epochs=2), on_step=steps.append, on_epoch=epochs.append)
+    assert len(steps) == 26 and steps[-1]["total_steps"] == 26
+    assert set(steps[0]) >= {"step", "epoch", "epsilon", "clip_fraction", "loss", "batch_size", "elapsed_s"}
+    assert [e["epoch"] for e in epochs] == [1, 2] and epochs[-1]["total_epochs"] == 2
+
+
+def test_baseline_beats_private_run_on_digits():
+    private = train(TrainConfig(dataset="digits", target_epsilon=1.0, epochs=10))
+    baseline = train(TrainConfig(dataset="digits", private=False, epochs=10))
+    assert math.isinf(baseline.final_epsilon)
+    assert baseline.history["clip_fraction"].isna().all()
+    assert baseline.test_accuracy > private.test_accuracy
+    assert private.test_accuracy > 0.5  # still far above the 10 % of chance
+
+
+@pytest.mark.slow
+def test_digits_recipe_reaches_85_percent_at_epsilon_3():
+    result = train(TrainConfig(dataset="digits", target_epsilon=3.0))
+    assert result.final_epsilon <= 3.0
+    assert result.test_accuracy >= 0.85
+
+
+def test_batchnorm_model_is_fixed_and_reported():
+    model = build_model("cnn-bn", input_shape=(1, 8, 8), num_classes=10)
+    fixed, fixes = make_private_compatible(model)
+    assert fixes == ["features.1: BatchNorm2d -> GroupNorm", "features.5: BatchNorm2d -> GroupNorm"]
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fixed.modules())
+    result = train(TrainConfig(dataset="digits", model="cnn-bn", target_epsilon=3.0, epochs=1))
+    assert result.fixes == fixes
+
+
+def test_resume_continues_spending_the_budget(tmp_path):
+    first = train(SEED_CONFIG.replace(epochs=2))
+    first.save(tmp_path / "run")
+    state = ResumeState.load(tmp_path / "run")
+    assert state.steps_done == 26 and state.epochs_done == 2
+    more = train(SEED_CONFIG.replace(epochs=2), resume=state)
+    assert more.history["step"].iloc[0] == 27
+    assert more.epochs["epoch"].tolist() == [3, 4]
+    assert more.noise_multiplier == pytest.approx(first.noise_multiplier)
+    assert more.final_epsilon > first.final_epsilon
+    assert more.history["epsilon"].iloc[0] > first.final_epsilon
+
+
+def test_resume_respects_the_epsilon_limit(tmp_path):
+    first = train(SEED_CONFIG.replace(epochs=2))
+    first.save(tmp_path / "run")
+    limit = first.final_epsilon + 0.05
+    more = train(SEED_CONFIG.replace(epochs=5, epsilon_limit=limit), resume=ResumeState.load(tmp_path / "run"))
+    assert more.status == "epsilon_limit"
+    assert more.final_epsilon <= limit
+
+
+def test_saved_weights_load_with_weights_only(tmp_path):
+    result = train(SEED_CONFIG.replace(epochs=1))
+    result.save(tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    fresh = build_model("mlp", input_shape=(128,), num_classes=2)
+    fresh.load_state_dict(state)
+
+
+def test_bad_config_raises_before_training():
+    with pytest.raises(ConfigError, match="target_delta must be below 1/N"):
+        train(SEED_CONFIG.replace(target_delta=0.01))
+
+
+def test_probe_suggests_a_bound_clipping_about_two_thirds():
+    norms = probe_grad_norms(SEED_CONFIG, steps=10)
+    assert len(norms) > 500 and np.all(norms > 0)
+    bound = suggest_max_grad_norm(norms)
+    assert 0.5 <= float(np.mean(norms > bound)) <= 0.8
