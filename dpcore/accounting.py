@@ -9,12 +9,14 @@ curves evaluate it on a grid and interpolate between exact points.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import optimize
 from opacus.accountants import GaussianAccountant, PRVAccountant, RDPAccountant
 from opacus.accountants.analysis import rdp as rdp_analysis
 
@@ -90,22 +92,45 @@ def noise_for_epsilon(*, target_epsilon: float, delta: float, sample_rate: float
             raise ConfigError("noise_for_epsilon needs epochs or steps")
         steps = int(epochs / sample_rate)
 
-    def eps(sigma: float) -> float:
-        return schedule_epsilon([*prior, (sigma, sample_rate, steps)], delta=delta, accountant=accountant)
+    prior = tuple(tuple(seg) for seg in prior)
+    return _noise_for_epsilon(float(target_epsilon), float(delta), float(sample_rate), int(steps), accountant,
+                              prior, float(tolerance))
 
-    low, high = 0.0, 10.0
-    while eps(high) > target_epsilon:
-        low, high = high, 2 * high
+
+@functools.lru_cache(maxsize=512)
+def _noise_for_epsilon(target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str,
+                       prior: tuple[Segment, ...], tolerance: float) -> float:
+    """Cached root finding: bracket sigma, then Brent's method on eps(sigma) - target, then nudge to meet it.
+
+    PRV and GDP start from the RDP answer (RDP is looser, so its sigma is an upper
+    bound), which keeps them away from tiny sigmas where PRV is very slow and GDP fails.
+    """
+    def excess(sigma: float) -> float:
+        try:
+            return schedule_epsilon([*prior, (sigma, sample_rate, steps)], delta=delta,
+                                    accountant=accountant) - target_epsilon
+        except ConfigError:  # the accountant's numerics give up at huge epsilon: far above target
+            return math.inf
+
+    if accountant == "rdp":
+        high = 1.0
+    else:
+        high = _noise_for_epsilon(target_epsilon, delta, sample_rate, steps, "rdp", prior, tolerance)
+    while excess(high) > 0:
+        high *= 2
         if high > 5000:
             raise ConfigError(f"no noise multiplier reaches epsilon {target_epsilon:g} at delta {delta:g}; "
                               "the budget already spent may exceed it, or raise the target")
-    while eps(high) < target_epsilon - tolerance and high - low > 1e-4:
-        mid = (low + high) / 2
-        if mid <= 0 or eps(mid) > target_epsilon:
-            low = mid
-        else:
-            high = mid
-    return high
+    low = high * 0.7
+    while excess(low) <= 0:
+        high, low = low, low * 0.7
+        if low < 1e-3:
+            return high
+    sigma = optimize.brentq(lambda s: min(excess(s), 1e6), low, high, xtol=1e-4, rtol=1e-6)
+    # Brent stops near the root from either side; step up until the target is met.
+    while excess(sigma) > 0:
+        sigma *= 1.0005
+    return sigma
 
 
 def epsilon_curve(*, noise_multiplier: float, sample_rate: float, steps: Sequence[int] | np.ndarray, delta: float,

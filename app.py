@@ -1,0 +1,33 @@
+"""DP Explorer: the Streamlit entry point. Builds the navigation and the shared sidebar.
+
+Run with ``streamlit run app.py``. Pages live in ``pages/`` and stay thin: they read
+widgets, call ``dpcore`` and draw figures from ``dpcore.plots``.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+PAGES = [
+    ("pages/train.py", "Train", ":material/model_training:", True),
+    ("pages/runs.py", "Runs", ":material/table_view:", False),
+    ("pages/planner.py", "Budget planner", ":material/calculate:", False),
+]
+
+
+def build_navigation():
+    """The router: one st.Page per file in PAGES (automatic pages/ discovery is off once this runs)."""
+    return st.navigation([st.Page(path, title=title, icon=icon, default=default)
+                          for path, title, icon, default in PAGES])
+
+
+def main() -> None:
+    st.set_page_config(page_title="DP Explorer", page_icon=":material/shield_lock:", layout="wide")
+    from pages import ui
+
+    navigation = build_navigation()
+    ui.render_sidebar()
+    navigation.run()
+
+
+main()

@@ -1,0 +1,388 @@
+"""A bounded job queue that runs training (and other long jobs) on worker threads, off the UI thread.
+
+Each job is a run in a ``RunStore``: ``submit`` records it as 'queued', a worker marks it
+'running', calls its runner and leaves it 'done', 'cancelled' or 'failed'. Progress,
+metrics and the cancel flag live in the store, so any thread, browser session or
+process that opens the same runs directory sees them. ``get_queue()`` returns the one
+queue per runs directory that all Streamlit sessions of a process share.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from dpcore.config import TrainConfig
+from dpcore.errors import DPExplorerError
+from dpcore.runs import (
+    CANCELLED,
+    DONE,
+    QUEUED,
+    RUNNING,
+    TERMINAL_STATUSES,
+    RunNotFound,
+    RunRecord,
+    RunStore,
+    default_root,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PENDING = 32
+CANCEL_POLL_S = 0.2  # how stale a cancel pressed in another session may be when should_stop answers
+STEP_FLUSH_S = 0.5  # step rows are written at most this often (and at every epoch and at the end)
+
+
+class QueueFull(DPExplorerError):
+    """The queue already holds its maximum number of waiting jobs."""
+
+
+class QueueClosed(DPExplorerError):
+    """The queue was shut down and takes no more jobs."""
+
+
+class Runner(Protocol):
+    """A job body: does the work for ``run_id``, writing progress and results to ``store``.
+
+    It should poll ``should_stop()`` and return early when it answers True. If it
+    returns with the run still 'running', the queue marks it 'done' (or 'cancelled'
+    when a stop was requested); an exception marks it 'failed'.
+    """
+
+    def __call__(self, run_id: str, store: RunStore, should_stop: Callable[[], bool]) -> Any: ...
+
+
+@dataclass
+class _Job:
+    run_id: str
+    runner: Runner
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class StopCheck:
+    """``should_stop`` for one run: True once the queue cancels it or the store's cancel flag is set.
+
+    The store is read at most every ``interval_s`` seconds; once True it stays True.
+    """
+
+    def __init__(self, store: RunStore, run_id: str, event: threading.Event | None = None, *,
+                 interval_s: float = CANCEL_POLL_S) -> None:
+        self.store, self.run_id, self.interval_s = store, run_id, interval_s
+        self.event = event if event is not None else threading.Event()
+        self._next_poll = 0.0
+
+    @property
+    def triggered(self) -> bool:
+        """Whether a stop has been requested (as last seen)."""
+        return self.event.is_set()
+
+    def __call__(self) -> bool:
+        if self.event.is_set():
+            return True
+        now = time.monotonic()
+        if now >= self._next_poll:
+            self._next_poll = now + self.interval_s
+            try:
+                if self.store.cancel_requested(self.run_id):
+                    self.event.set()
+            except RunNotFound:  # deleted under us: nobody wants the result
+                self.event.set()
+        return self.event.is_set()
+
+
+class ProgressWriter:
+    """Trainer callbacks that write progress to the store.
+
+    ``on_step`` buffers step rows and flushes them (with steps_done/total_steps) at most
+    every ``flush_s`` seconds; ``on_epoch`` flushes and writes the epoch row at once;
+    call ``flush()`` at the end.
+    """
+
+    def __init__(self, store: RunStore, run_id: str, *, flush_s: float = STEP_FLUSH_S) -> None:
+        self.store, self.run_id, self.flush_s = store, run_id, flush_s
+        self._rows: list[dict[str, Any]] = []
+        self._last_flush = float("-inf")
+        self.steps_done = 0
+        self.total_steps: int | None = None
+
+    def on_step(self, row: Mapping[str, Any]) -> None:
+        self._rows.append(dict(row))
+        self.steps_done = int(row.get("step") or self.steps_done + 1)
+        if row.get("total_steps") is not None:
+            self.total_steps = int(row["total_steps"])
+        if time.monotonic() - self._last_flush >= self.flush_s:
+            self.flush()
+
+    def on_epoch(self, row: Mapping[str, Any]) -> None:
+        self.flush()
+        self.store.append_epoch(self.run_id, row)
+
+    def flush(self) -> None:
+        """Write buffered step rows and the progress counters."""
+        self._last_flush = time.monotonic()
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self.store.append_steps(self.run_id, rows)
+        self.store.set_progress(self.run_id, self.steps_done, self.total_steps)
+
+
+def train_runner(run_id: str, store: RunStore, should_stop: Callable[[], bool]) -> Any:
+    """The default runner: ``dpcore.training.train`` on the run's stored config, then ``store.finish``.
+
+    Returns the RunResult (whose artifacts are in ``store.artifacts_dir(run_id)``).
+    """
+    training = importlib.import_module("dpcore.training")
+    cfg = store.get(run_id).train_config()
+    writer = ProgressWriter(store, run_id)
+    result = training.train(cfg, on_step=writer.on_step, on_epoch=writer.on_epoch, should_stop=should_stop)
+    writer.flush()
+    store.finish(run_id, result)
+    return result
+
+
+class JobQueue:
+    """Runs jobs from a FIFO on ``workers`` daemon threads (default one job at a time).
+
+    At most ``max_pending`` jobs wait; ``submit`` beyond that raises QueueFull. Jobs are
+    runs in ``store``; their status, progress and results are read from the store.
+    """
+
+    def __init__(self, store: RunStore, *, workers: int = 1, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be at least 1, got {max_pending}")
+        self.store = store
+        self.max_pending = max_pending
+        self._cond = threading.Condition()
+        self._pending: collections.deque[_Job] = collections.deque()
+        self._running: dict[str, _Job] = {}
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"dpexplorer-worker-{i}", daemon=True) for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def __repr__(self) -> str:
+        return f"JobQueue({self.store.root!s}, workers={len(self._threads)}, pending={len(self._pending)})"
+
+    # ------------------------------------------------------------------ submitting
+    def submit(self, config: TrainConfig | Mapping[str, Any], *, name: str | None = None, kind: str = "train",
+               group: str | None = None, runner: Runner | None = None) -> str:
+        """Record a queued run and enqueue it; return its run id.
+
+        Without ``runner``, ``config`` must be a TrainConfig (validated here, so a bad
+        setting fails before it queues) and the run trains with ``train_runner``.
+        Raises QueueFull when ``max_pending`` jobs are already waiting.
+        """
+        if runner is None:
+            if isinstance(config, Mapping):
+                config = TrainConfig.from_dict(dict(config))
+            if not isinstance(config, TrainConfig):
+                raise TypeError(f"config must be a TrainConfig for training jobs, got {type(config).__name__}")
+            config.validate()
+            runner = train_runner
+        with self._cond:
+            if self._closed:
+                raise QueueClosed("the job queue has been shut down; start a new one to run more jobs")
+            if len(self._pending) >= self.max_pending:
+                raise QueueFull(
+                    f"queue is full: {len(self._pending)} jobs are waiting (limit {self.max_pending}); "
+                    "wait for some to finish or cancel queued ones, then submit again"
+                )
+            run_id = self.store.create_run(config, kind=kind, name=name, group=group)
+            self._pending.append(_Job(run_id, runner))
+            self._cond.notify()
+        return run_id
+
+    # ------------------------------------------------------------------ inspecting
+    def position(self, run_id: str) -> int | None:
+        """0 while the job runs, k >= 1 for the k-th waiting job, None when it is not in this queue."""
+        with self._cond:
+            if run_id in self._running:
+                return 0
+            for index, job in enumerate(self._pending, start=1):
+                if job.run_id == run_id:
+                    return index
+        return None
+
+    def pending(self) -> list[str]:
+        """Ids of waiting jobs, next first."""
+        with self._cond:
+            return [job.run_id for job in self._pending]
+
+    def running(self) -> list[str]:
+        """Ids of jobs being run now."""
+        with self._cond:
+            return list(self._running)
+
+    def wait(self, run_id: str, timeout: float | None = None, *, poll_s: float = 0.05) -> RunRecord:
+        """Block until the run leaves queued/running (or ``timeout`` seconds pass); return its record.
+
+        Works for runs of other queues or processes too (by polling the store).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            job = self._running.get(run_id) or next((j for j in self._pending if j.run_id == run_id), None)
+        if job is not None:
+            job.done.wait(timeout)
+        while True:
+            record = self.store.get(run_id)
+            if record.status in TERMINAL_STATUSES or (deadline is not None and time.monotonic() >= deadline):
+                return record
+            time.sleep(poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic())))
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until no job is waiting or running; return False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._running:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    # ------------------------------------------------------------------ cancelling
+    def cancel(self, run_id: str) -> str:
+        """Cancel a job; return the run's status afterwards.
+
+        A waiting job is removed and becomes 'cancelled' without ever starting. A
+        running job is asked to stop (its ``should_stop`` turns True) and stays
+        'running' until its runner returns. Runs owned by other queues or processes get
+        the store's cancel flag, which their ``should_stop`` reads.
+        """
+        with self._cond:
+            job = next((j for j in self._pending if j.run_id == run_id), None)
+            if job is not None:
+                self._pending.remove(job)
+                job.cancel.set()
+            running = self._running.get(run_id)
+            if running is not None:
+                running.cancel.set()
+            self._cond.notify_all()
+        status = self.store.request_cancel(run_id)
+        if job is not None:
+            job.done.set()
+        return status
+
+    def shutdown(self, *, wait: bool = True, timeout: float | None = 10.0) -> bool:
+        """Stop taking jobs, cancel waiting ones and ask running ones to stop.
+
+        Returns False when a worker was still busy after ``timeout`` seconds.
+        """
+        with self._cond:
+            self._closed = True
+            dropped = list(self._pending)
+            self._pending.clear()
+            for job in self._running.values():
+                job.cancel.set()
+            self._cond.notify_all()
+        for job in dropped:
+            job.cancel.set()
+            try:
+                self.store.request_cancel(job.run_id)
+            except RunNotFound:
+                pass
+            job.done.set()
+        if not wait:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``shutdown`` was called."""
+        return self._closed
+
+    # ------------------------------------------------------------------ workers
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                job = self._pending.popleft()
+                self._running[job.run_id] = job
+            try:
+                self._run(job)
+            except Exception:
+                log.exception("job %s: could not record its outcome", job.run_id)
+            finally:
+                with self._cond:
+                    self._running.pop(job.run_id, None)
+                    self._cond.notify_all()
+                job.done.set()
+
+    def _run(self, job: _Job) -> None:
+        store, run_id = self.store, job.run_id
+        try:
+            claimed = store.set_status(run_id, RUNNING, only_from=(QUEUED,))
+        except RunNotFound:
+            return  # deleted while waiting
+        if not claimed:
+            return  # cancelled (possibly from another process) before it started
+        should_stop = StopCheck(store, run_id, job.cancel)
+        if should_stop():
+            store.set_status(run_id, CANCELLED, only_from=(RUNNING,), stop_status=CANCELLED,
+                             stop_reason="cancelled before it started")
+            return
+        try:
+            job.runner(run_id, store, should_stop)
+        except Exception as exc:
+            if not isinstance(exc, DPExplorerError):
+                log.exception("job %s failed", run_id)
+            try:
+                store.fail(run_id, exc)
+            except RunNotFound:
+                pass
+            return
+        try:
+            if should_stop.triggered:
+                store.set_status(run_id, CANCELLED, only_from=(RUNNING,), stop_status=CANCELLED,
+                                 stop_reason="cancelled by request")
+            else:
+                store.set_status(run_id, DONE, only_from=(RUNNING,), stop_status="finished")
+        except RunNotFound:
+            pass
+
+
+# ---------------------------------------------------------------------- process-wide queues
+_queues: dict[Path, JobQueue] = {}
+_queues_lock = threading.Lock()
+
+
+def get_queue(store_root: str | Path | None = None, *, workers: int = 1,
+              max_pending: int = DEFAULT_MAX_PENDING) -> JobQueue:
+    """The process's shared queue for a runs directory (default ``$DPEXPLORER_RUNS_DIR`` or ``./runs``).
+
+    Every caller (every Streamlit session) with the same directory gets the same
+    queue; ``workers``/``max_pending`` apply only when it is first created.
+    """
+    root = Path(store_root if store_root is not None else default_root()).expanduser().resolve()
+    with _queues_lock:
+        queue = _queues.get(root)
+        if queue is None or queue.closed:
+            queue = _queues[root] = JobQueue(RunStore(root), workers=workers, max_pending=max_pending)
+        return queue
+
+
+def shutdown(*, timeout: float | None = 10.0) -> None:
+    """Shut down every queue made by ``get_queue`` (cancelling their jobs) and forget them. For tests and exit."""
+    with _queues_lock:
+        queues = list(_queues.values())
+        _queues.clear()
+    for queue in queues:
+        queue.shutdown(timeout=timeout)

@@ -1,0 +1,1085 @@
+"""Figures for DP Explorer: pure functions from plain data (DataFrames, arrays) to plotly Figures.
+
+Every chart shares one look (``TEMPLATE`` through ``base_figure``), one colour per run
+(``run_colors``) and one way of saying that there is nothing to show yet (``add_no_data``),
+so the dashboard, the HTML report and scripts draw the same pictures. No Streamlit, no I/O.
+
+Charts that overlay runs take ``runs`` as a list of ``(label, DataFrame)`` pairs (a bare
+DataFrame, a ``{label: DataFrame}`` dict or a list of ``on_step`` dicts per run also work).
+Colours follow the order of the list, so passing the same list to every chart keeps a run's
+colour the same everywhere; pass ``colors=run_colors(all_labels)`` to pin them explicitly.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.colors import sample_colorscale
+
+from dpcore.errors import ConfigError
+
+# --------------------------------------------------------------------------------------
+# Shared vocabulary: epsilon bands, colours, the template
+# --------------------------------------------------------------------------------------
+
+#: Rough reading of an epsilon value: (lower, upper, name), lower bound inclusive.
+EPSILON_BANDS: list[tuple[float, float, str]] = [
+    (0.0, 1.0, "strong"),
+    (1.0, 5.0, "moderate"),
+    (5.0, 10.0, "weak"),
+    (10.0, math.inf, "very weak"),
+]
+#: Subtle fills for the bands (green -> red), light enough to sit behind curves.
+EPSILON_BAND_COLORS: dict[str, str] = {
+    "strong": "rgba(44, 160, 44, 0.09)",
+    "moderate": "rgba(160, 180, 30, 0.10)",
+    "weak": "rgba(255, 140, 0, 0.10)",
+    "very weak": "rgba(214, 39, 40, 0.09)",
+}
+
+NO_DATA_TEXT = "no data yet"
+
+#: One colour per run, in order (Tableau 10 without grey: grey means "non-private baseline").
+RUN_PALETTE: tuple[str, ...] = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#17becf", "#8c564b", "#e377c2", "#bcbd22",
+)
+BASELINE_COLOR = "#7f7f7f"
+TARGET_COLOR = "#333333"
+LIMIT_COLOR = "#d62728"
+MEMBER_COLOR = "#d55e00"
+NON_MEMBER_COLOR = "#0072b2"
+HEALTHY_FILL = "rgba(44, 160, 44, 0.10)"
+GOOD_COLOR = "#2ca02c"
+WARN_COLOR = "#e67e00"
+ACCOUNTANT_COLORS: dict[str, str] = {"RDP": "#1f77b4", "PRV": "#ff7f0e", "GDP": "#2ca02c"}
+
+FONT_FAMILY = "Inter, 'Source Sans Pro', 'Segoe UI', Helvetica, Arial, sans-serif"
+DEFAULT_HEIGHT = 360
+#: Step series with at least this many points get a smoothed line over faint raw values.
+SMOOTH_MIN_STEPS = 30
+
+
+def _make_template() -> go.layout.Template:
+    template = go.layout.Template(pio.templates["plotly_white"])
+    axis = dict(
+        showline=True, linecolor="#b0b0b0", ticks="outside", tickcolor="#b0b0b0", ticklen=4,
+        gridcolor="#ececec", zeroline=False, title=dict(standoff=8, font=dict(size=13)),
+        automargin=True,
+    )
+    template.layout.update(
+        font=dict(family=FONT_FAMILY, size=13, color="#262730"),
+        title=dict(font=dict(size=16), x=0.0, xref="paper", xanchor="left", y=0.985, yref="container",
+                   yanchor="top"),
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+        margin=dict(l=56, r=16, t=76, b=44),
+        legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0.0,
+                    bgcolor="rgba(255,255,255,0)", font=dict(size=12), title=dict(text="")),
+        hoverlabel=dict(font=dict(family=FONT_FAMILY, size=12), bgcolor="white", bordercolor="#b0b0b0"),
+        colorway=list(RUN_PALETTE),
+        xaxis=axis,
+        yaxis=axis,
+    )
+    return template
+
+
+#: The one look of every DP Explorer figure (plotly_white plus dashboard spacing).
+TEMPLATE: go.layout.Template = _make_template()
+
+
+def base_figure(
+    *,
+    title: str | None,
+    x_title: str | None = None,
+    y_title: str | None = None,
+    height: int = DEFAULT_HEIGHT,
+    hovermode: str = "closest",
+) -> go.Figure:
+    """An empty Figure with the shared template, a short title and axis titles (which should carry units)."""
+    fig = go.Figure()
+    fig.update_layout(
+        template=TEMPLATE,
+        title=dict(text=title or ""),
+        height=height,
+        hovermode=hovermode,
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+    )
+    return fig
+
+
+def add_no_data(fig: go.Figure, message: str = NO_DATA_TEXT) -> go.Figure:
+    """Add a centred grey annotation (``"no data yet"`` by default) and return the same figure."""
+    fig.add_annotation(
+        text=message, name="no data", xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+        font=dict(size=15, color="#9a9a9a"),
+    )
+    return fig
+
+
+def empty_figure(title: str | None = None, message: str = NO_DATA_TEXT, *, height: int = DEFAULT_HEIGHT) -> go.Figure:
+    """A figure with no traces that says ``message``: the placeholder before the first data arrives."""
+    return add_no_data(base_figure(title=title, height=height), message)
+
+
+def run_colors(labels: Sequence[str]) -> dict[str, str]:
+    """Map each distinct label to a palette colour, in order of first appearance (cycles after 9 runs)."""
+    colors: dict[str, str] = {}
+    for label in labels:
+        if label not in colors:
+            colors[label] = RUN_PALETTE[len(colors) % len(RUN_PALETTE)]
+    return colors
+
+
+def finish_figure(fig: go.Figure) -> go.Figure:
+    """Show the legend only when it has two or more entries and fit the top margin to title, note and legend.
+
+    Every chart builder here ends with it; figures appended later should too. Returns the same figure.
+    """
+    entries = [trace.name or "" for trace in fig.data if trace.showlegend is not False and trace.name]
+    if fig.layout.showlegend is None:
+        fig.layout.showlegend = len(entries) >= 2
+    top = 42 if fig.layout.title.text else 12
+    if fig.layout.title.subtitle.text:
+        top += 18
+    if fig.layout.showlegend:
+        # a horizontal legend wraps; estimate its rows for a ~650 px wide chart (12 px font)
+        width = sum(40 + 7 * len(name) for name in entries)
+        top += 26 * max(1, math.ceil(width / 650))
+    fig.update_layout(margin_t=top)
+    return fig
+
+
+def _finished(build: Callable[..., go.Figure]) -> Callable[..., go.Figure]:
+    """Decorator: run ``finish_figure`` on what a chart builder returns."""
+    @functools.wraps(build)
+    def wrapper(*args: Any, **kwargs: Any) -> go.Figure:
+        return finish_figure(build(*args, **kwargs))
+    return wrapper
+
+
+def epsilon_band(eps: float) -> str:
+    """Name of the EPSILON_BANDS band that ``eps`` falls in: 'strong', 'moderate', 'weak' or 'very weak'.
+
+    ``inf`` (a non-private run) gives 'none (not private)' and NaN gives 'unknown'.
+
+    >>> epsilon_band(0.5), epsilon_band(1.0), epsilon_band(8), epsilon_band(50)
+    ('strong', 'moderate', 'weak', 'very weak')
+    """
+    eps = float(eps)
+    if math.isnan(eps):
+        return "unknown"
+    if math.isinf(eps) and eps > 0:
+        return "none (not private)"
+    if eps < 0:
+        raise ConfigError(f"epsilon must be >= 0, got {eps!r}; epsilon is a privacy loss and is never negative")
+    for lower, upper, name in EPSILON_BANDS:
+        if lower <= eps < upper:
+            return name
+    return EPSILON_BANDS[-1][2]
+
+
+# --------------------------------------------------------------------------------------
+# Small helpers shared by the charts
+# --------------------------------------------------------------------------------------
+
+RunsInput = pd.DataFrame | Sequence[tuple[str, Any]] | Mapping[str, Any] | None
+
+
+def _as_runs(runs: RunsInput, default_label: str = "run") -> list[tuple[str, pd.DataFrame]]:
+    """Normalise the accepted ``runs`` shapes to a list of (label, DataFrame)."""
+    if runs is None:
+        return []
+    if isinstance(runs, pd.DataFrame):
+        return [(default_label, runs)]
+    items = list(runs.items()) if isinstance(runs, Mapping) else list(runs)
+    normalised: list[tuple[str, pd.DataFrame]] = []
+    for item in items:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise ConfigError(
+                f"runs must be a DataFrame or a list of (label, DataFrame) pairs, got an item of type "
+                f"{type(item).__name__}; wrap a single run as [('my run', result.history)]"
+            )
+        label, frame = item
+        if frame is None:
+            frame = pd.DataFrame()
+        elif not isinstance(frame, pd.DataFrame):
+            frame = pd.DataFrame(list(frame))  # e.g. the list of on_step dicts collected so far
+        normalised.append((str(label), frame))
+    return normalised
+
+
+def _colors_for(runs: list[tuple[str, pd.DataFrame]], colors: Mapping[str, str] | None) -> dict[str, str]:
+    palette = run_colors([label for label, _ in runs])
+    if colors:
+        palette.update({label: color for label, color in colors.items() if label in palette})
+    return palette
+
+
+def _column(frame: pd.DataFrame, column: str, *, label: str, what: str) -> np.ndarray:
+    """``frame[column]`` as float64 (non-numbers become NaN); a clear error when the column is missing."""
+    if column not in frame.columns:
+        raise ConfigError(
+            f"{what} for {label!r} has no {column!r} column (columns given: {list(frame.columns)}); "
+            f"pass the DataFrame from the run result (history or epochs) unchanged"
+        )
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+
+
+def _xy(frame: pd.DataFrame, x: str, y: str, *, label: str, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of one run, sorted by x, keeping only rows where both are finite."""
+    xs = _column(frame, x, label=label, what=what)
+    ys = _column(frame, y, label=label, what=what)
+    keep = np.isfinite(xs) & np.isfinite(ys)
+    xs, ys = xs[keep], ys[keep]
+    order = np.argsort(xs, kind="stable")
+    return xs[order], ys[order]
+
+
+def _smoothing_window(n: int) -> int:
+    """Rolling-mean window: ~5 % of the points, between 3 and 50 steps."""
+    return int(max(3, min(50, n // 20)))
+
+
+def _rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
+    return pd.Series(values).rolling(window, min_periods=1).mean().to_numpy()
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def _percent(fraction: float) -> str:
+    """A fraction as a short percentage that never rounds a small nonzero share to 0 % or a big one to 100 %."""
+    if 0 < fraction < 0.005:
+        return "<1%"
+    if 0.995 <= fraction < 1:
+        return ">99%"
+    return f"{fraction:.0%}"
+
+
+def _line_mode(n: int) -> str:
+    # A single point drawn as a line is invisible; markers make the first live step show up.
+    return "lines+markers" if n < 3 else "lines"
+
+
+def _add_hline(fig: go.Figure, y: float, *, text: str, color: str, dash: str, name: str, x: float = 0.01) -> None:
+    """A labelled horizontal reference line across the plot; the label sits above the line at paper ``x``."""
+    fig.add_shape(type="line", name=name, xref="paper", x0=0, x1=1, yref="y", y0=y, y1=y,
+                  line=dict(color=color, width=1.6, dash=dash), layer="above")
+    fig.add_annotation(name=name, text=text, xref="paper", x=x, xanchor="left", yref="y", y=y, yanchor="bottom",
+                       showarrow=False, font=dict(size=11, color=color), bgcolor="rgba(255,255,255,0.7)")
+
+
+def add_note(fig: go.Figure, text: str) -> go.Figure:
+    """Append a short grey sentence under the title (skipped runs, values off the chart); returns the figure."""
+    previous = fig.layout.title.subtitle.text
+    fig.update_layout(title_subtitle=dict(text=f"{previous}; {text}" if previous else text,
+                                          font=dict(size=12, color="#777777")))
+    return fig
+
+
+def add_epsilon_bands(fig: go.Figure, *, upper: float, lower: float = 0.0, axis: str = "y",
+                      log: bool = False) -> go.Figure:
+    """Shade the EPSILON_BANDS that are visible between ``lower`` and ``upper`` (in epsilon units).
+
+    ``axis='y'`` draws horizontal bands labelled at the right edge (epsilon on the y axis);
+    ``axis='x'`` draws vertical bands labelled along the bottom (epsilon on the x axis). ``log``
+    says the axis is logarithmic. Bands too thin to hold their name are shaded but not labelled.
+    Returns the same figure.
+    """
+    def position(value: float) -> float:
+        return math.log10(value) if log else value
+
+    if log and lower <= 0:
+        raise ConfigError(f"lower must be > 0 on a log axis, got {lower!r}")
+    span = position(upper) - position(lower)
+    for band_lower, band_upper, name in EPSILON_BANDS:
+        lo, hi = max(band_lower, lower), min(band_upper, upper)
+        if not hi > lo:
+            continue
+        fill = EPSILON_BAND_COLORS[name]
+        # shapes take data coordinates on log axes, annotations take log10 coordinates
+        share = (position(hi) - position(lo)) / span if span > 0 else 1.0
+        label = dict(name=f"band: {name}", text=name, showarrow=False, font=dict(size=11, color="#8a8a8a"))
+        if axis == "y":
+            fig.add_shape(type="rect", name=f"band: {name}", xref="paper", x0=0, x1=1, yref="y", y0=lo, y1=hi,
+                          fillcolor=fill, line_width=0, layer="below")
+            # named just under the band's top edge: the middle of 'moderate' is 3, a favourite target
+            if share >= 0.07:
+                fig.add_annotation(xref="paper", x=1, xanchor="right", yref="y", y=position(hi), yanchor="top",
+                                   **label)
+        else:
+            fig.add_shape(type="rect", name=f"band: {name}", yref="paper", y0=0, y1=1, xref="x", x0=lo, x1=hi,
+                          fillcolor=fill, line_width=0, layer="below")
+            if share >= 0.12:
+                fig.add_annotation(yref="paper", y=0, yanchor="bottom", xref="x", x=(position(lo) + position(hi)) / 2,
+                                   **label)
+    return fig
+
+
+def _log_ticks(lo: float, hi: float) -> dict[str, Any]:
+    """Readable tick positions for a log axis from ``lo`` to ``hi``: 1-2-5 per decade, or decades only when wide."""
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    mantissas = (1, 2, 5) if last - first <= 3 else (1,)
+    values = [m * 10.0**k for k in range(first, last + 1) for m in mantissas]
+    values = [v for v in values if lo <= v <= hi]
+    return dict(tickvals=values, ticktext=[f"{v:g}" for v in values])
+
+
+def _log_range(values: np.ndarray, pad: float = 1.3) -> tuple[float, float]:
+    """Data limits for a log axis around positive ``values`` (padded by a factor)."""
+    positive = values[np.isfinite(values) & (values > 0)]
+    if positive.size == 0:
+        return 0.1, 10.0
+    return float(positive.min()) / pad, float(positive.max()) * pad
+
+
+# --------------------------------------------------------------------------------------
+# Training: epsilon, clipping, loss, accuracy
+# --------------------------------------------------------------------------------------
+
+@_finished
+def epsilon_chart(
+    runs: RunsInput,
+    *,
+    target_epsilon: float | None = None,
+    epsilon_limit: float | None = None,
+    x: str = "step",
+    delta: float | None = None,
+    colors: Mapping[str, str] | None = None,
+    title: str | None = "Privacy spent",
+) -> go.Figure:
+    """Epsilon spent (at ``delta``) against ``x`` ('step' or 'epoch'), one line per run.
+
+    Draws a dashed line at ``target_epsilon``, a red line at the hard ``epsilon_limit`` and light
+    EPSILON_BANDS behind the curves. The y axis runs from 0 to 1.15 x max(curve, target) (the
+    limit when there is no target); a limit above that is named in a note instead of drawn.
+    Non-private runs (epsilon all inf/NaN) are skipped with a note. Returns a plotly Figure.
+    """
+    if x not in ("step", "epoch"):
+        raise ConfigError(f"x must be 'step' or 'epoch', got {x!r}")
+    run_list = _as_runs(runs)
+    palette = _colors_for(run_list, colors)
+    x_title = "optimizer step" if x == "step" else "epoch"
+    y_title = "ε spent" + (f" (δ = {delta:g})" if delta else "")
+    fig = base_figure(title=title, x_title=x_title, y_title=y_title, hovermode="x unified")
+    fig.update_xaxes(unifiedhovertitle=dict(text=f"{x} %{{x}}"), rangemode="tozero")
+
+    curve_max, plotted, skipped = 0.0, 0, []
+    for label, frame in run_list:
+        if frame.empty:
+            continue
+        xs, ys = _xy(frame, x, "epsilon", label=label, what="history")
+        if ys.size == 0:
+            # rows exist but no finite epsilon: the non-private baseline (epsilon = inf)
+            skipped.append(label)
+            continue
+        fig.add_trace(go.Scatter(
+            x=xs, y=ys, name=label, mode=_line_mode(ys.size), line=dict(color=palette[label], width=2),
+            hovertemplate="ε %{y:.3f}",
+        ))
+        curve_max = max(curve_max, float(ys.max()))
+        plotted += 1
+
+    reference = max(curve_max, target_epsilon or 0.0)
+    if target_epsilon is None and epsilon_limit is not None:
+        reference = max(reference, epsilon_limit)
+    top = reference * 1.15 if reference > 0 else 1.0
+    fig.update_yaxes(range=[0, top])
+    add_epsilon_bands(fig, upper=top)
+
+    if target_epsilon is not None:
+        _add_hline(fig, target_epsilon, text=f"target ε = {_fmt(target_epsilon)}", color=TARGET_COLOR,
+                   dash="dash", name="target")
+    notes = []
+    if epsilon_limit is not None:
+        if epsilon_limit <= top:
+            _add_hline(fig, epsilon_limit, text=f"limit ε = {_fmt(epsilon_limit)}", color=LIMIT_COLOR,
+                       dash="solid", name="limit", x=0.45)
+        else:
+            notes.append(f"hard limit ε = {_fmt(epsilon_limit)} (above the chart)")
+    if skipped:
+        notes.append(f"not plotted (no DP, ε = ∞): {', '.join(skipped)}")
+    if notes:
+        add_note(fig, "; ".join(notes))
+    if plotted == 0 and not skipped:
+        add_no_data(fig)
+    return fig
+
+
+def _add_smoothed_series(fig: go.Figure, xs: np.ndarray, ys: np.ndarray, *, label: str, color: str,
+                         hover: str, smooth: bool | None) -> None:
+    """A run's per-step values: faint raw line plus a rolling mean when there are many steps."""
+    use_smoothing = (ys.size >= SMOOTH_MIN_STEPS) if smooth is None else (smooth and ys.size >= 2)
+    if not use_smoothing:
+        fig.add_trace(go.Scatter(x=xs, y=ys, name=label, legendgroup=label, mode=_line_mode(ys.size),
+                                 line=dict(color=color, width=2), hovertemplate=hover))
+        return
+    window = _smoothing_window(ys.size)
+    fig.add_trace(go.Scatter(x=xs, y=ys, name=f"{label} (per step)", legendgroup=label, showlegend=False,
+                             mode="lines", line=dict(color=color, width=1), opacity=0.3,
+                             hovertemplate=hover + " (per step)"))
+    fig.add_trace(go.Scatter(x=xs, y=_rolling_mean(ys, window), name=label, legendgroup=label, mode="lines",
+                             line=dict(color=color, width=2.2),
+                             hovertemplate=hover + f" (mean of {window} steps)"))
+
+
+@_finished
+def clip_fraction_chart(
+    runs: RunsInput,
+    *,
+    band: tuple[float, float] = (0.5, 0.8),
+    smooth: bool | None = None,
+    colors: Mapping[str, str] | None = None,
+    title: str | None = "Clipped gradients",
+) -> go.Figure:
+    """Share of per-sample gradients clipped per step (fractions 0..1, shown as %), one line per run.
+
+    Shades ``band`` (default 50-80 %, a common healthy range for the clipping bound). With
+    ``smooth=None`` a rolling mean is drawn over faint raw values once a run has at least
+    SMOOTH_MIN_STEPS steps. Runs without clipping data (non-private) are skipped with a note.
+    """
+    low, high = band
+    if not 0 <= low < high <= 1:
+        raise ConfigError(f"band must be two fractions 0 <= low < high <= 1, got {band!r}; e.g. (0.5, 0.8)")
+    run_list = _as_runs(runs)
+    palette = _colors_for(run_list, colors)
+    fig = base_figure(title=title, x_title="optimizer step", y_title="gradients clipped (%)",
+                      hovermode="x unified")
+    fig.update_xaxes(unifiedhovertitle=dict(text="step %{x}"), rangemode="tozero")
+    fig.update_yaxes(range=[0, 1.03], tickformat=".0%")
+    fig.add_shape(type="rect", name="healthy band", xref="paper", x0=0, x1=1, yref="y", y0=low, y1=high,
+                  fillcolor=HEALTHY_FILL, line_width=0, layer="below")
+    fig.add_annotation(name="healthy band", text=f"healthy {low * 100:.0f}–{high * 100:.0f} %", xref="paper",
+                       x=1, xanchor="right", yref="y", y=low, yanchor="bottom", showarrow=False,
+                       font=dict(size=11, color="#4f8a4f"), bgcolor="rgba(255,255,255,0.7)")
+
+    plotted, skipped = 0, []
+    for label, frame in run_list:
+        if frame.empty:
+            continue
+        xs, ys = _xy(frame, "step", "clip_fraction", label=label, what="history")
+        if ys.size == 0:
+            skipped.append(label)
+            continue
+        _add_smoothed_series(fig, xs, ys, label=label, color=palette[label], hover="%{y:.1%} clipped",
+                             smooth=smooth)
+        plotted += 1
+    if skipped:
+        add_note(fig, f"no clipping (no DP): {', '.join(skipped)}")
+    if plotted == 0 and not skipped:
+        add_no_data(fig)
+    return fig
+
+
+@_finished
+def loss_chart(
+    runs: RunsInput,
+    *,
+    smooth: bool | None = None,
+    log_y: bool = False,
+    colors: Mapping[str, str] | None = None,
+    title: str | None = "Training loss",
+) -> go.Figure:
+    """Training loss (cross-entropy, nats) per optimizer step: faint raw values plus a rolling mean.
+
+    Non-finite losses (a diverged run) are left out. Returns a plotly Figure.
+    """
+    run_list = _as_runs(runs)
+    palette = _colors_for(run_list, colors)
+    fig = base_figure(title=title, x_title="optimizer step", y_title="loss (cross-entropy, nats)",
+                      hovermode="x unified")
+    fig.update_xaxes(unifiedhovertitle=dict(text="step %{x}"), rangemode="tozero")
+    if log_y:
+        fig.update_yaxes(type="log")
+    plotted = 0
+    for label, frame in run_list:
+        if frame.empty:
+            continue
+        xs, ys = _xy(frame, "step", "loss", label=label, what="history")
+        if log_y:
+            xs, ys = xs[ys > 0], ys[ys > 0]
+        if ys.size == 0:
+            continue
+        _add_smoothed_series(fig, xs, ys, label=label, color=palette[label], hover="loss %{y:.4f}", smooth=smooth)
+        plotted += 1
+    if plotted == 0:
+        add_no_data(fig)
+    return fig
+
+
+@_finished
+def accuracy_chart(
+    runs: RunsInput,
+    *,
+    baseline: pd.DataFrame | float | None = None,
+    colors: Mapping[str, str] | None = None,
+    title: str | None = "Accuracy",
+) -> go.Figure:
+    """Train (dashed) and test (solid) accuracy per epoch for each run, as % (inputs are fractions 0..1).
+
+    ``baseline`` is a non-private run's epochs DataFrame (its test accuracy per epoch) or one
+    accuracy; it is drawn as a grey dotted line named 'non-private baseline'.
+    """
+    run_list = _as_runs(runs)
+    palette = _colors_for(run_list, colors)
+    fig = base_figure(title=title, x_title="epoch", y_title="accuracy (%)", hovermode="x unified")
+    fig.update_xaxes(unifiedhovertitle=dict(text="epoch %{x}"))
+    fig.update_yaxes(tickformat=".0%")
+    single = len(run_list) == 1
+    epochs_seen: list[float] = []
+    plotted = 0
+    for label, frame in run_list:
+        if frame.empty:
+            continue
+        for column, dash, split in (("test_accuracy", "solid", "test"), ("train_accuracy", "dash", "train")):
+            if column not in frame.columns and split == "train":
+                continue  # test accuracy is required, train accuracy is optional
+            xs, ys = _xy(frame, "epoch", column, label=label, what="epochs")
+            if ys.size == 0:
+                continue
+            fig.add_trace(go.Scatter(
+                x=xs, y=ys, name=split if single else f"{label} {split}", legendgroup=label,
+                mode="lines+markers" if ys.size < 30 else "lines", marker=dict(size=5),
+                line=dict(color=palette[label], width=2 if split == "test" else 1.6, dash=dash),
+                hovertemplate=f"{split} %{{y:.1%}}",
+            ))
+            epochs_seen.extend([xs.min(), xs.max()])
+            plotted += 1
+
+    if isinstance(baseline, pd.DataFrame):
+        if not baseline.empty:
+            xs, ys = _xy(baseline, "epoch", "test_accuracy", label="non-private baseline", what="epochs")
+            if ys.size:
+                fig.add_trace(go.Scatter(
+                    x=xs, y=ys, name="non-private baseline", mode="lines+markers" if ys.size < 30 else "lines",
+                    marker=dict(size=4), line=dict(color=BASELINE_COLOR, width=1.8, dash="dot"),
+                    hovertemplate="non-private %{y:.1%}",
+                ))
+    elif baseline is not None and math.isfinite(float(baseline)):
+        lo, hi = (min(epochs_seen), max(epochs_seen)) if epochs_seen else (0.0, 1.0)
+        if hi == lo:
+            hi = lo + 1
+        fig.add_trace(go.Scatter(
+            x=[lo, hi], y=[float(baseline)] * 2, name="non-private baseline", mode="lines",
+            line=dict(color=BASELINE_COLOR, width=1.8, dash="dot"), hovertemplate="non-private %{y:.1%}",
+        ))
+    if plotted == 0:
+        add_no_data(fig)
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# Attacks: ROC, score histograms, empirical epsilon
+# --------------------------------------------------------------------------------------
+
+RocCurve = tuple[str, Any, Any, float | None]
+
+
+@_finished
+def roc_chart(
+    curves: Sequence[RocCurve] | None,
+    *,
+    log_scale: bool = False,
+    n_non_members: int | None = None,
+    title: str | None = "Membership-inference ROC",
+) -> go.Figure:
+    """ROC curves of membership-inference attacks, one per ``(label, fpr, tpr, auc)``, plus the chance diagonal.
+
+    Legend names carry the AUC. ``log_scale=True`` uses log-log axes (the low-FPR regime where
+    an attack is dangerous): FPR starts at ``1 / n_non_members`` (default: the smallest nonzero FPR
+    of the curves) and zeros are clipped to that floor, so no point sits at 0. Rates are shown as %.
+    """
+    curves = list(curves or [])
+    fig = base_figure(title=title, x_title="false positive rate (%)", y_title="true positive rate (%)")
+    prepared = []
+    for label, fpr, tpr, auc in curves:
+        fpr = np.asarray(fpr, dtype=float).ravel()
+        tpr = np.asarray(tpr, dtype=float).ravel()
+        if fpr.shape != tpr.shape:
+            raise ConfigError(f"ROC curve {label!r}: fpr has {fpr.size} values and tpr {tpr.size}; they must match")
+        keep = np.isfinite(fpr) & np.isfinite(tpr)
+        if keep.any():
+            prepared.append((str(label), fpr[keep], tpr[keep], auc))
+
+    if log_scale:
+        if n_non_members:
+            fpr_floor = 1.0 / n_non_members
+        else:
+            positives = [f[f > 0] for _, f, _, _ in prepared]
+            positives = [p.min() for p in positives if p.size]
+            fpr_floor = float(min(positives)) if positives else 1e-3
+        tpr_positive = [t[t > 0].min() for _, _, t, _ in prepared if (t > 0).any()]
+        tpr_floor = float(min([fpr_floor, *tpr_positive]))
+        diagonal = [fpr_floor, 1.0]
+        fig.update_xaxes(type="log", range=[math.log10(fpr_floor), 0], tickformat="~%")
+        fig.update_yaxes(type="log", range=[math.log10(tpr_floor), 0.02], tickformat="~%")
+    else:
+        fpr_floor = tpr_floor = 0.0
+        diagonal = [0.0, 1.0]
+        fig.update_xaxes(range=[0, 1], tickformat="~%", constrain="domain")
+        fig.update_yaxes(range=[0, 1.01], tickformat="~%")
+
+    fig.add_trace(go.Scatter(x=diagonal, y=diagonal, name="chance", mode="lines",
+                             line=dict(color=BASELINE_COLOR, width=1.2, dash="dot"), hoverinfo="skip"))
+    for index, (label, fpr, tpr, auc) in enumerate(prepared):
+        if log_scale:
+            fpr, tpr = np.clip(fpr, fpr_floor, 1.0), np.clip(tpr, tpr_floor, 1.0)
+        has_auc = auc is not None and math.isfinite(float(auc))
+        fig.add_trace(go.Scatter(
+            x=fpr, y=tpr, name=f"{label} (AUC {float(auc):.3f})" if has_auc else label, mode="lines",
+            line=dict(color=RUN_PALETTE[index % len(RUN_PALETTE)], width=2, shape="hv"),
+            hovertemplate="FPR %{x:.2%}<br>TPR %{y:.2%}",
+        ))
+    if not prepared:
+        add_no_data(fig)
+    return fig
+
+
+def _shared_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    low, high = float(values.min()), float(values.max())
+    if high == low:
+        low, high = low - 0.5, high + 0.5
+    return np.linspace(low, high, bins + 1)
+
+
+@_finished
+def score_histogram(
+    member_scores: Any,
+    non_member_scores: Any,
+    *,
+    title: str | None = "Attack scores",
+    x_title: str = "attack score (higher = more likely a member)",
+    bins: int = 40,
+) -> go.Figure:
+    """Overlaid histograms of an attack's scores for members and non-members, on shared bins.
+
+    Bar heights are the % of each group (so unequal group sizes compare fairly); legend names
+    give each group's size. Non-finite scores are dropped.
+    """
+    members = np.asarray(member_scores if member_scores is not None else [], dtype=float).ravel()
+    non_members = np.asarray(non_member_scores if non_member_scores is not None else [], dtype=float).ravel()
+    members, non_members = members[np.isfinite(members)], non_members[np.isfinite(non_members)]
+    fig = base_figure(title=title, x_title=x_title, y_title="share of group (%)")
+    fig.update_layout(barmode="overlay", bargap=0)
+    if members.size + non_members.size == 0:
+        return add_no_data(fig)
+    edges = _shared_edges(np.concatenate([members, non_members]), bins)
+    centers, widths = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    for name, scores, color in (("members", members, MEMBER_COLOR), ("non-members", non_members, NON_MEMBER_COLOR)):
+        if scores.size == 0:
+            continue
+        counts, _ = np.histogram(scores, bins=edges)
+        fig.add_trace(go.Bar(
+            x=centers, y=100.0 * counts / scores.size, width=widths, name=f"{name} (n={scores.size})",
+            marker=dict(color=color, line=dict(width=0)), opacity=0.55,
+            customdata=np.column_stack([edges[:-1], edges[1:], counts]),
+            hovertemplate=f"score %{{customdata[0]:.3g}} to %{{customdata[1]:.3g}}<br>%{{y:.1f}} % of {name} "
+                          f"(%{{customdata[2]}})<extra></extra>",
+        ))
+    return fig
+
+
+@_finished
+def epsilon_bounds_chart(df: pd.DataFrame | None, *, title: str | None = "Empirical vs theoretical ε") -> go.Figure:
+    """Empirical epsilon lower bound (from an attack) against the accountant's epsilon, with the y = x line.
+
+    Columns: label, theoretical_epsilon, empirical_lower_bound and optionally lower_ci (the lower
+    end of the bound's confidence interval, drawn as a downward error bar). Points above y = x
+    would mean the accounting (or the implementation) is wrong; that region is tinted.
+    """
+    fig = base_figure(title=title, x_title="theoretical ε (accountant)", y_title="empirical ε lower bound")
+    if df is None or df.empty:
+        return add_no_data(fig)
+    theory = _column(df, "theoretical_epsilon", label="bounds", what="table")
+    empirical = _column(df, "empirical_lower_bound", label="bounds", what="table")
+    lower_ci = _column(df, "lower_ci", label="bounds", what="table") if "lower_ci" in df.columns else None
+    labels = df["label"].astype(str).to_numpy() if "label" in df.columns else np.array([""] * len(df))
+    keep = np.isfinite(theory) & np.isfinite(empirical)
+    if not keep.any():
+        return add_no_data(fig, "no finite ε to compare (non-private runs have ε = ∞)")
+    theory, empirical, labels = theory[keep], empirical[keep], labels[keep]
+    values = [theory, empirical]
+    if lower_ci is not None:
+        lower_ci = lower_ci[keep]
+        values.append(lower_ci[np.isfinite(lower_ci)])
+    top = max(float(np.max(np.concatenate(values))), 0.1) * 1.12
+    fig.update_xaxes(range=[0, top])
+    fig.update_yaxes(range=[0, top])
+    fig.add_shape(type="path", name="violation region", path=f"M 0,0 L 0,{top} L {top},{top} Z",
+                  xref="x", yref="y", fillcolor="rgba(214, 39, 40, 0.06)", line_width=0, layer="below")
+    fig.add_annotation(name="violation region", text="above y = x: guarantee violated", xref="paper", yref="paper",
+                       x=0.02, y=0.98, xanchor="left", yanchor="top", showarrow=False,
+                       font=dict(size=11, color="#b0504f"))
+    fig.add_trace(go.Scatter(x=[0, top], y=[0, top], name="y = x (tight bound)", mode="lines",
+                             line=dict(color=BASELINE_COLOR, width=1.2, dash="dot"), hoverinfo="skip"))
+    error_y = None
+    if lower_ci is not None:
+        minus = np.where(np.isfinite(lower_ci), np.clip(empirical - lower_ci, 0, None), 0.0)
+        error_y = dict(type="data", symmetric=False, array=np.zeros_like(minus), arrayminus=minus,
+                       color="#555555", thickness=1.2, width=4)
+    fig.add_trace(go.Scatter(
+        x=theory, y=empirical, name="runs", mode="markers+text" if len(labels) <= 8 else "markers",
+        text=labels, textposition="middle right", textfont=dict(size=11),
+        marker=dict(size=9, color=RUN_PALETTE[0]), error_y=error_y,
+        hovertemplate="%{text}<br>theoretical ε %{x:.3g}<br>empirical ε ≥ %{y:.3g}<extra></extra>",
+    ))
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# Clipping bound
+# --------------------------------------------------------------------------------------
+
+@_finished
+def grad_norm_histogram(
+    norms: Any,
+    *,
+    bound: float,
+    clip_range: tuple[float, float] = (0.5, 0.8),
+    bins: int = 40,
+    title: str | None = "Per-sample gradient norms",
+) -> go.Figure:
+    """Histogram of per-sample gradient L2 norms with the clipping bound C and the share it clips.
+
+    The x axis is logarithmic when the positive norms span more than two decades. A vertical
+    line marks ``bound`` with a label 'C = ...: clips N%' (share of norms strictly above C, as
+    Opacus scales exactly those); it is green when that share lies in ``clip_range``. The range
+    of bounds that would clip ``clip_range`` of the samples is shaded.
+    """
+    if not (isinstance(bound, (int, float)) and math.isfinite(bound) and bound > 0):
+        raise ConfigError(f"bound (max_grad_norm) must be a positive number, got {bound!r}")
+    low, high = clip_range
+    if not 0 <= low < high <= 1:
+        raise ConfigError(f"clip_range must be two fractions 0 <= low < high <= 1, got {clip_range!r}")
+    values = np.asarray(norms if norms is not None else [], dtype=float).ravel()
+    values = values[np.isfinite(values) & (values >= 0)]
+    fig = base_figure(title=title, x_title="per-sample gradient norm (L2)", y_title="samples")
+    fig.update_layout(bargap=0, showlegend=False)
+    if values.size == 0:
+        return add_no_data(fig)
+
+    clipped = float(np.mean(values > bound))
+    positive = values[values > 0]
+    log_x = positive.size > 0 and positive.max() / positive.min() > 100
+    if log_x:
+        lo = min(float(positive.min()), bound) / 1.05
+        hi = max(float(positive.max()), bound) * 1.05
+        edges = np.geomspace(lo, hi, bins + 1)
+        counts, _ = np.histogram(np.clip(values, lo, hi), bins=edges)  # zero norms land in the first bin
+        fig.update_xaxes(type="log", range=[math.log10(lo), math.log10(hi)], **_log_ticks(lo, hi))
+    else:
+        lo, hi = min(float(values.min()), bound), max(float(values.max()), bound)
+        if hi == lo:
+            lo, hi = lo * 0.9, hi * 1.1 + 1e-12
+        edges = np.linspace(lo, hi, bins + 1)
+        counts, _ = np.histogram(values, bins=edges)
+        pad = 0.03 * (hi - lo)
+        fig.update_xaxes(range=[lo - pad, hi + pad])
+    # x at the arithmetic middle with the full width: the bar spans exactly [edge, next edge], also on log axes
+    fig.add_trace(go.Bar(
+        x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), name="samples",
+        marker=dict(color=RUN_PALETTE[0], line=dict(width=0)), opacity=0.85,
+        customdata=np.column_stack([edges[:-1], edges[1:]]),
+        hovertemplate="norm %{customdata[0]:.3g} to %{customdata[1]:.3g}<br>%{y} samples<extra></extra>",
+    ))
+
+    # bounds between these quantiles clip between high and low of the samples
+    band_lo, band_hi = np.quantile(values, [1 - high, 1 - low])
+    if band_hi > band_lo:
+        fig.add_shape(type="rect", name="clip range band", xref="x", x0=float(band_lo), x1=float(band_hi),
+                      yref="paper", y0=0, y1=1, fillcolor=HEALTHY_FILL, line_width=0, layer="below")
+        middle = math.sqrt(band_lo * band_hi) if log_x and band_lo > 0 else (band_lo + band_hi) / 2
+        fig.add_annotation(name="clip range band", text=f"C clipping {low * 100:.0f}–{high * 100:.0f} %", xref="x",
+                           x=math.log10(middle) if log_x else middle, yref="paper", y=1, yanchor="bottom",
+                           showarrow=False, font=dict(size=11, color="#5a8f5a"))
+    color = GOOD_COLOR if low <= clipped <= high else WARN_COLOR
+    fig.add_shape(type="line", name="bound", xref="x", x0=bound, x1=bound, yref="paper", y0=0, y1=1,
+                  line=dict(color=color, width=2, dash="dash"))
+    fig.add_annotation(name="bound", text=f"C = {_fmt(bound)}: clips {_percent(clipped)}", xref="x",
+                       x=math.log10(bound) if log_x else bound, yref="paper", y=0.9, xanchor="left",
+                       showarrow=False, font=dict(size=12, color=color), bgcolor="rgba(255,255,255,0.8)")
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# Accounting what-ifs
+# --------------------------------------------------------------------------------------
+
+@_finished
+def epsilon_vs_epochs_chart(
+    curves: pd.DataFrame | None,
+    *,
+    target_epsilon: float | None = None,
+    delta: float | None = None,
+    title: str | None = "ε vs epochs",
+) -> go.Figure:
+    """Epsilon after each epoch, one line per noise multiplier sigma (columns noise_multiplier, epoch, epsilon).
+
+    Lines run from dark (small sigma, fast-growing epsilon) to light; EPSILON_BANDS shade the
+    background up to 1.15 x max(curves, target) and ``target_epsilon`` is a dashed line.
+    """
+    y_title = "ε" + (f" (δ = {delta:g})" if delta else "")
+    fig = base_figure(title=title, x_title="epoch", y_title=y_title, hovermode="x unified")
+    fig.update_xaxes(unifiedhovertitle=dict(text="epoch %{x}"), rangemode="tozero")
+    curve_max, plotted = 0.0, 0
+    if curves is not None and not curves.empty:
+        sigmas = _column(curves, "noise_multiplier", label="curves", what="table")
+        unique = np.unique(sigmas[np.isfinite(sigmas)])
+        shades = sample_colorscale("Viridis", list(np.linspace(0.0, 0.8, max(len(unique), 2))))
+        for index, sigma in enumerate(unique):
+            xs, ys = _xy(curves[sigmas == sigma], "epoch", "epsilon", label=f"σ = {sigma:g}", what="curves")
+            if ys.size == 0:
+                continue
+            fig.add_trace(go.Scatter(x=xs, y=ys, name=f"σ = {sigma:g}", mode=_line_mode(ys.size),
+                                     line=dict(color=shades[index], width=2), hovertemplate="ε %{y:.3f}"))
+            curve_max = max(curve_max, float(ys.max()))
+            plotted += 1
+    reference = max(curve_max, target_epsilon or 0.0)
+    top = reference * 1.15 if reference > 0 else 1.0
+    fig.update_yaxes(range=[0, top])
+    add_epsilon_bands(fig, upper=top)
+    if target_epsilon is not None:
+        _add_hline(fig, target_epsilon, text=f"target ε = {_fmt(target_epsilon)}", color=TARGET_COLOR,
+                   dash="dash", name="target")
+    if plotted == 0:
+        add_no_data(fig)
+    return fig
+
+
+@_finished
+def accountant_comparison_chart(df: pd.DataFrame | None, *, title: str | None = "Accountants compared") -> go.Figure:
+    """Bars of the epsilon each accountant reports for the same training (columns accountant, epsilon).
+
+    Values are printed on the bars; an optional ``seconds`` column shows in the hover. Accountants
+    that gave no finite epsilon are listed in a note instead of drawn.
+    """
+    fig = base_figure(title=title, x_title="accountant", y_title="ε")
+    fig.update_layout(showlegend=False)
+    if df is None or df.empty:
+        return add_no_data(fig)
+    names = df[_require(df, "accountant")].astype(str).str.upper().to_numpy()
+    eps = _column(df, "epsilon", label="accountants", what="table")
+    seconds = _column(df, "seconds", label="accountants", what="table") if "seconds" in df.columns else None
+    finite = np.isfinite(eps)
+    if not finite.any():
+        return add_no_data(fig, "no accountant returned a finite ε")
+    top = float(eps[finite].max()) * 1.2
+    add_epsilon_bands(fig, upper=top)
+    hover = "%{x}: ε = %{y:.4g}"
+    customdata = None
+    if seconds is not None:
+        customdata = seconds[finite]
+        hover += "<br>computed in %{customdata:.3g} s"
+    fig.add_trace(go.Bar(
+        x=names[finite], y=eps[finite], text=[f"{value:.3g}" for value in eps[finite]], textposition="outside",
+        marker=dict(color=[ACCOUNTANT_COLORS.get(name, RUN_PALETTE[3]) for name in names[finite]]),
+        customdata=customdata, hovertemplate=hover + "<extra></extra>", width=0.55,
+    ))
+    fig.update_yaxes(range=[0, top])
+    if not finite.all():
+        add_note(fig, f"no finite ε from: {', '.join(names[~finite])}")
+    return fig
+
+
+def _require(df: pd.DataFrame, column: str) -> str:
+    if column not in df.columns:
+        raise ConfigError(f"table has no {column!r} column (columns given: {list(df.columns)})")
+    return column
+
+
+@_finished
+def sigma_for_epsilon_chart(df: pd.DataFrame | None, *, title: str | None = "Noise needed") -> go.Figure:
+    """Noise multiplier sigma needed to end training at each target epsilon (log x), bands along x.
+
+    Columns: target_epsilon, noise_multiplier. Returns a plotly Figure.
+    """
+    fig = base_figure(title=title, x_title="target ε (log scale)", y_title="noise multiplier σ")
+    fig.update_layout(showlegend=False)
+    if df is None or df.empty:
+        return add_no_data(fig)
+    xs, ys = _xy(df, "target_epsilon", "noise_multiplier", label="sigma table", what="table")
+    keep = xs > 0
+    xs, ys = xs[keep], ys[keep]
+    if xs.size == 0:
+        return add_no_data(fig)
+    lo, hi = _log_range(xs)
+    fig.update_xaxes(type="log", range=[math.log10(lo), math.log10(hi)], **_log_ticks(lo, hi))
+    fig.update_yaxes(rangemode="tozero")
+    add_epsilon_bands(fig, lower=lo, upper=hi, axis="x", log=True)
+    fig.add_trace(go.Scatter(x=xs, y=ys, name="σ needed", mode="lines+markers",
+                             line=dict(color=RUN_PALETTE[0], width=2), marker=dict(size=6),
+                             hovertemplate="target ε %{x:.3g}<br>σ = %{y:.3f}<extra></extra>"))
+    return fig
+
+
+@_finished
+def privacy_utility_chart(df: pd.DataFrame | None, *, title: str | None = "Privacy vs utility") -> go.Figure:
+    """Test accuracy (%) against epsilon (log x) for private runs, with the non-private accuracy as a line.
+
+    Columns: label, epsilon, test_accuracy (fraction 0..1), optional test_accuracy_std (error
+    bars) and is_baseline (default: rows with non-finite epsilon). Several baseline rows are
+    averaged. EPSILON_BANDS shade the x axis.
+    """
+    fig = base_figure(title=title, x_title="ε (log scale)", y_title="test accuracy (%)")
+    fig.update_yaxes(tickformat=".0%")
+    if df is None or df.empty:
+        return add_no_data(fig)
+    eps = _column(df, "epsilon", label="privacy/utility", what="table")
+    accuracy = _column(df, "test_accuracy", label="privacy/utility", what="table")
+    std = _column(df, "test_accuracy_std", label="privacy/utility", what="table") \
+        if "test_accuracy_std" in df.columns else np.full(len(df), np.nan)
+    labels = df["label"].astype(str).to_numpy() if "label" in df.columns else np.array([""] * len(df))
+    if "is_baseline" in df.columns:
+        is_baseline = df["is_baseline"].fillna(False).astype(bool).to_numpy()
+    else:
+        is_baseline = ~np.isfinite(eps)
+    private = ~is_baseline & np.isfinite(eps) & (eps > 0) & np.isfinite(accuracy)
+    baseline_acc = accuracy[is_baseline & np.isfinite(accuracy)]
+
+    order = np.argsort(eps[private], kind="stable")
+    xs, ys = eps[private][order], accuracy[private][order]
+    lo, hi = _log_range(xs) if xs.size else (0.1, 100.0)
+    fig.update_xaxes(type="log", range=[math.log10(lo), math.log10(hi)], **_log_ticks(lo, hi))
+    add_epsilon_bands(fig, lower=lo, upper=hi, axis="x", log=True)
+    if baseline_acc.size:
+        value = float(baseline_acc.mean())
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[value, value], name=f"non-private baseline ({value:.1%})",
+                                 mode="lines", line=dict(color=BASELINE_COLOR, width=1.8, dash="dot"),
+                                 hovertemplate="non-private %{y:.1%}<extra></extra>"))
+    if xs.size == 0:
+        return add_no_data(fig, "no private runs yet")
+    errors = std[private][order]
+    error_y = None
+    if np.isfinite(errors).any():
+        error_y = dict(type="data", array=np.nan_to_num(errors, nan=0.0), color="#555555", thickness=1.2, width=4)
+    fig.add_trace(go.Scatter(
+        x=xs, y=ys, name="DP-SGD runs", mode="lines+markers", error_y=error_y,
+        line=dict(color=RUN_PALETTE[0], width=2), marker=dict(size=8),
+        text=labels[private][order], customdata=np.nan_to_num(errors, nan=0.0),
+        hovertemplate="%{text}<br>ε %{x:.3g}<br>test accuracy %{y:.1%} ± %{customdata:.1%}<extra></extra>",
+    ))
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# Data preview
+# --------------------------------------------------------------------------------------
+
+def _as_uint8_images(images: Any) -> np.ndarray:
+    """Images as uint8 (n, H, W, 3 or 4): adds a channel axis, repeats grey to RGB, scales [0, 1] floats."""
+    array = np.asarray(images)
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.ndim != 4:
+        raise ConfigError(f"images must have shape (n, H, W, C) or (n, H, W), got {array.shape}")
+    if array.shape[-1] not in (1, 3, 4) and array.shape[1] in (1, 3, 4):
+        array = array.transpose(0, 2, 3, 1)  # channels-first tensors
+    if array.dtype != np.uint8:
+        array = array.astype(float)
+        if array.size and np.nanmax(array) <= 1.0:
+            array = array * 255.0
+        array = np.clip(np.nan_to_num(array), 0, 255).round().astype(np.uint8)
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return array
+
+
+def tile_images(
+    images: Any,
+    *,
+    columns: int = 8,
+    scale: int = 1,
+    gap: int = 4,
+    label_height: int = 0,
+) -> np.ndarray:
+    """Tile images into one uint8 RGB(A) canvas, each upscaled ``scale`` x by nearest neighbour.
+
+    Each cell is the scaled image plus ``label_height`` white rows under it, cells ``gap`` px
+    apart on a white background. Returns an array (rows*cell_h, columns*cell_w, C).
+    """
+    array = _as_uint8_images(images)
+    n, height, width, channels = array.shape
+    columns = max(1, min(columns, n))
+    rows = math.ceil(n / columns)
+    tile_h, tile_w = height * scale, width * scale
+    cell_h, cell_w = tile_h + label_height + gap, tile_w + gap
+    canvas = np.full((rows * cell_h - gap, columns * cell_w - gap, channels), 255, dtype=np.uint8)
+    for index in range(n):
+        row, column = divmod(index, columns)
+        tile = np.repeat(np.repeat(array[index], scale, axis=0), scale, axis=1)
+        top, left = row * cell_h, column * cell_w
+        canvas[top:top + tile_h, left:left + tile_w] = tile
+    return canvas
+
+
+def _png_data_uri(canvas: np.ndarray) -> str | None:
+    try:
+        from PIL import Image
+    except ImportError:  # Pillow comes with Streamlit; without it the pixels go into the JSON as z
+        return None
+    buffer = io.BytesIO()
+    Image.fromarray(canvas).save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def image_grid(
+    images: Any,
+    labels: Sequence[str] | None = None,
+    *,
+    columns: int = 8,
+    tile_px: int = 56,
+    title: str | None = None,
+) -> go.Figure:
+    """A grid preview of images (uint8 (n, H, W, C); grey, RGB, RGBA) with a caption under each.
+
+    Small images are upscaled by nearest neighbour to about ``tile_px`` pixels (8x8 digits
+    become 56x56 blocks, never blurred); the figure's size matches the pixel grid so it is
+    drawn 1:1. Returns a plotly Figure with one Image trace and one annotation per label.
+    """
+    array = _as_uint8_images(images) if images is not None and len(images) else None
+    if array is None or array.shape[0] == 0:
+        return empty_figure(title, height=160)
+    n, height, width, _ = array.shape
+    captions = [str(label) for label in (labels or [])][:n]
+    captions += [""] * (n - len(captions))
+    columns = max(1, min(columns, n))
+    scale = max(1, round(tile_px / max(height, width)))
+    gap = 4
+    label_height = 18 if any(captions) else 0
+    canvas = tile_images(array, columns=columns, scale=scale, gap=gap, label_height=label_height)
+
+    margin_top = 40 if title else 8
+    fig = go.Figure()
+    fig.update_layout(
+        template=TEMPLATE, title=dict(text=title or ""), showlegend=False, hovermode=False,
+        margin=dict(l=4, r=4, t=margin_top, b=4),
+        width=canvas.shape[1] + 8, height=canvas.shape[0] + margin_top + 4,
+    )
+    source = _png_data_uri(canvas)
+    if source is not None:
+        fig.add_trace(go.Image(source=source, hoverinfo="skip"))
+    else:
+        fig.add_trace(go.Image(z=canvas, hoverinfo="skip"))
+    fig.update_xaxes(visible=False, range=[-0.5, canvas.shape[1] - 0.5], constrain="domain", showgrid=False)
+    fig.update_yaxes(visible=False, range=[canvas.shape[0] - 0.5, -0.5], scaleanchor="x", showgrid=False)
+    cell_h, cell_w = height * scale + label_height + gap, width * scale + gap
+    for index, caption in enumerate(captions):
+        if not caption:
+            continue
+        row, column = divmod(index, columns)
+        fig.add_annotation(
+            text=caption, x=column * cell_w + width * scale / 2, y=row * cell_h + height * scale + label_height / 2,
+            xref="x", yref="y", showarrow=False, font=dict(size=11, color="#444444"),
+        )
+    return fig

@@ -1,0 +1,803 @@
+"""The run store: every run's config, status, progress, metrics and artifacts, kept in one SQLite file.
+
+``RunStore(root)`` keeps ``root/runs.sqlite3`` (WAL mode, safe for several threads and
+processes), one artifacts folder per run (``root/artifacts/<run_id>/``) and
+content-addressed copies of uploaded CSVs (``root/uploads/``). Runs survive restarts:
+opening a store marks runs whose owning process is gone as ``interrupted``.
+
+>>> import tempfile
+>>> with tempfile.TemporaryDirectory() as root:
+...     store = RunStore(root)
+...     run_id = store.create_run(TrainConfig(dataset="synthetic", target_epsilon=3.0))
+...     store.set_progress(run_id, 5, 20)
+...     record = store.get(run_id)
+...     store.close()
+>>> (record.status, record.name, record.progress)
+('queued', 'synthetic mlp, eps 3, C 1, seed 42', 0.25)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+import threading
+import traceback
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dpcore.config import TrainConfig
+from dpcore.errors import DPExplorerError
+
+if TYPE_CHECKING:  # pandas is imported lazily: worker subprocesses and the CLI stay light
+    import pandas as pd
+
+RUNS_DIR_ENV = "DPEXPLORER_RUNS_DIR"
+DEFAULT_RUNS_DIR = "runs"
+DB_NAME = "runs.sqlite3"
+SCHEMA_VERSION = 1
+
+QUEUED = "queued"
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+CANCELLED = "cancelled"
+INTERRUPTED = "interrupted"
+STATUSES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED)
+ACTIVE_STATUSES = (QUEUED, RUNNING)
+TERMINAL_STATUSES = (DONE, FAILED, CANCELLED, INTERRUPTED)
+
+STEP_COLUMNS = ("step", "epoch", "epsilon", "clip_fraction", "loss", "batch_size")
+EPOCH_COLUMNS = ("epoch", "epsilon", "train_loss", "train_accuracy", "test_accuracy")
+_INT_COLUMNS = {"step", "epoch", "batch_size"}
+
+# Columns every list_runs() frame has, even when no run has a value for them.
+LIST_COLUMNS = (
+    "id", "name", "kind", "group", "status", "stop_status", "created", "started", "finished",
+    "steps_done", "total_steps", "device", "dataset", "model", "mode", "private", "target_epsilon",
+    "noise_multiplier", "target_delta", "max_grad_norm", "epochs", "batch_size", "seed",
+    "final_epsilon", "test_accuracy", "train_accuracy", "mia_auc", "error",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'train',
+    group_id TEXT,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL,
+    stop_status TEXT,
+    stop_reason TEXT,
+    error TEXT,
+    created TEXT NOT NULL,
+    started TEXT,
+    finished TEXT,
+    device TEXT,
+    pid INTEGER,
+    owner_token TEXT,
+    steps_done INTEGER NOT NULL DEFAULT 0,
+    total_steps INTEGER,
+    summary TEXT NOT NULL DEFAULT '{}',
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE INDEX IF NOT EXISTS runs_group ON runs(group_id);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    epoch INTEGER,
+    epsilon REAL,
+    clip_fraction REAL,
+    loss REAL,
+    batch_size INTEGER,
+    PRIMARY KEY (run_id, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    epsilon REAL,
+    train_loss REAL,
+    train_accuracy REAL,
+    test_accuracy REAL,
+    PRIMARY KEY (run_id, epoch)
+) WITHOUT ROWID;
+"""
+
+
+class RunNotFound(DPExplorerError, LookupError):
+    """No run with the given id exists in this store (never created, or deleted)."""
+
+
+class RunActive(DPExplorerError):
+    """The operation needs a finished run, but the run is still queued or running."""
+
+
+# ---------------------------------------------------------------------- process identity
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def process_token(pid: int) -> str | None:
+    """Identity of the live process ``pid`` (boot id + start time), or None when it cannot be read.
+
+    Two processes that reuse the same pid get different tokens, so a run owned by a
+    dead process is not mistaken for one owned by whoever holds that pid now.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22 (starttime) counted from the end of the "(comm)" field, which may contain spaces.
+    fields = stat.rsplit(")", 1)[-1].split()
+    if len(fields) < 20:
+        return None
+    return f"{_boot_id()}:{fields[19]}"
+
+
+_own_token: tuple[int, str] | None = None
+
+
+def own_token() -> str:
+    """This process's token (recomputed after a fork)."""
+    global _own_token
+    pid = os.getpid()
+    if _own_token is None or _own_token[0] != pid:
+        _own_token = (pid, process_token(pid) or f"uuid:{secrets.token_hex(8)}")
+    return _own_token[1]
+
+
+def owner_alive(pid: int | None, token: str | None) -> bool:
+    """Whether the process that recorded ``(pid, token)`` is still running.
+
+    Uses /proc where available; elsewhere falls back to a signal-0 probe (which cannot
+    tell a reused pid) and, on Windows, assumes other processes are alive.
+    """
+    if pid is None:
+        return False
+    if pid == os.getpid():
+        return token == own_token()
+    live = process_token(pid)
+    if live is not None:
+        return live == token
+    if Path("/proc/self/stat").exists():  # /proc works, so the pid simply does not exist
+        return False
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there; stay conservative
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ---------------------------------------------------------------------- helpers
+def default_root() -> Path:
+    """The runs directory: ``$DPEXPLORER_RUNS_DIR`` or ``./runs``."""
+    return Path(os.environ.get(RUNS_DIR_ENV) or DEFAULT_RUNS_DIR)
+
+
+def utc_now() -> str:
+    """Current UTC time as ISO 8601 with milliseconds, e.g. '2025-11-25T07:55:12.123+00:00'."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def new_run_id() -> str:
+    """A short id that sorts by creation second: 'YYYYMMDD-HHMMSS-' + 6 random hex digits."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, sort_keys=True)
+
+
+def _number(value: Any, *, integer: bool = False) -> int | float | None:
+    """Plain int/float for SQLite; None for missing values and NaN (infinities are kept)."""
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    value = float(value)
+    if math.isnan(value):
+        return None
+    if integer and not math.isinf(value):
+        return int(value)
+    return value
+
+
+def _row_values(run_id: str, row: Mapping[str, Any], columns: tuple[str, ...]) -> tuple[Any, ...]:
+    key = columns[0]
+    if row.get(key) is None:
+        raise ValueError(f"metrics row needs a '{key}' value, got {dict(row)!r}")
+    return (run_id, *(_number(row.get(col), integer=col in _INT_COLUMNS) for col in columns))
+
+
+def _records(rows: Any) -> list[Mapping[str, Any]]:
+    """Accept a DataFrame, one mapping, or an iterable of mappings."""
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):
+        return rows.to_dict("records")
+    if isinstance(rows, Mapping):
+        return [rows]
+    return list(rows)
+
+
+def format_error(error: BaseException | str) -> str:
+    """Text stored for a failed run: a DPExplorerError's message, else 'Type: message' plus traceback."""
+    if isinstance(error, str):
+        return error
+    if isinstance(error, DPExplorerError):
+        return str(error)
+    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return f"{type(error).__name__}: {error}\n\n{trace}"
+
+
+def _safe_filename(filename: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(filename).replace("\\", "/")).name).strip("._")
+    return name[:100] or "upload.csv"
+
+
+# ---------------------------------------------------------------------- record
+@dataclass
+class RunRecord:
+    """One run as plain data. Timestamps are UTC ISO strings; ``config``/``summary`` are dicts."""
+
+    id: str
+    name: str
+    kind: str
+    group: str | None
+    status: str
+    config: dict[str, Any]
+    stop_status: str | None = None
+    stop_reason: str | None = None
+    error: str | None = None
+    created: str = ""
+    started: str | None = None
+    finished: str | None = None
+    device: str | None = None
+    pid: int | None = None
+    steps_done: int = 0
+    total_steps: int | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    cancel_requested: bool = False
+
+    @property
+    def active(self) -> bool:
+        """True while queued or running."""
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def progress(self) -> float | None:
+        """Fraction of steps done in [0, 1], or None before the total is known."""
+        if not self.total_steps:
+            return None
+        return min(1.0, self.steps_done / self.total_steps)
+
+    @property
+    def error_message(self) -> str | None:
+        """First line of ``error`` (the part to show a person; the rest is the traceback)."""
+        return self.error.splitlines()[0] if self.error else None
+
+    def train_config(self) -> TrainConfig:
+        """The stored config as a ``TrainConfig`` (ConfigError when this run's config is not one)."""
+        return TrainConfig.from_dict(self.config)
+
+
+_RECORD_SQL = (
+    "SELECT id, name, kind, group_id, status, config, stop_status, stop_reason, error, created, started, "
+    "finished, device, pid, steps_done, total_steps, summary, cancel_requested FROM runs"
+)
+
+
+def _record(row: tuple[Any, ...]) -> RunRecord:
+    (run_id, name, kind, group, status, config, stop_status, stop_reason, error, created, started,
+     finished, device, pid, steps_done, total_steps, summary, cancel_requested) = row
+    return RunRecord(
+        id=run_id, name=name, kind=kind, group=group, status=status, config=json.loads(config),
+        stop_status=stop_status, stop_reason=stop_reason, error=error, created=created, started=started,
+        finished=finished, device=device, pid=pid, steps_done=steps_done or 0, total_steps=total_steps,
+        summary=json.loads(summary or "{}"), cancel_requested=bool(cancel_requested),
+    )
+
+
+# ---------------------------------------------------------------------- store
+class RunStore:
+    """Runs, their metrics and artifacts under one directory.
+
+    ``root`` defaults to ``$DPEXPLORER_RUNS_DIR`` or ``./runs``. Every thread gets its own
+    SQLite connection; every write is one short ``BEGIN IMMEDIATE`` transaction, so
+    threads and processes sharing the directory never see half-written runs.
+    Opening a store marks queued/running runs whose process is gone as ``interrupted``.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, busy_timeout_s: float = 30.0) -> None:
+        self.root = Path(root if root is not None else default_root()).expanduser().resolve()
+        self.db_path = self.root / DB_NAME
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "artifacts").mkdir(exist_ok=True)
+        self._init_schema()
+        self.recovered: list[str] = self.recover()
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.root)!r})"
+
+    # ------------------------------------------------------------------ connections
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():  # never reuse across fork
+            conn = sqlite3.connect(self.db_path, timeout=self.busy_timeout_s, isolation_level=None,
+                                   check_same_thread=True)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; IMMEDIATE takes the write lock up front so the busy timeout applies."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _init_schema(self) -> None:
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode = WAL")
+        with self._write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise DPExplorerError(
+                    f"runs database {self.db_path} has schema version {version}, newer than this "
+                    f"DP Explorer understands ({SCHEMA_VERSION}); upgrade DP Explorer or use another runs directory"
+                )
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # ------------------------------------------------------------------ lifecycle
+    def recover(self) -> list[str]:
+        """Mark queued/running runs whose owning process is gone as 'interrupted'; return their ids."""
+        rows = self._conn().execute(
+            "SELECT id, pid, owner_token, status FROM runs WHERE status IN (?, ?)", ACTIVE_STATUSES
+        ).fetchall()
+        interrupted = []
+        for run_id, pid, token, status in rows:
+            if owner_alive(pid, token):
+                continue
+            reason = (f"the process that owned this run (pid {pid}) stopped while it was {status}; "
+                      "start it again to get a result")
+            with self._write() as conn:
+                cur = conn.execute(
+                    "UPDATE runs SET status = ?, stop_status = ?, stop_reason = ?, finished = ? "
+                    "WHERE id = ? AND status = ? AND pid IS ? AND owner_token IS ?",
+                    (INTERRUPTED, INTERRUPTED, reason, utc_now(), run_id, status, pid, token),
+                )
+            if cur.rowcount:
+                interrupted.append(run_id)
+        return interrupted
+
+    def create_run(self, config: TrainConfig | Mapping[str, Any], *, kind: str = "train",
+                   name: str | None = None, group: str | None = None) -> str:
+        """Record a new run with status 'queued', owned by this process; return its id.
+
+        ``config`` is a TrainConfig (stored as ``to_dict()``) or any JSON-ready mapping
+        (other job kinds). ``name`` defaults to the config's label; ``group`` ties
+        sweep members together.
+        """
+        if isinstance(config, TrainConfig):
+            config_dict = config.to_dict()
+        elif isinstance(config, Mapping):
+            config_dict = dict(config)
+        else:
+            raise TypeError(f"config must be a TrainConfig or a mapping, got {type(config).__name__}")
+        if not isinstance(kind, str) or not kind:
+            raise ValueError(f"kind must be a non-empty string, got {kind!r}")
+        if name is None:
+            name = _default_name(config_dict, kind)
+        config_json = _dumps(config_dict)
+        for _ in range(5):
+            run_id = new_run_id()
+            try:
+                with self._write() as conn:
+                    conn.execute(
+                        "INSERT INTO runs (id, name, kind, group_id, config, status, created, pid, owner_token) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (run_id, name, kind, group, config_json, QUEUED, utc_now(), os.getpid(), own_token()),
+                    )
+                return run_id
+            except sqlite3.IntegrityError:  # same second and same random suffix: draw again
+                continue
+        raise RuntimeError("could not allocate a unique run id")
+
+    def get(self, run_id: str) -> RunRecord:
+        """The run's record; RunNotFound for an unknown id."""
+        row = self._conn().execute(f"{_RECORD_SQL} WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise self._not_found(run_id)
+        return _record(row)
+
+    def exists(self, run_id: str) -> bool:
+        """Whether a run with this id is stored."""
+        return self._conn().execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+
+    def records(self, *, kind: str | None = None, group: str | None = None,
+                status: str | Iterable[str] | None = None) -> list[RunRecord]:
+        """Matching runs as RunRecords, newest first."""
+        where, params = [], []
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        if group is not None:
+            where.append("group_id = ?")
+            params.append(group)
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params.extend(statuses)
+        sql = _RECORD_SQL + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY created DESC, rowid DESC"
+        return [_record(row) for row in self._conn().execute(sql, params).fetchall()]
+
+    def list_runs(self, *, kind: str | None = None, group: str | None = None,
+                  status: str | Iterable[str] | None = None) -> pd.DataFrame:
+        """One row per run, newest first, with config and summary fields flattened into columns.
+
+        Always has the columns in ``LIST_COLUMNS`` (dataset, mode, target_epsilon,
+        final_epsilon, test_accuracy, mia_auc, status, created, ...); scalar summary
+        fields beyond those are appended. Summary values win over config values of
+        the same name (e.g. the calibrated ``noise_multiplier``); ``error`` is its first line.
+        """
+        import pandas as pd
+
+        rows = []
+        for rec in self.records(kind=kind, group=group, status=status):
+            row: dict[str, Any] = {key: rec.config.get(key) for key in LIST_COLUMNS if key in rec.config}
+            row["mode"] = _mode(rec.config)
+            for key, value in rec.summary.items():
+                if value is None or isinstance(value, (str, bool, int, float)):
+                    row[key] = value
+            row.update(
+                id=rec.id, name=rec.name, kind=rec.kind, group=rec.group, status=rec.status,
+                stop_status=rec.stop_status, created=rec.created, started=rec.started, finished=rec.finished,
+                steps_done=rec.steps_done, total_steps=rec.total_steps, device=rec.device or row.get("device"),
+                error=rec.error_message,
+            )
+            rows.append(row)
+        frame = pd.DataFrame(rows)
+        extra = [col for col in frame.columns if col not in LIST_COLUMNS]
+        return frame.reindex(columns=[*LIST_COLUMNS, *extra])
+
+    # ------------------------------------------------------------------ status and progress
+    def set_status(self, run_id: str, status: str, *, only_from: Iterable[str] | None = None,
+                   stop_status: str | None = None, stop_reason: str | None = None) -> bool:
+        """Move the run to ``status``; return False (and change nothing) when its status is not in ``only_from``.
+
+        'running' records the start time and makes this process the owner; terminal
+        statuses record the finish time. RunNotFound for an unknown id.
+        """
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+        sets, params = ["status = ?"], [status]
+        if status == RUNNING:
+            sets += ["started = ?", "pid = ?", "owner_token = ?"]
+            params += [utc_now(), os.getpid(), own_token()]
+        if status in TERMINAL_STATUSES:
+            sets.append("finished = ?")
+            params.append(utc_now())
+        if stop_status is not None:
+            sets.append("stop_status = ?")
+            params.append(stop_status)
+        if stop_reason is not None:
+            sets.append("stop_reason = ?")
+            params.append(stop_reason)
+        sql = f"UPDATE runs SET {', '.join(sets)} WHERE id = ?"
+        params.append(run_id)
+        if only_from is not None:
+            allowed = list(only_from)
+            sql += f" AND status IN ({', '.join('?' * len(allowed))})"
+            params += allowed
+        with self._write() as conn:
+            changed = conn.execute(sql, params).rowcount > 0
+            if not changed and not self._exists_in(conn, run_id):
+                raise self._not_found(run_id)
+        return changed
+
+    def set_progress(self, run_id: str, steps_done: int, total_steps: int | None = None) -> None:
+        """Record optimizer steps done (and the planned total, when known)."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET steps_done = ?, total_steps = COALESCE(?, total_steps) WHERE id = ?",
+                (int(steps_done), None if total_steps is None else int(total_steps), run_id),
+            )
+            if not cur.rowcount:
+                raise self._not_found(run_id)
+
+    def request_cancel(self, run_id: str) -> str:
+        """Ask the run to stop; return its status afterwards.
+
+        A queued run becomes 'cancelled' at once (it will never start); a running run
+        gets its cancel flag set and stops at its next ``should_stop`` poll, from any
+        thread or process; finished runs are left as they are.
+        """
+        with self._write() as conn:
+            row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise self._not_found(run_id)
+            status = row[0]
+            if status == QUEUED:
+                conn.execute(
+                    "UPDATE runs SET status = ?, stop_status = ?, stop_reason = ?, finished = ?, "
+                    "cancel_requested = 1 WHERE id = ?",
+                    (CANCELLED, CANCELLED, "cancelled before it started", utc_now(), run_id),
+                )
+                return CANCELLED
+            if status == RUNNING:
+                conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
+            return status
+
+    def cancel_requested(self, run_id: str) -> bool:
+        """Whether a cancel was requested for this run (RunNotFound for an unknown id)."""
+        row = self._conn().execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise self._not_found(run_id)
+        return bool(row[0])
+
+    def update_summary(self, run_id: str, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into the run's summary (e.g. ``mia_auc=0.52``); return the new summary."""
+        with self._write() as conn:
+            row = conn.execute("SELECT summary FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise self._not_found(run_id)
+            summary = json.loads(row[0] or "{}")
+            summary.update(fields)
+            conn.execute("UPDATE runs SET summary = ? WHERE id = ?", (_dumps(summary), run_id))
+        return summary
+
+    # ------------------------------------------------------------------ metrics
+    def append_steps(self, run_id: str, rows: Any) -> int:
+        """Write per-step metric rows (mappings or a DataFrame with STEP_COLUMNS) in one transaction.
+
+        A row for a step already stored replaces it. Returns the number of rows written.
+        NaN is stored as missing; infinite epsilon (no-DP baseline) is kept.
+        """
+        values = [_row_values(run_id, row, STEP_COLUMNS) for row in _records(rows)]
+        return self._insert("steps", STEP_COLUMNS, run_id, values)
+
+    def append_epoch(self, run_id: str, row: Any) -> int:
+        """Write per-epoch metric row(s) (mapping, mappings or DataFrame with EPOCH_COLUMNS); return rows written."""
+        values = [_row_values(run_id, item, EPOCH_COLUMNS) for item in _records(row)]
+        return self._insert("epochs", EPOCH_COLUMNS, run_id, values)
+
+    def _insert(self, table: str, columns: tuple[str, ...], run_id: str, values: list[tuple[Any, ...]]) -> int:
+        if not values:
+            return 0
+        placeholders = ", ".join("?" * (len(columns) + 1))
+        try:
+            with self._write() as conn:
+                conn.executemany(
+                    f"INSERT OR REPLACE INTO {table} (run_id, {', '.join(columns)}) VALUES ({placeholders})", values
+                )
+        except sqlite3.IntegrityError as exc:  # foreign key: the run does not exist
+            raise self._not_found(run_id) from exc
+        return len(values)
+
+    def steps(self, run_id: str) -> pd.DataFrame:
+        """Per-step metrics ordered by step: STEP_COLUMNS (epsilon in the run's delta; NaN when missing)."""
+        return self._metrics("steps", STEP_COLUMNS, "step", run_id)
+
+    def epochs(self, run_id: str) -> pd.DataFrame:
+        """Per-epoch metrics ordered by epoch: EPOCH_COLUMNS (accuracies in [0, 1])."""
+        return self._metrics("epochs", EPOCH_COLUMNS, "epoch", run_id)
+
+    def _metrics(self, table: str, columns: tuple[str, ...], order: str, run_id: str) -> pd.DataFrame:
+        import pandas as pd
+
+        conn = self._conn()
+        rows = conn.execute(
+            f"SELECT {', '.join(columns)} FROM {table} WHERE run_id = ? ORDER BY {order}", (run_id,)
+        ).fetchall()
+        if not rows and not self._exists_in(conn, run_id):
+            raise self._not_found(run_id)
+        frame = pd.DataFrame(rows, columns=list(columns))
+        for col in columns:
+            if col in (order, "epoch") and frame[col].notna().all():
+                frame[col] = frame[col].astype("int64")
+            else:
+                frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+        return frame
+
+    # ------------------------------------------------------------------ results
+    def finish(self, run_id: str, result: Any) -> RunRecord:
+        """Store a trainer's RunResult: artifacts, final metrics, summary, stop status; return the record.
+
+        Status becomes 'cancelled' when the trainer stopped on a cancel, else 'done'
+        (``stop_status`` keeps the trainer's finer status: finished, epsilon_limit,
+        diverged, cancelled). Artifacts go to ``artifacts_dir(run_id)`` via ``result.save``.
+        """
+        if not self.exists(run_id):
+            raise self._not_found(run_id)
+        self._save_artifacts(run_id, result)
+        history = getattr(result, "history", None)
+        epochs = getattr(result, "epochs", None)
+        step_values = [] if history is None else [_row_values(run_id, r, STEP_COLUMNS) for r in _records(history)]
+        epoch_values = [] if epochs is None else [_row_values(run_id, r, EPOCH_COLUMNS) for r in _records(epochs)]
+        summary = dict(result.summary()) if hasattr(result, "summary") else {}
+        stop_status = getattr(result, "status", None) or "finished"
+        status = CANCELLED if stop_status == CANCELLED else DONE
+        steps_done = getattr(result, "steps", None)
+        if steps_done is None:
+            steps_done = len(step_values)
+        config = getattr(result, "config", None)
+        with self._write() as conn:
+            row = conn.execute("SELECT summary, config FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:  # deleted while it ran: do not leave orphan artifacts behind
+                shutil.rmtree(self.artifacts_path(run_id), ignore_errors=True)
+                raise self._not_found(run_id)
+            merged = json.loads(row[0] or "{}")
+            merged.update(summary)
+            config_json = _dumps(config.to_dict()) if hasattr(config, "to_dict") else row[1]
+            if step_values:
+                conn.executemany(
+                    f"INSERT OR REPLACE INTO steps (run_id, {', '.join(STEP_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    step_values,
+                )
+            if epoch_values:
+                conn.executemany(
+                    f"INSERT OR REPLACE INTO epochs (run_id, {', '.join(EPOCH_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
+                    epoch_values,
+                )
+            conn.execute(
+                "UPDATE runs SET status = ?, stop_status = ?, stop_reason = ?, finished = ?, device = ?, "
+                "steps_done = ?, summary = ?, config = ?, error = NULL WHERE id = ?",
+                (status, stop_status, getattr(result, "stop_reason", None), utc_now(),
+                 getattr(result, "device", None), int(steps_done), _dumps(merged), config_json, run_id),
+            )
+        return self.get(run_id)
+
+    def _save_artifacts(self, run_id: str, result: Any) -> None:
+        """``result.save`` into a scratch folder, then move the files in, so a failed save leaves no half files."""
+        if not hasattr(result, "save"):
+            return
+        target = self.artifacts_path(run_id)
+        scratch = self.root / "artifacts" / f".partial-{run_id}-{secrets.token_hex(3)}"
+        try:
+            result.save(scratch)
+            target.mkdir(parents=True, exist_ok=True)
+            for path in scratch.iterdir():
+                os.replace(path, target / path.name)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def fail(self, run_id: str, error: BaseException | str) -> None:
+        """Mark the run 'failed' with ``error``: a DPExplorerError's message, else message and traceback."""
+        text = format_error(error)
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = ?, stop_status = ?, stop_reason = ?, error = ?, finished = ? WHERE id = ?",
+                (FAILED, FAILED, text.splitlines()[0] if text else "failed", text, utc_now(), run_id),
+            )
+            if not cur.rowcount:
+                raise self._not_found(run_id)
+
+    # ------------------------------------------------------------------ files
+    def artifacts_path(self, run_id: str) -> Path:
+        """``root/artifacts/<run_id>`` without checking that the run exists (may not exist yet)."""
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", run_id or "") or run_id.startswith("."):
+            raise self._not_found(run_id)
+        return self.root / "artifacts" / run_id
+
+    def artifacts_dir(self, run_id: str, *, create: bool = False) -> Path:
+        """The run's artifacts folder (model.pt, checkpoint.pt, history.csv, epochs.csv, summary.json, ...)."""
+        if not self.exists(run_id):
+            raise self._not_found(run_id)
+        path = self.artifacts_path(run_id)
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def load_weights(self, run_id: str, filename: str = "model.pt") -> dict[str, Any]:
+        """The saved state dict of a finished run, loaded with ``torch.load(weights_only=True)``."""
+        import torch
+
+        path = self.artifacts_dir(run_id) / _safe_filename(filename)
+        if not path.is_file():
+            raise DPExplorerError(
+                f"run {run_id} has no {path.name} (status {self.get(run_id).status}); "
+                "only runs that finished or were cancelled after training started save weights"
+            )
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def save_upload(self, data: bytes, filename: str) -> Path:
+        """Keep an uploaded file under ``root/uploads/<sha256[:16]>/<filename>``; return its path.
+
+        The same bytes under the same name always map to the same path, so a run's
+        ``data_path`` keeps pointing at exactly the data it was trained on.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, got {type(data).__name__}")
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        folder = self.root / "uploads" / digest
+        path = folder / _safe_filename(filename)
+        if path.is_file() and path.stat().st_size == len(data):
+            return path
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{path.name}.{secrets.token_hex(4)}.partial"
+        partial.write_bytes(bytes(data))
+        os.replace(partial, path)
+        return path
+
+    # ------------------------------------------------------------------ deletion
+    def delete(self, run_id: str, *, force: bool = False) -> None:
+        """Delete the run, its metrics and its artifacts. Queued/running runs raise RunActive unless ``force``."""
+        with self._write() as conn:
+            row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise self._not_found(run_id)
+            if row[0] in ACTIVE_STATUSES and not force:
+                raise RunActive(f"run {run_id} is {row[0]}; cancel it and wait until it stops before deleting it")
+            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))  # metrics go by ON DELETE CASCADE
+        shutil.rmtree(self.artifacts_path(run_id), ignore_errors=True)
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _exists_in(conn: sqlite3.Connection, run_id: str) -> bool:
+        return conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+
+    def _not_found(self, run_id: Any) -> RunNotFound:
+        return RunNotFound(
+            f"no run with id {run_id!r} in {self.root}; it was never created there or has been deleted "
+            "(list the stored runs with RunStore.list_runs())"
+        )
+
+
+def _mode(config: Mapping[str, Any]) -> str | None:
+    try:
+        return TrainConfig.from_dict(dict(config)).mode
+    except Exception:  # other job kinds store other configs
+        return None
+
+
+def _default_name(config: Mapping[str, Any], kind: str) -> str:
+    try:
+        label = TrainConfig.from_dict(dict(config)).label()
+    except Exception:  # other job kinds store other configs; a label is cosmetic
+        return kind
+    return label if kind == "train" else f"{kind}: {label}"

@@ -1,0 +1,66 @@
+"""Streamlit helpers shared by the pages: the run store and job queue, the sidebar, small widgets.
+
+Not a page (app.py lists the pages explicitly). Logic that is not about drawing
+belongs in dpcore, not here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import streamlit as st
+
+from dpcore import runs
+from dpcore.jobs import JobQueue, get_queue
+from dpcore.runs import RunStore
+
+
+@st.cache_resource(show_spinner=False)
+def _store(root: str) -> RunStore:
+    return RunStore(root)
+
+
+def store() -> RunStore:
+    """The process-wide run store for the configured runs directory."""
+    return _store(str(runs.default_root()))
+
+
+def queue() -> JobQueue:
+    """The process-wide job queue (one per runs directory, shared by every browser session)."""
+    return get_queue(store().root)
+
+
+@st.cache_resource(show_spinner=False)
+def device_description() -> str:
+    """'cuda:0 (GPU name)' or 'cpu (N threads)': where training runs on this machine."""
+    from dpcore.training import describe_device, resolve_device
+
+    return describe_device(resolve_device("auto"))
+
+
+def fmt(value: Any, spec: str = ".3f", *, unit: str = "") -> str:
+    """Number for display: '-' for missing, '∞' for infinite."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "∞"
+    return f"{format(value, spec)}{unit}"
+
+
+def render_sidebar() -> None:
+    """Device, runs directory and the job queue, on every page."""
+    with st.sidebar:
+        st.caption("Compute")
+        st.markdown(f":material/memory: **{device_description()}**")
+        st.caption(f"Runs stored in `{store().root}`")
+        job_queue = queue()
+        running, pending = job_queue.running(), job_queue.pending()
+        st.caption("Job queue")
+        if not running and not pending:
+            st.markdown("Idle")
+        for run_id in running:
+            record = store().get(run_id)
+            st.markdown(f":material/play_circle: {record.name} — {fmt(record.progress, '.0%')}")
+        for place, run_id in enumerate(pending, start=1):
+            st.markdown(f":material/schedule: #{place} {store().get(run_id).name}")
