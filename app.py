@@ -11,7 +11,10 @@ import streamlit as st
 PAGES = [
     ("pages/train.py", "Train", ":material/model_training:", True),
     ("pages/runs.py", "Runs", ":material/table_view:", False),
+    ("pages/attack_lab.py", "Attack lab", ":material/policy:", False),
+    ("pages/tradeoffs.py", "Tradeoffs", ":material/insights:", False),
     ("pages/planner.py", "Budget planner", ":material/calculate:", False),
+    ("pages/guide.py", "Guide", ":material/menu_book:", False),
 ]
 
 

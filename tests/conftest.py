@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # pages import `from pages import ui`, as under `streamlit run app.py`
+    sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture(autouse=True)
