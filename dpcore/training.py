@@ -289,8 +289,12 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
     cfg = cfg.validate(n=data.n_members)
     device = resolve_device(cfg.device)
 
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
+    # A continuation must not replay the noise and batches its parent already used (the
+    # accountant assumes fresh randomness every step), so its streams also depend on the
+    # steps already taken. Fresh runs use the seed as is, so seeded runs stay reproducible.
+    stream_seed = cfg.seed if resume is None else (cfg.seed * 1_000_003 + resume.steps_done) % 2**63
+    torch.manual_seed(stream_seed)
+    np.random.seed(stream_seed % 2**32)
     model, fixes = _fresh_model(cfg, data)
     if resume is not None:
         model.load_state_dict(resume.model_state)
@@ -300,7 +304,7 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
         with contextlib.suppress(ValueError, KeyError):  # a changed optimizer starts fresh
             optimizer.load_state_dict(resume.optimizer_state)
 
-    loader_generator = torch.Generator().manual_seed(cfg.seed)
+    loader_generator = torch.Generator().manual_seed(stream_seed)
     loader = DataLoader(data.members, batch_size=cfg.batch_size, shuffle=True, generator=loader_generator)
     steps_per_epoch = len(loader)
     sample_rate = 1.0 / steps_per_epoch
@@ -327,7 +331,7 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
         grad_sample_mode = _choose_grad_sample_mode(cfg.grad_sample_mode, model)
         engine = PrivacyEngine(accountant=cfg.accountant)
         engine.accountant.history = list(prior_history)
-        noise_generator = torch.Generator().manual_seed(cfg.seed + 1) if device.type == "cpu" else None
+        noise_generator = torch.Generator().manual_seed(stream_seed + 1) if device.type == "cpu" else None
         wrapped = engine.make_private(
             module=model, optimizer=optimizer, criterion=criterion, data_loader=loader,
             noise_multiplier=noise_multiplier, max_grad_norm=cfg.max_grad_norm,

@@ -176,6 +176,14 @@ def test_resume_continues_spending_the_budget(tmp_path):
     assert more.history["epsilon"].iloc[0] > first.final_epsilon
 
 
+def test_resume_draws_fresh_noise_and_batches(tmp_path):
+    """Replaying the parent's random streams would break the accountant's independence assumption."""
+    first = train(SEED_CONFIG.replace(epochs=1))
+    first.save(tmp_path / "run")
+    more = train(SEED_CONFIG.replace(epochs=1), resume=ResumeState.load(tmp_path / "run"))
+    assert more.history["batch_size"].tolist() != first.history["batch_size"].tolist()
+
+
 def test_resume_respects_the_epsilon_limit(tmp_path):
     first = train(SEED_CONFIG.replace(epochs=2))
     first.save(tmp_path / "run")

@@ -1,0 +1,494 @@
+"""Looking across stored runs: the runs overview, filters, side-by-side comparison, overlays and exports.
+
+Everything here reads a ``RunStore`` and returns plain data (DataFrames, bytes), so the
+Runs page, reports and scripts share one definition of "the key numbers of a run".
+Epsilon values are at each run's own delta (``inf`` for the non-private baseline);
+accuracies, clip fractions and attack rates are fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dpcore.errors import DPExplorerError
+from dpcore.resume import CONTINUATION_SUFFIX, parent_of
+from dpcore.runs import ACTIVE_STATUSES, RUNNING, RunRecord, RunStore
+
+MODE_LABELS: dict[str, str] = {"epsilon": "target ε", "sigma": "fixed σ", "baseline": "no DP"}
+STOP_LABELS: dict[str, str] = {"epsilon_limit": "stopped at ε limit", "diverged": "diverged"}
+METRIC_TABLES = ("steps", "epochs")
+SUMMARY_FORMAT = "dp-explorer run summary, version 1"
+
+#: Rows of the side-by-side table: (column of ``compare_runs``, label with unit, how to format).
+COMPARE_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("status_label", "Status", "text"),
+    ("privacy", "Privacy setting", "text"),
+    ("final_epsilon", "ε spent (at δ)", "epsilon"),
+    ("target_delta", "δ", "g"),
+    ("epsilon_limit", "ε hard limit", "g"),
+    ("test_accuracy", "Test accuracy", "percent"),
+    ("train_accuracy", "Train accuracy", "percent"),
+    ("accuracy_gap", "Train − test gap (points)", "points"),
+    ("mia_auc", "Attack AUC (0.5 = chance)", "auc"),
+    ("mia_tpr_at_1pct_fpr", "Attack TPR at 1 % FPR", "percent"),
+    ("noise_multiplier", "Noise multiplier σ", "sigma"),
+    ("max_grad_norm", "Clipping bound C", "g"),
+    ("final_clip_fraction", "Clipped (last epoch)", "percent0"),
+    ("dataset", "Dataset", "text"),
+    ("model", "Model", "text"),
+    ("batch_size", "Batch size (expected)", "int"),
+    ("epochs_done", "Epochs trained", "int"),
+    ("steps", "Optimizer steps", "int"),
+    ("accountant", "Accountant", "text"),
+    ("seconds", "Training time", "duration"),
+    ("device", "Device", "text"),
+    ("resumed_from", "Continues run", "text"),
+)
+
+
+# ---------------------------------------------------------------------- labels
+def mode_label(mode: Any) -> str:
+    """'target ε', 'fixed σ', 'no DP', or '–' for jobs that are not training runs."""
+    return MODE_LABELS.get(mode, "–") if isinstance(mode, str) else "–"
+
+
+def status_label(status: str, stop_status: str | None = None, progress: float | None = None) -> str:
+    """Status for people: 'done', 'done (stopped at ε limit)', 'running 45 %', 'failed', ..."""
+    if status == RUNNING and progress is not None and math.isfinite(progress):
+        return f"running {progress:.0%}".replace("%", " %")
+    if status == "done" and stop_status in STOP_LABELS:
+        return f"done ({STOP_LABELS[stop_status]})"
+    return status
+
+
+def unique_labels(names: Mapping[str, str]) -> dict[str, str]:
+    """Chart labels per run id: the run name, with the id's last 6 characters added where names repeat."""
+    counts: dict[str, int] = {}
+    for name in names.values():
+        counts[name] = counts.get(name, 0) + 1
+    return {run_id: name if counts[name] == 1 else f"{name} [{run_id[-6:]}]" for run_id, name in names.items()}
+
+
+def short_labels(names: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Labels that keep only what tells runs apart, and the name parts they all share.
+
+    Names are split at ', '; parts found in every name are dropped (when something is left of
+    each), e.g. 'digits mlp, eps 3, C 1, seed 42' and 'digits mlp, no DP, C 1, seed 42' become
+    'digits mlp, eps 3' and 'digits mlp, no DP' with shared parts ['C 1', 'seed 42']. Falls back to
+    ``unique_labels`` when that would make two labels equal. Returns ({run id: label}, shared parts).
+    """
+    if len(names) < 2:
+        return unique_labels(names), []
+    suffixes, parts = {}, {}
+    for run_id, name in names.items():  # a continuation's ' (+N epochs)' stays with its label
+        match = CONTINUATION_SUFFIX.search(name)
+        suffixes[run_id] = match.group(0) if match else ""
+        parts[run_id] = (name[:match.start()] if match else name).split(", ")
+    first = next(iter(parts.values()))
+    shared = [part for part in first if all(part in other for other in parts.values())]
+    short = {run_id: ", ".join(part for part in split if part not in shared) + suffixes[run_id]
+             for run_id, split in parts.items()}
+    if not shared or not all(label.strip() for label in short.values()) or len(set(short.values())) < len(short):
+        return unique_labels(names), []
+    return short, shared
+
+
+def _number(value: Any) -> float:
+    """A float (NaN for missing or non-numeric values)."""
+    if value is None or isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+# ---------------------------------------------------------------------- the overview table
+def _live_numbers(store: RunStore, run_id: str) -> tuple[float, float]:
+    """(last epsilon, last test accuracy) written so far by an active run; NaN where nothing is written."""
+    steps, epochs = store.steps(run_id), store.epochs(run_id)
+    epsilon = float(steps["epsilon"].iloc[-1]) if len(steps) else math.nan
+    accuracy = float(epochs["test_accuracy"].iloc[-1]) if len(epochs) else math.nan
+    return epsilon, accuracy
+
+
+def runs_overview(store: RunStore, *, live: bool = True) -> pd.DataFrame:
+    """``store.list_runs()`` (newest first) plus display columns for the runs table.
+
+    Added columns: ``epsilon`` (spent; inf for no-DP runs; for active runs the latest value
+    when ``live``), ``accuracy`` (test accuracy, live for active runs), ``mode_label``,
+    ``privacy`` ('target ε 3', 'fixed σ 1', 'no DP (ε = ∞)'), ``status_label``, ``progress``
+    (fraction of steps done, None when unknown), ``created_at`` (UTC datetime) and
+    ``resumed_from`` (parent id of a continuation).
+    """
+    frame = store.list_runs()
+    if frame.empty:
+        for column in ("epsilon", "accuracy", "mode_label", "privacy", "status_label", "progress", "created_at",
+                       "resumed_from"):
+            frame[column] = pd.Series(dtype="object")
+        return frame
+    frame = frame.copy()
+    epsilon = pd.to_numeric(frame["final_epsilon"], errors="coerce").astype("float64")
+    epsilon[frame["mode"] == "baseline"] = math.inf
+    accuracy = pd.to_numeric(frame["test_accuracy"], errors="coerce").astype("float64")
+    steps_done = pd.to_numeric(frame["steps_done"], errors="coerce")
+    total = pd.to_numeric(frame["total_steps"], errors="coerce")
+    progress = (steps_done / total.where(total > 0)).clip(upper=1.0)
+    progress[frame["status"] == "done"] = 1.0
+    if live:
+        for index in frame.index[frame["status"].isin(ACTIVE_STATUSES)]:
+            live_epsilon, live_accuracy = _live_numbers(store, frame.at[index, "id"])
+            if frame.at[index, "mode"] != "baseline":
+                epsilon[index] = live_epsilon
+            accuracy[index] = live_accuracy
+    frame["epsilon"] = epsilon
+    frame["accuracy"] = accuracy
+    frame["mia_auc"] = pd.to_numeric(frame["mia_auc"], errors="coerce").astype("float64")
+    frame["progress"] = progress.astype("float64")
+    frame["mode_label"] = [mode_label(mode) for mode in frame["mode"]]
+    frame["status_label"] = [
+        status_label(status, stop, None if pd.isna(fraction) else float(fraction))
+        for status, stop, fraction in zip(frame["status"], frame["stop_status"], frame["progress"], strict=True)
+    ]
+    frame["created_at"] = pd.to_datetime(frame["created"], utc=True, errors="coerce", format="ISO8601")
+    records = {record.id: record for record in store.records()}
+    frame["privacy"] = [_privacy_text(records[run_id].config, records[run_id].summary)
+                        if run_id in records and records[run_id].kind == "train" else "–" for run_id in frame["id"]]
+    frame["resumed_from"] = [parent_of(records[run_id]) if run_id in records else None for run_id in frame["id"]]
+    return frame
+
+
+def filter_runs(frame: pd.DataFrame, *, datasets: Iterable[str] | None = None,
+                statuses: Iterable[str] | None = None, modes: Iterable[str] | None = None,
+                text: str = "") -> pd.DataFrame:
+    """Rows of ``frame`` (a ``runs_overview``/``list_runs`` frame) matching every given filter.
+
+    Empty or None filters match everything. ``statuses`` and ``modes`` use the stored values
+    ('done', 'running', ...; 'epsilon', 'sigma', 'baseline'). ``text`` matches the name or the
+    id, case-insensitively, every whitespace-separated word anywhere. The index is reset.
+    """
+    keep = pd.Series(True, index=frame.index)
+    for column, wanted in (("dataset", datasets), ("status", statuses), ("mode", modes)):
+        wanted = list(wanted or [])
+        if wanted:
+            keep &= frame[column].isin(wanted)
+    for word in (text or "").lower().split():
+        haystack = frame["name"].fillna("").str.lower() + " " + frame["id"].fillna("").str.lower()
+        keep &= haystack.str.contains(word, regex=False)
+    return frame[keep].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------- one run's numbers
+def load_roc(store: RunStore, run_id: str) -> dict[str, Any] | None:
+    """The run's stored attack ROC (``roc.json``: 'fpr' and 'tpr' as float arrays, 'auc', ...) or None.
+
+    None when the run has no ROC or it cannot be read (a run that took no step, an attack
+    that failed or still runs, a run from an older version).
+    """
+    from dpcore import evaluation
+
+    try:
+        payload = evaluation.load_roc(store.artifacts_path(run_id))
+    except DPExplorerError:
+        return None
+    if payload is None:
+        return None
+    fpr = np.asarray(payload.get("fpr", []), dtype=float).ravel()
+    tpr = np.asarray(payload.get("tpr", []), dtype=float).ravel()
+    if fpr.size < 2 or fpr.shape != tpr.shape:
+        return None
+    auc = _number(payload.get("auc"))
+    if not math.isfinite(auc):
+        order = np.argsort(fpr, kind="stable")
+        auc = float(np.trapezoid(tpr[order], fpr[order]))
+    return {**payload, "fpr": fpr, "tpr": tpr, "auc": auc}
+
+
+def _privacy_text(config: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
+    if not config.get("private", True):
+        return "no DP (ε = ∞)"
+    if config.get("target_epsilon") is not None:
+        return f"target ε {config['target_epsilon']:g}"
+    sigma = config.get("noise_multiplier", summary.get("noise_multiplier"))
+    return f"fixed σ {sigma:g}" if isinstance(sigma, (int, float)) else "fixed σ"
+
+
+def _run_numbers(store: RunStore, record: RunRecord) -> dict[str, Any]:
+    config, summary = record.config, record.summary
+    private = bool(config.get("private", True))
+    epsilon = _number(summary.get("final_epsilon"))
+    test_accuracy = _number(summary.get("test_accuracy"))
+    train_accuracy = _number(summary.get("train_accuracy"))
+    if record.active:
+        epochs = store.epochs(record.id)
+        steps = store.steps(record.id)
+        if len(steps) and private:
+            epsilon = float(steps["epsilon"].iloc[-1])
+        if len(epochs):
+            test_accuracy = float(epochs["test_accuracy"].iloc[-1])
+            train_accuracy = float(epochs["train_accuracy"].iloc[-1])
+    if not private:
+        epsilon = math.inf
+    mia_auc = _number(summary.get("mia_auc"))
+    if not math.isfinite(mia_auc):
+        roc = load_roc(store, record.id)
+        mia_auc = roc["auc"] if roc is not None else math.nan
+    mode = None
+    try:
+        mode = record.train_config().mode
+    except DPExplorerError:
+        pass
+    return {
+        "id": record.id,
+        "name": record.name,
+        "kind": record.kind,
+        "status": record.status,
+        "stop_status": record.stop_status,
+        "status_label": status_label(record.status, record.stop_status, record.progress),
+        "stop_reason": record.error_message or record.stop_reason,
+        "dataset": config.get("dataset"),
+        "model": config.get("model"),
+        "mode": mode,
+        "privacy": _privacy_text(config, summary),
+        "final_epsilon": epsilon,
+        "target_epsilon": _number(config.get("target_epsilon")) if private else math.nan,
+        "target_delta": _number(config.get("target_delta")) if private else math.nan,
+        "epsilon_limit": _number(config.get("epsilon_limit")) if private else math.nan,
+        "test_accuracy": test_accuracy,
+        "train_accuracy": train_accuracy,
+        "accuracy_gap": train_accuracy - test_accuracy,
+        "mia_auc": mia_auc,
+        "mia_tpr_at_1pct_fpr": _number(summary.get("mia_tpr_at_1pct_fpr")),
+        "noise_multiplier": _number(summary.get("noise_multiplier", config.get("noise_multiplier")))
+        if private else math.nan,
+        "max_grad_norm": _number(config.get("max_grad_norm")) if private else math.nan,
+        "final_clip_fraction": _number(summary.get("final_clip_fraction")) if private else math.nan,
+        "batch_size": _number(config.get("batch_size")),
+        "epochs_done": _number(summary.get("epochs_done")),
+        "steps": _number(summary.get("steps", record.steps_done)),
+        "accountant": config.get("accountant") if private else None,
+        "seconds": _number(summary.get("seconds")),
+        "ms_per_step": _number(summary.get("ms_per_step")),
+        "device": record.device or summary.get("device"),
+        "resumed_from": parent_of(record),
+        "created": record.created,
+    }
+
+
+def compare_runs(store: RunStore, ids: Sequence[str]) -> pd.DataFrame:
+    """The key numbers of runs ``ids`` side by side: one row per run, in the given order, indexed by id.
+
+    Columns: name, label (``short_labels``: unique, without the name parts all runs share), status,
+    dataset, model, mode, privacy,
+    final_epsilon (inf for no DP; latest value for active runs), target_epsilon,
+    target_delta, epsilon_limit, test_accuracy, train_accuracy, accuracy_gap (train - test),
+    mia_auc (summary, else roc.json), mia_tpr_at_1pct_fpr, noise_multiplier, max_grad_norm,
+    final_clip_fraction, batch_size, epochs_done, steps, accountant, seconds, ms_per_step,
+    device, resumed_from, created. Fractions in [0, 1]; NaN where a number does not apply.
+    RunNotFound for an unknown id; a repeated id appears once.
+    """
+    ordered = list(dict.fromkeys(ids))
+    rows = [_run_numbers(store, store.get(run_id)) for run_id in ordered]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        frame = pd.DataFrame(columns=["id", "name", "label", *[name for name, _, _ in COMPARE_FIELDS]])
+        return frame.set_index("id")
+    labels, _ = short_labels(dict(zip(frame["id"], frame["name"], strict=True)))
+    frame.insert(2, "label", [labels[run_id] for run_id in frame["id"]])
+    return frame.set_index("id")
+
+
+def _format_cell(value: Any, how: str, row: Mapping[str, Any]) -> str:
+    if how == "text":
+        return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    number = _number(value)
+    if how == "epsilon":
+        if math.isinf(number):
+            return "∞ (no DP)"
+        return "–" if math.isnan(number) else f"{number:.2f}"
+    if math.isnan(number):
+        return "–"
+    if how == "percent":
+        return f"{number * 100:.1f} %"
+    if how == "percent0":
+        return f"{number * 100:.0f} %"
+    if how == "points":
+        return f"{number * 100:+.1f}"
+    if how == "auc":
+        return f"{number:.3f}"
+    if how == "sigma":
+        return f"{number:.3f}"
+    if how == "int":
+        return f"{round(number):,}"
+    if how == "duration":
+        from dpcore.progress import format_duration
+
+        per_step = _number(row.get("ms_per_step"))
+        extra = f" ({per_step:.0f} ms/step)" if math.isfinite(per_step) else ""
+        return (f"{number:.1f} s" if number < 1 else format_duration(number)) + extra
+    return f"{number:g}"
+
+
+def comparison_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """``compare_runs`` output as text for people: one row per COMPARE_FIELDS entry, one column per run label.
+
+    Rows that are empty for every run (e.g. no epsilon limit anywhere) are left out.
+    """
+    columns = list(frame["label"]) if "label" in frame.columns else []
+    table: dict[str, list[str]] = {}
+    for column, label, how in COMPARE_FIELDS:
+        if column not in frame.columns:
+            continue
+        cells = [_format_cell(row[column], how, row) for _, row in frame.iterrows()]
+        if all(cell == "–" for cell in cells):
+            continue
+        table[label] = cells
+    return pd.DataFrame.from_dict(table, orient="index", columns=columns)
+
+
+# ---------------------------------------------------------------------- overlays
+@dataclass
+class Overlays:
+    """Per-run inputs for the overlay charts, in the order the runs were given (same labels everywhere).
+
+    ``steps``/``epochs`` are ``(label, DataFrame)`` pairs for ``dpcore.plots``; ``roc`` are
+    ``(label, fpr, tpr, auc)`` for ``plots.roc_chart``; ``without_roc`` names runs with no stored ROC.
+    Labels are ``short_labels`` of the run names; ``shared`` lists the name parts every run has.
+    """
+
+    steps: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    epochs: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    roc: list[tuple[str, np.ndarray, np.ndarray, float | None]] = field(default_factory=list)
+    without_roc: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    shared: list[str] = field(default_factory=list)
+
+
+def overlays(store: RunStore, ids: Sequence[str]) -> Overlays:
+    """Step and epoch metrics and stored ROC curves of runs ``ids`` (RunNotFound for an unknown id)."""
+    ordered = list(dict.fromkeys(ids))
+    labels, shared = short_labels({run_id: store.get(run_id).name for run_id in ordered})
+    result = Overlays(labels=labels, shared=shared)
+    for run_id in ordered:
+        label = labels[run_id]
+        result.steps.append((label, store.steps(run_id)))
+        result.epochs.append((label, store.epochs(run_id)))
+        roc = load_roc(store, run_id)
+        if roc is None:
+            result.without_roc.append(label)
+        else:
+            result.roc.append((label, roc["fpr"], roc["tpr"], roc["auc"]))
+    return result
+
+
+# ---------------------------------------------------------------------- exports
+def export_filename(run_id: str, what: str) -> str:
+    """Download name, e.g. 'dp-explorer-<run id>-steps.csv' (``what``: 'steps', 'epochs' or 'summary')."""
+    extension = "json" if what == "summary" else "csv"
+    return f"dp-explorer-{run_id}-{what}.{extension}"
+
+
+def export_metrics_csv(store: RunStore, run_id: str, *, table: str = "steps") -> bytes:
+    """The run's per-step (``table='steps'``) or per-epoch (``'epochs'``) metrics as UTF-8 CSV bytes.
+
+    First column ``run_id``, then ``dpcore.runs.STEP_COLUMNS`` or ``EPOCH_COLUMNS``: epsilon
+    at the run's delta ('inf' for no DP), clip_fraction/accuracies as fractions 0..1, loss in
+    nats; missing values are empty. A continuation's tables include its parent's rows first.
+    """
+    if table not in METRIC_TABLES:
+        raise DPExplorerError(f"table must be one of {', '.join(METRIC_TABLES)}; got {table!r}")
+    frame = store.steps(run_id) if table == "steps" else store.epochs(run_id)
+    for column in ("step", "epoch", "batch_size"):  # whole numbers, even when some are missing
+        if column in frame.columns:
+            frame[column] = frame[column].round().astype("Int64")
+    frame.insert(0, "run_id", run_id)
+    return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values: NaN and infinities become None, numpy scalars and arrays become numbers and lists."""
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return [_jsonable(item) for item in value.tolist()]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def export_summary_json(store: RunStore, run_id: str) -> bytes:
+    """The run's record as indented UTF-8 JSON bytes: identity, status, config, summary, attack and checks.
+
+    Keys: format, id, name, kind, group, resumed_from, status, stop_status, stop_reason,
+    error, created/started/finished (UTC ISO 8601), device, steps_done, total_steps, config
+    (the resolved TrainConfig), summary (final_epsilon, accuracies, ...), membership_attack
+    (roc.json without the curve arrays, or null) and checks (the four seed checks). Numbers
+    that are NaN or infinite are null (the baseline's epsilon is infinite: see summary.private).
+    """
+    from dpcore.checks import seed_checks
+
+    record = store.get(run_id)
+    roc = load_roc(store, run_id)
+    attack = None if roc is None else {key: value for key, value in roc.items() if key not in ("fpr", "tpr")}
+    numbers = _run_numbers(store, record)
+    checks = []
+    if record.kind == "train" and not record.active:
+        auc = numbers["mia_auc"]
+        checks = [check.to_dict() for check in seed_checks(
+            final_epsilon=numbers["final_epsilon"],
+            target_epsilon=record.config.get("target_epsilon") if record.config.get("private", True) else None,
+            test_accuracy=numbers["test_accuracy"], mia_auc=auc if math.isfinite(auc) else None)]
+    payload = {
+        "format": SUMMARY_FORMAT,
+        "id": record.id,
+        "name": record.name,
+        "kind": record.kind,
+        "group": record.group,
+        "resumed_from": parent_of(record),
+        "status": record.status,
+        "stop_status": record.stop_status,
+        "stop_reason": record.stop_reason,
+        "error": record.error,
+        "created": record.created,
+        "started": record.started,
+        "finished": record.finished,
+        "device": record.device,
+        "steps_done": record.steps_done,
+        "total_steps": record.total_steps,
+        "config": record.config,
+        "summary": record.summary,
+        "membership_attack": attack,
+        "checks": checks,
+    }
+    return json.dumps(_jsonable(payload), indent=2, allow_nan=False, ensure_ascii=False).encode("utf-8")
+
+
+__all__ = [
+    "COMPARE_FIELDS",
+    "MODE_LABELS",
+    "Overlays",
+    "compare_runs",
+    "comparison_table",
+    "export_filename",
+    "export_metrics_csv",
+    "export_summary_json",
+    "filter_runs",
+    "load_roc",
+    "mode_label",
+    "overlays",
+    "runs_overview",
+    "short_labels",
+    "status_label",
+    "unique_labels",
+]
