@@ -10,6 +10,7 @@ queue per runs directory that all Streamlit sessions of a process share.
 from __future__ import annotations
 
 import collections
+import functools
 import importlib
 import logging
 import threading
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dpcore.config import TrainConfig
 from dpcore.errors import DPExplorerError
@@ -32,6 +33,9 @@ from dpcore.runs import (
     RunStore,
     default_root,
 )
+
+if TYPE_CHECKING:
+    from dpcore.training import ResumeState
 
 log = logging.getLogger(__name__)
 
@@ -134,17 +138,24 @@ class ProgressWriter:
         self.store.set_progress(self.run_id, self.steps_done, self.total_steps)
 
 
-def train_runner(run_id: str, store: RunStore, should_stop: Callable[[], bool]) -> Any:
-    """The default runner: ``dpcore.training.train`` on the run's stored config, then ``store.finish``.
+def train_runner(run_id: str, store: RunStore, should_stop: Callable[[], bool], *,
+                 resume: ResumeState | None = None) -> Any:
+    """The default runner: ``dpcore.training.train`` on the run's stored config, then ``store.finish``
+    and the loss-threshold membership attack (``dpcore.evaluation.record_result``: ``roc.json`` in the
+    artifacts, ``mia_auc``/``mia_tpr_at_1pct_fpr``/``mia_advantage`` in the summary).
 
+    ``resume`` (a parent's checkpoint, see ``JobQueue.resume``) continues that run instead of starting fresh.
     Returns the RunResult (whose artifacts are in ``store.artifacts_dir(run_id)``).
     """
     training = importlib.import_module("dpcore.training")
+    evaluation = importlib.import_module("dpcore.evaluation")
     cfg = store.get(run_id).train_config()
     writer = ProgressWriter(store, run_id)
-    result = training.train(cfg, on_step=writer.on_step, on_epoch=writer.on_epoch, should_stop=should_stop)
+    continuation = {"resume": resume} if resume is not None else {}
+    result = training.train(cfg, on_step=writer.on_step, on_epoch=writer.on_epoch, should_stop=should_stop,
+                            **continuation)
     writer.flush()
-    store.finish(run_id, result)
+    evaluation.record_result(store, run_id, result)  # store.finish, then the attack
     return result
 
 
@@ -203,6 +214,31 @@ class JobQueue:
             self._pending.append(_Job(run_id, runner))
             self._cond.notify()
         return run_id
+
+    def resume(self, run_id: str, *, epochs: int, epsilon_limit: float | None = None,
+               name: str | None = None) -> str:
+        """Queue a continuation of run ``run_id`` for ``epochs`` more epochs; return the new run's id.
+
+        The continuation is a new 'train' run (group = ``run_id``, ``config.extra['resume_from']`` =
+        ``run_id``, default name '<name> (+N epochs)') that starts from the parent's checkpoint, keeps
+        its noise multiplier and spends epsilon on top of what the parent spent; ``epsilon_limit``
+        (None: the parent's limit) caps the total. Its step/epoch tables start with a copy of the
+        parent's rows. Raises RunNotFound, RunActive (parent still queued/running), NotResumable (no
+        checkpoint, diverged, not a training run), ConfigError (bad epochs, limit already reached) or
+        QueueFull. See ``dpcore.resume`` for the rules.
+        """
+        from dpcore import resume as resuming
+
+        plan = resuming.plan_resume(self.store, run_id, epochs=epochs, epsilon_limit=epsilon_limit, name=name)
+        state = resuming.load_state(self.store, run_id)  # read now: the parent may be deleted while this waits
+        runner = functools.partial(train_runner, resume=state)
+        new_id = self.submit(plan.config, name=plan.name, group=run_id, runner=runner)
+        try:
+            # Continuation rows have higher step/epoch numbers, so copying while the job starts is safe.
+            resuming.copy_history(self.store, source=run_id, target=new_id)
+        except RunNotFound:
+            pass  # parent or continuation deleted meanwhile: the continuation still has its own rows
+        return new_id
 
     # ------------------------------------------------------------------ inspecting
     def position(self, run_id: str) -> int | None:

@@ -37,7 +37,7 @@ StepCallback = Callable[[dict[str, Any]], None]
 HISTORY_COLUMNS = ["step", "epoch", "epsilon", "clip_fraction", "loss", "batch_size"]
 EPOCH_COLUMNS = ["epoch", "epsilon", "train_loss", "train_accuracy", "test_accuracy"]
 STOP_REASONS = {
-    "finished": "Trained for all {epochs} epochs.",
+    "finished": "Trained for all {epochs} epoch(s).",
     "epsilon_limit": "Stopped after step {steps}: the next step would have spent more than the "
                      "epsilon limit of {limit:g}.",
     "cancelled": "Cancelled by the user after {steps} steps.",

@@ -1,0 +1,226 @@
+"""The Train page (AppTest): settings, validation, CSV errors, the probe, training through the queue, cancel."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from dpcore import jobs
+from dpcore.runs import CANCELLED, DONE, RUNNING
+
+PAGE = "../pages/train.py"
+TIMEOUT = 60
+GOOD_CSV = "height,weight,label\n" + "\n".join(
+    f"{150 + i % 40},{50 + (i * 7) % 30},{'tall' if i % 40 > 20 else 'short'}" for i in range(60))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_and_no_leftover_workers():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    jobs.shutdown()  # cancel and join this test's jobs, even when it failed
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def app():
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(element.value) for element in elements)
+
+
+def train_button(at):
+    return at.button(key="train-submit")
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_renders_synthetic_defaults_and_resets_recipe_on_dataset_change(app):
+    assert app.selectbox(key="train_w_dataset").value == "synthetic"
+    assert app.number_input(key="train_w_target_epsilon").value == 3.0
+    assert app.number_input(key="train_w_epochs").value == 10  # the synthetic recipe
+    assert app.selectbox(key="train_w_model").value == "mlp"
+    assert not train_button(app).disabled
+    assert "800** training examples" in texts(app.markdown)
+    assert "σ = **" in texts(app.markdown)  # the planned noise for the target ε
+    assert "No run yet" in texts(app.markdown)
+
+    app.number_input(key="train_w_epochs").set_value(3).run()
+    app.selectbox(key="train_w_dataset").select("digits").run()
+    assert not app.exception
+    assert app.number_input(key="train_w_epochs").value == 40  # digits recipe, not the 3 typed before
+    assert app.number_input(key="train_w_batch_size").value == 256
+    assert app.selectbox(key="train_w_optimizer").value == "sgd"
+    assert set(app.selectbox(key="train_w_model").options) >= {"CNN (GroupNorm)", "MLP (GroupNorm)"}
+    assert any("image" in chart.proto.spec.lower() for chart in app.get("plotly_chart"))  # the image preview
+
+
+def test_privacy_mode_shows_the_matching_inputs(app):
+    keys = lambda: {n.key for n in app.number_input}  # noqa: E731
+    assert "train_w_target_epsilon" in keys() and "train_w_noise_multiplier" not in keys()
+    app.radio(key="train_w_mode").set_value("sigma").run()
+    assert "train_w_noise_multiplier" in keys() and "train_w_target_epsilon" not in keys()
+    assert "train_w_target_delta" in keys() and "train_w_max_grad_norm" in keys()
+    app.radio(key="train_w_mode").set_value("baseline").run()
+    assert not {"train_w_noise_multiplier", "train_w_target_epsilon", "train_w_target_delta"} & keys()
+    assert "No differential privacy" in texts(app.info)  # guidance for the baseline
+    assert not train_button(app).disabled
+
+
+def test_invalid_settings_show_the_config_error_and_disable_train(app):
+    app.number_input(key="train_w_target_epsilon").set_value(0.0).run()
+    assert "target_epsilon must be in (0" in texts(app.error)
+    assert train_button(app).disabled
+    app.number_input(key="train_w_target_epsilon").set_value(3.0).run()
+    assert not app.error and not train_button(app).disabled
+    app.number_input(key="train_w_target_delta").set_value(0.01).run()  # >= 1/N for N = 800
+    assert "target_delta must be below 1/N" in texts(app.error)
+    assert train_button(app).disabled
+
+
+def test_csv_upload_errors_inline_then_loads_a_good_file(app):
+    app.selectbox(key="train_w_dataset").select("csv").run()
+    assert "Upload a CSV" in texts(app.info) and train_button(app).disabled
+    app.file_uploader(key="train_w_csv_file").set_value(("bad.csv", b"a,b\n1,2\n", "text/csv")).run()
+    assert not app.exception
+    assert "20" in texts(app.error)  # DatasetError: too few rows (the minimum is named)
+    assert train_button(app).disabled
+    app.file_uploader(key="train_w_csv_file").set_value(("people.csv", GOOD_CSV.encode(), "text/csv")).run()
+    assert not app.exception and not app.error
+    assert app.selectbox(key="train_w_label_column").value == "label"  # picked by name
+    assert "48** training examples" in texts(app.markdown)
+    assert app.number_input(key="train_w_batch_size").value == 16  # lowered to fit 48 examples
+    assert not train_button(app).disabled
+
+
+def test_probe_suggests_a_clipping_bound_and_applies_it(app):
+    app.button(key="train-probe").click().run()
+    assert not app.exception
+    suggestion = [m.value for m in app.markdown if m.value.startswith("##### Suggested C = ")]
+    assert suggestion, texts(app.markdown)
+    value = float(suggestion[0].removeprefix("##### Suggested C = "))
+    assert "without privacy" in texts(app.caption)
+    assert any("gradient norm" in chart.proto.spec for chart in app.get("plotly_chart"))
+    app.button(key="train-probe-apply").click().run()
+    assert app.number_input(key="train_w_max_grad_norm").value == pytest.approx(value)
+
+
+def test_train_shows_live_run_then_summary_roc_and_checks(app):
+    app.number_input(key="train_w_epochs").set_value(1).run()
+    train_button(app).click().run()
+    assert not app.exception
+    run_id = app.session_state["train_run_id"]
+    assert app.query_params["run"] == run_id
+    queue = jobs.get_queue()
+    record = queue.wait(run_id, timeout=TIMEOUT)
+    assert record.status == DONE, record.error
+    baseline_id = record.summary["baseline_run"]
+    assert queue.wait(baseline_id, timeout=TIMEOUT).status == DONE
+    record = queue.store.get(run_id)
+
+    app.run()
+    assert not app.exception
+    metrics = {metric.label: metric for metric in app.metric}
+    assert metrics["ε spent (δ = 1e-05)"].value == f"{record.summary['final_epsilon']:.2f}"
+    assert metrics["Attack AUC"].value == f"{record.summary['mia_auc']:.3f}"
+    assert metrics["Test accuracy"].value == f"{record.summary['test_accuracy']:.1%}"
+    assert "pp vs no DP" in metrics["Test accuracy"].proto.delta  # gap to the linked baseline
+    assert "moderate guarantee" in texts(app.markdown)  # epsilon_sentence
+    checks = texts(app.markdown)
+    for name in ("epsilon within budget", "meaningful epsilon", "membership attack near chance", "model is useful"):
+        assert name in checks
+    specs = [chart.proto.spec for chart in app.get("plotly_chart")]
+    assert any("Membership-inference ROC" in spec and "chance" in spec for spec in specs)
+    assert any("Privacy spent" in spec for spec in specs) and any("Clipped gradients" in spec for spec in specs)
+    assert "Trained for all" in texts(app.success)
+
+    # continue the finished run for one more epoch: a new run, linked to this one, spending on top
+    app.number_input(key=f"train-more-epochs-{run_id}").set_value(1).run()
+    assert "bring the total to about" in texts(app.markdown)
+    app.button(key=f"train-continue-{run_id}").click().run()
+    assert not app.exception
+    continuation = app.session_state["train_run_id"]
+    assert continuation != run_id and app.query_params["run"] == continuation
+    record = queue.wait(continuation, timeout=TIMEOUT)
+    assert record.status == DONE and record.config["extra"]["resume_from"] == run_id
+    assert record.summary["final_epsilon"] > queue.store.get(run_id).summary["final_epsilon"]
+
+
+def test_cancel_a_queued_and_a_running_run(app):
+    queue = jobs.get_queue()
+    release, started = threading.Event(), threading.Event()
+
+    def blocker(run_id, store, should_stop):
+        started.set()
+        while not release.is_set() and not should_stop():
+            time.sleep(0.01)
+
+    blocker_id = queue.submit({"what": "hold the worker"}, kind="test", runner=blocker)
+    assert started.wait(5)
+    app.number_input(key="train_w_epochs").set_value(1000).run()  # far longer than the test
+    app.checkbox(key="train_w_with_baseline").uncheck().run()
+    train_button(app).click().run()
+    run_id = app.session_state["train_run_id"]
+    assert "Waiting in the queue: position 1" in texts(app.info)
+    app.button(key=f"train-cancel-{run_id}").click().run()
+    assert queue.store.get(run_id).status == CANCELLED
+    assert "cancelled before it started" in texts(app.info)
+    release.set()
+    queue.wait(blocker_id, timeout=5)
+
+    train_button(app).click().run()
+    run_id = app.session_state["train_run_id"]
+    wait_for(lambda: queue.store.get(run_id).status == RUNNING and queue.store.get(run_id).steps_done > 0)
+    app.run()
+    assert any("Step " in bar.proto.text and "ETA" in bar.proto.text for bar in app.get("progress"))
+    app.button(key=f"train-cancel-{run_id}").click().run()
+    record = queue.wait(run_id, timeout=TIMEOUT)
+    assert record.status == CANCELLED and record.steps_done > 0
+    app.run()
+    assert "Cancelled by the user" in texts(app.info)
+    assert json.loads((queue.store.artifacts_dir(run_id) / "roc.json").read_text())["fpr"]
+
+
+def test_a_run_in_the_url_is_shown_failed_runs_without_traceback():
+    from dpcore.config import TrainConfig
+    from dpcore.runs import RunStore, default_root
+
+    store = RunStore(default_root())
+    failed = store.create_run(TrainConfig(dataset="synthetic", target_epsilon=3.0).resolve())
+    store.set_status(failed, RUNNING)
+    try:
+        raise RuntimeError("worker ran out of memory")
+    except RuntimeError as exc:
+        store.fail(failed, exc)  # a bug-style error: the store keeps its traceback
+    assert "Traceback" in store.get(failed).error
+    baseline = store.create_run(TrainConfig(dataset="synthetic", private=False).resolve())
+    store.set_status(baseline, DONE, stop_status="finished")
+    store.update_summary(baseline, test_accuracy=0.8, mia_auc=0.61, mia_status="done")
+
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.query_params["run"] = failed
+    at.run()
+    assert not at.exception and at.session_state["train_run_id"] == failed
+    errors = texts(at.error)
+    assert "worker ran out of memory" in errors and "Traceback" not in errors
+    at.query_params["run"] = baseline
+    at.run()
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert metrics["ε spent"] == "∞" and metrics["Test accuracy"] == "80.0%" and metrics["Attack AUC"] == "0.610"
+    assert "No privacy guarantee" in texts(at.markdown)
