@@ -6,7 +6,13 @@ one wording. Each entry is short: two to five sentences a stakeholder can read.
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING
+
 from dpcore.plots import EPSILON_BANDS, epsilon_band
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TOPICS: dict[str, str] = {
     "epsilon": (
@@ -84,6 +90,61 @@ TOPICS: dict[str, str] = {
         "torchcsprng, which is not available). Fine for exploration; a production release should be "
         "retrained with a cryptographically secure generator."
     ),
+    # ---- added for the Budget planner and Guide pages
+    "dpsgd": (
+        "**DP-SGD in three moves.** (1) *Clip*: compute each example's gradient separately and shrink "
+        "any that is longer than the clipping bound C, so no single example can pull the model far. "
+        "(2) *Noise*: add Gaussian noise with standard deviation σ·C to the sum of the clipped gradients "
+        "of a batch, enough to hide whether any one example was there. (3) *Account*: an accountant adds "
+        "up the privacy each noisy step spends and reports the total as ε at a chosen δ."
+    ),
+    "sampling": (
+        "**Sample rate (q)** is the chance that an example joins a batch. Opacus samples every example "
+        "independently (Poisson sampling), so batches vary in size around q·N. With batch size B the "
+        "trainer uses q = 1/⌈N/B⌉ and ⌈N/B⌉ steps per epoch; ε depends on q, σ and the number of steps, "
+        "not on N itself. Smaller q (bigger datasets) buys a lot of privacy: each example is in fewer steps."
+    ),
+    "gdp_caveat": (
+        "**GDP caveat.** The GDP accountant relies on a central-limit approximation that is accurate "
+        "only for many steps with a small sample rate; with few steps or large q it can *underestimate* ε. "
+        "Use it for a quick sense of scale and report RDP or PRV."
+    ),
+    "page_train": (
+        "**Train**: pick a dataset and model, a privacy budget (a target ε, or a fixed noise multiplier), "
+        "the clipping bound and the usual knobs, then start the run. It runs as a job: watch ε, the clip "
+        "fraction, loss and accuracy grow live, cancel it, and read the result with the attack and the "
+        "non-private baseline next to it."
+    ),
+    "page_runs": (
+        "**Runs**: every stored run in one table with its ε, accuracy and attack result. Open one, "
+        "compare several side by side, continue a run for more epochs, export a report or delete runs."
+    ),
+    "page_attack_lab": (
+        "**Attack lab**: attack a finished run with membership-inference attacks and compare what they "
+        "achieve (ROC, AUC, true positives at a low false-positive rate, an empirical ε lower bound) with "
+        "the ε the accountant promises."
+    ),
+    "page_tradeoffs": (
+        "**Tradeoffs**: sweep target ε, clipping bound and seed, then read the frontier: accuracy against "
+        "ε with the non-private line, attack success against ε, and which clipping bound works best."
+    ),
+    "page_planner": (
+        "**Budget planner**: no training, instant answers. ε from three accountants for your settings, ε "
+        "over the epochs for several noise levels, and the noise needed for a target ε. Send the settings "
+        "to the Train page with one click, or share the page's URL."
+    ),
+    "page_guide": (
+        "**Guide**: this page. The ideas behind every number in the app, short enough for a demo."
+    ),
+}
+
+
+#: What each EPSILON_BANDS band means, for tables next to the numbers (same wording everywhere).
+BAND_MEANINGS: dict[str, str] = {
+    "strong": "Textbook privacy: an attacker's odds move by less than a factor of e ≈ 2.7.",
+    "moderate": "Typical of careful deployments: an attacker's odds move by at most e^5 ≈ 150.",
+    "weak": "Still bounded, but an attacker's odds may move by up to e^10 ≈ 22,000.",
+    "very weak": "Barely constrains an attacker; above ~50 it means nothing in practice.",
 }
 
 
@@ -108,4 +169,17 @@ def _odds_factor(epsilon: float) -> str:
     return f"{factor:.1f}" if factor < 100 else f"{factor:.3g}"
 
 
-__all__ = ["EPSILON_BANDS", "TOPICS", "epsilon_sentence", "explain"]
+def epsilon_band_table() -> pd.DataFrame:
+    """The EPSILON_BANDS as a table for people: columns 'ε range', 'reading', 'what it means'."""
+    import pandas as pd
+
+    rows = []
+    for lower, upper, name in EPSILON_BANDS:
+        span = f"{lower:g} ≤ ε < {upper:g}" if math.isfinite(upper) else f"ε ≥ {lower:g}"
+        if lower == 0:
+            span = f"ε < {upper:g}"
+        rows.append({"ε range": span, "reading": name, "what it means": BAND_MEANINGS[name]})
+    return pd.DataFrame(rows)
+
+
+__all__ = ["BAND_MEANINGS", "EPSILON_BANDS", "TOPICS", "epsilon_band_table", "epsilon_sentence", "explain"]

@@ -69,3 +69,97 @@ def test_tables_for_planner_shapes():
 def test_unknown_accountant_is_a_config_error():
     with pytest.raises(ConfigError, match="accountant must be one of"):
         accounting.epsilon_for(noise_multiplier=1.0, sample_rate=0.01, steps=10, delta=1e-5, accountant="moments")
+
+
+# ---------------------------------------------------------------------- planner helpers
+
+@pytest.mark.parametrize(("n", "batch"), [(1437, 256), (800, 64), (455, 455), (1000, 1), (60000, 512), (7, 3)])
+def test_sampling_matches_the_trainers_data_loader(n, batch):
+    import torch
+    from torch.utils.data import DataLoader
+
+    sampling = accounting.sampling_for(n=n, batch_size=batch)
+    batches = len(DataLoader(torch.arange(n), batch_size=batch))  # what dpcore.training counts as one epoch
+    assert sampling.steps_per_epoch == batches
+    assert sampling.sample_rate == 1 / batches
+    assert sampling.steps(3) == 3 * batches
+    # epsilon_by_epoch's round(1 / q) steps per epoch agrees with it
+    assert max(1, round(1 / sampling.sample_rate)) == batches
+
+
+def test_sampling_from_a_sample_rate_rounds_to_a_batch_then_recomputes_q():
+    sampling = accounting.sampling_for(n=455, sample_rate=0.1)
+    assert sampling.batch_size == 46 and sampling.steps_per_epoch == 10 and sampling.sample_rate == 0.1
+    tiny = accounting.sampling_for(n=100, sample_rate=1e-6)
+    assert tiny.batch_size == 1 and tiny.steps_per_epoch == 100
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    (dict(n=100, batch_size=101), "at most 100"),
+    (dict(n=0, batch_size=1), "at least 1"),
+    (dict(n=100, batch_size=0), "at least 1"),
+    (dict(n=100, sample_rate=1.5), r"\(0, 1\]"),
+    (dict(n=100, sample_rate=float("nan")), r"\(0, 1\]"),
+    (dict(n=100), "exactly one"),
+    (dict(n=100, batch_size=10, sample_rate=0.1), "exactly one"),
+])
+def test_sampling_rejects_impossible_plans_with_a_message(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        accounting.sampling_for(**kwargs)
+
+
+def test_member_counts_match_the_loaded_splits():
+    from dpcore import data
+
+    counts = accounting.member_counts()
+    for name in ("synthetic", "digits", "breast-cancer"):
+        assert counts[name] == data.load_dataset(name).n_members
+    assert counts["mnist"] == 60000 and counts["cifar10"] == 50000
+    assert "csv" not in counts
+
+
+@pytest.mark.parametrize("sample_rate", [1 / 6, 1 / 235, 1e-4])
+def test_rdp_epsilon_equals_epsilon_for(sample_rate):
+    for sigma, steps, delta in [(0.5, 10, 1e-5), (1.0, 240, 1e-5), (1.3, 5000, 1e-8), (4.0, 1, 1e-3)]:
+        fast = accounting.rdp_epsilon(noise_multiplier=sigma, sample_rate=sample_rate, steps=steps, delta=delta)
+        exact = accounting.epsilon_for(noise_multiplier=sigma, sample_rate=sample_rate, steps=steps, delta=delta)
+        assert fast == pytest.approx(exact, rel=1e-12)
+    assert accounting.rdp_epsilon(noise_multiplier=1.0, sample_rate=sample_rate, steps=0, delta=1e-5) == 0.0
+
+
+def test_rdp_epsilon_by_epoch_equals_epsilon_by_epoch():
+    sampling = accounting.sampling_for(n=800, batch_size=64)
+    fast = accounting.rdp_epsilon_by_epoch(noise_multipliers=[0.8, 2.0], sampling=sampling, epochs=6, delta=1e-5)
+    exact = accounting.epsilon_by_epoch(noise_multipliers=[0.8, 2.0], sample_rate=sampling.sample_rate, epochs=6,
+                                        delta=1e-5)
+    assert list(fast.columns) == ["noise_multiplier", "epoch", "epsilon"]
+    np.testing.assert_allclose(fast.epsilon.to_numpy(), exact.epsilon.to_numpy(), rtol=1e-12)
+    np.testing.assert_array_equal(fast.epoch.to_numpy(), exact.epoch.to_numpy())
+
+
+@pytest.mark.parametrize(("target", "sample_rate", "steps"),
+                         [(3.0, 1 / 6, 240), (0.5, 1 / 118, 590)])
+def test_rdp_noise_for_epsilon_meets_target_and_agrees_with_noise_for_epsilon(target, sample_rate, steps):
+    sigma = accounting.rdp_noise_for_epsilon(target_epsilon=target, delta=1e-5, sample_rate=sample_rate, steps=steps)
+    eps = accounting.epsilon_for(noise_multiplier=sigma, sample_rate=sample_rate, steps=steps, delta=1e-5)
+    assert target * 0.999 <= eps <= target
+    calibrated = accounting.noise_for_epsilon(target_epsilon=target, delta=1e-5, sample_rate=sample_rate, steps=steps)
+    assert sigma == pytest.approx(calibrated, rel=1e-3)
+
+
+def test_rdp_noise_for_epsilon_rejects_bad_targets():
+    with pytest.raises(ConfigError, match="positive"):
+        accounting.rdp_noise_for_epsilon(target_epsilon=0.0, delta=1e-5, sample_rate=0.01, steps=100)
+
+
+def test_sigma_curve_rows_are_exact_pairs_covering_the_range():
+    table = accounting.sigma_curve(sample_rate=1 / 6, steps=240, delta=1e-5, epsilon_range=(0.5, 16.0), points=8)
+    assert list(table.columns) == ["target_epsilon", "noise_multiplier"] and len(table) == 8
+    assert table.target_epsilon.min() == pytest.approx(0.5, rel=0.03)
+    assert table.target_epsilon.max() == pytest.approx(16.0, rel=0.03)
+    assert np.all(np.diff(table.noise_multiplier) > 0) and np.all(np.diff(table.target_epsilon) < 0)
+    row = table.iloc[3]
+    assert row.target_epsilon == pytest.approx(accounting.epsilon_for(
+        noise_multiplier=row.noise_multiplier, sample_rate=1 / 6, steps=240, delta=1e-5), rel=1e-12)
+    with pytest.raises(ConfigError, match="increasing"):
+        accounting.sigma_curve(sample_rate=0.1, steps=10, delta=1e-5, epsilon_range=(4.0, 1.0))

@@ -1,0 +1,133 @@
+"""Budget planner page (AppTest): numbers agree with dpcore.accounting, inputs react, bad input is explained."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dpcore import accounting
+
+PAGE = "../pages/planner.py"
+TIMEOUT = 60  # the first run imports opacus/torch and computes PRV cold
+
+
+def epsilon_text(eps: float) -> str:
+    """The page's epsilon format: 3 significant digits, whole numbers from 1000 up."""
+    return f"{eps:,.0f}" if eps >= 1000 else f"{eps:.3g}"
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {metric.label: metric.value for metric in at.metric}
+
+
+def set_inputs(at: AppTest, **values) -> AppTest:
+    for key, value in values.items():
+        at.number_input(key=f"planner_{key}").set_value(value)
+    return at.run()
+
+
+@pytest.fixture
+def page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def sigma_of(at: AppTest) -> float:
+    return at.number_input(key="planner_noise_multiplier").value
+
+
+def test_defaults_show_three_accountants_matching_epsilon_for(page):
+    shown, sigma = metrics(page), sigma_of(page)
+    sampling = accounting.sampling_for(n=1437, batch_size=256)  # digits' members, default batch
+    steps = sampling.steps(40)
+    assert sampling.sample_rate == pytest.approx(1 / 6) and steps == 240
+    for name in ("rdp", "prv", "gdp"):
+        eps = accounting.epsilon_for(noise_multiplier=sigma, sample_rate=sampling.sample_rate, steps=steps,
+                                     delta=1e-5, accountant=name)
+        assert shown[f"{name.upper()} ε"] == epsilon_text(eps)
+    assert len(page.get("plotly_chart")) == 3
+    assert not page.error
+    assert page.query_params["noise_multiplier"] == str(sigma) and page.query_params["n"] == "1437"
+
+
+def test_changing_sigma_changes_the_numbers(page):
+    before, sigma = metrics(page), sigma_of(page)
+    set_inputs(page, noise_multiplier=sigma / 2)
+    after = metrics(page)
+    for name in ("RDP ε", "PRV ε", "GDP ε"):
+        assert float(after[name]) > float(before[name])  # less noise, more epsilon
+    eps = accounting.epsilon_for(noise_multiplier=sigma / 2, sample_rate=1 / 6, steps=240, delta=1e-5)
+    assert after["RDP ε"] == epsilon_text(eps)
+    assert page.query_params["noise_multiplier"] == str(sigma / 2)
+
+
+def test_inverse_sigma_meets_the_target(page):
+    set_inputs(page, target_epsilon=2.0)
+    label = next(label for label in metrics(page) if label.startswith("σ needed"))
+    sigma = float(metrics(page)[label])
+    sampling = accounting.sampling_for(n=1437, batch_size=256)
+    eps = accounting.epsilon_for(noise_multiplier=sigma, sample_rate=sampling.sample_rate, steps=240, delta=1e-5)
+    assert 1.99 <= eps <= 2.0  # meets the target, and is not wastefully large
+    calibrated = accounting.noise_for_epsilon(target_epsilon=2.0, delta=1e-5, sample_rate=sampling.sample_rate,
+                                              steps=240)
+    assert sigma == pytest.approx(calibrated, rel=2e-3)  # what training would calibrate
+
+
+def test_delta_at_or_above_one_over_n_warns(page):
+    assert not page.warning
+    set_inputs(page, n=500, target_delta=0.01)
+    warnings = " ".join(warning.value for warning in page.warning)
+    assert "1/N" in warnings and "0.01" in warnings
+    assert not page.exception
+
+
+def test_batch_larger_than_n_is_a_clear_message(page):
+    set_inputs(page, batch_size=5000)
+    assert not page.exception
+    assert len(page.error) == 1
+    message = page.error[0].value
+    assert "5000" in message and "1437" in message and "at most" in message
+    assert not page.metric  # nothing computed from an impossible plan
+
+
+def test_dataset_picker_fills_n_and_sample_rate_mode(page):
+    page.selectbox(key="planner_dataset").set_value("breast-cancer").run()
+    assert page.number_input(key="planner_n").value == accounting.member_counts()["breast-cancer"] == 455
+    page.radio(key="planner_size_by").set_value("sample_rate").run()
+    set_inputs(page, sample_rate=0.1)
+    caption = " ".join(caption.value for caption in page.caption)
+    assert "batch size B = 46" in caption and "q = 1/10" in caption  # round(0.1 * 455), then 1/ceil(455/46)
+    assert "sample_rate" in page.query_params and "batch_size" not in page.query_params
+
+
+def test_url_parameters_restore_a_plan_and_bad_ones_are_reported():
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.query_params.update({"dataset": "custom", "n": "60000", "batch_size": "512", "epochs": "5",
+                            "noise_multiplier": "banana", "sample_rate": "7"})
+    at.run()
+    assert not at.exception
+    assert at.number_input(key="planner_n").value == 60000
+    warning = " ".join(warning.value for warning in at.warning)
+    assert "noise_multiplier=banana" in warning and "sample_rate=7" in warning  # unparsable, out of range
+    eps = accounting.epsilon_for(noise_multiplier=sigma_of(at), sample_rate=1 / math.ceil(60000 / 512),
+                                 steps=5 * math.ceil(60000 / 512), delta=1e-5)
+    assert metrics(at)["RDP ε"] == epsilon_text(eps)
+
+    named = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    named.query_params["dataset"] = "breast-cancer"  # no n: the dataset's member count
+    named.run()
+    assert named.number_input(key="planner_n").value == 455 and not named.warning
+
+
+def test_use_on_train_page_stores_the_handoff(page):
+    page.radio(key="planner_handoff_mode").set_value("target_epsilon").run()
+    page.button(key="planner_use").click().run()
+    handoff = page.session_state["planner_handoff"]
+    assert handoff["config"] == {"dataset": "digits", "batch_size": 256, "epochs": 40, "target_delta": 1e-5,
+                                 "accountant": "rdp", "target_epsilon": 3.0}
+    assert handoff["n"] == 1437 and handoff["steps"] == 240
+    assert set(handoff["epsilon"]) == {"rdp", "prv", "gdp"}
