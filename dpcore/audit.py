@@ -1,0 +1,705 @@
+"""Attack evaluation of a stored run: reference-model pool, membership-inference attacks and empirical
+epsilon lower bounds, computed as one job and saved with the run.
+
+``run_attack_suite(store, run_id, ...)`` does the whole evaluation and writes ``attack.json`` (numbers,
+ROC points, most vulnerable members) and ``attack_scores.npz`` (per-example scores) into the target
+run's artifacts, plus headline numbers into its summary (``lira_auc``, ``empirical_epsilon_lower``, ...).
+``submit_attack`` queues it as a job of kind 'attack'; ``load_attack_result``, ``tpr_table``,
+``epsilon_table`` and ``vulnerable_members`` read it back for the dashboard, the CLI and reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+# Imported here, not inside functions: jobs run on worker threads, and a lazy import there can race with
+# Streamlit's reloader dropping a changed module from sys.modules.
+from dpcore import attacks as attack_lib
+from dpcore.config import TrainConfig
+from dpcore.data import SplitData, load_for_config, preview_images, preview_table
+from dpcore.errors import ConfigError, DPExplorerError
+from dpcore.models import build_model, make_private_compatible
+from dpcore.runs import ACTIVE_STATUSES, DONE, RunRecord, RunStore, utc_now
+from dpcore.training import train
+
+if TYPE_CHECKING:
+    from dpcore.jobs import JobQueue
+
+__all__ = [
+    "ATTACK_FILE",
+    "ATTACK_KIND",
+    "DEFAULT_ATTACKS",
+    "AttackOptions",
+    "TargetRun",
+    "attack_runner",
+    "epsilon_table",
+    "estimate_seconds",
+    "load_attack_result",
+    "load_attack_scores",
+    "load_target",
+    "pool_cache_path",
+    "reference_config",
+    "run_attack_suite",
+    "submit_attack",
+    "summary_fields",
+    "tpr_table",
+    "vulnerable_members",
+]
+
+ATTACK_KIND = "attack"
+ATTACK_FILE = "attack.json"
+SCORES_FILE = "attack_scores.npz"
+RESULT_VERSION = 1
+DEFAULT_ATTACKS: tuple[str, ...] = ("loss", "lira-online", "rmia")
+MAX_MODELS = 256
+TOP_K = 16
+# Confidence of every interval and of the combined lower bound; each of k attacks gets alpha / k
+# (Bonferroni), so the largest of their bounds still holds with this confidence.
+CONFIDENCE = 0.95
+# One-run canary audit: guess "in" for the top and "out" for the bottom 10 % of canary scores each.
+CANARY_GUESS_FRACTION = 0.1
+DEFAULT_CANARIES = 256
+MIN_CANARIES = 20
+# Reference models train on half of (members + non-members); training time scales about linearly.
+POOL_NOTE = (
+    "Reference models are trained with the target's exact settings (model, optimizer, epochs, batch size, "
+    "clipping bound) on random halves of the target's members and non-members together; every example is in "
+    "the training set of exactly half of them. "
+)
+POOL_SIGMA_NOTE = ("Their noise multiplier is fixed to the target's σ = {sigma} (not re-calibrated for the smaller "
+                   "half-size training sets, so their own ε differs from the target's).")
+SINGLE_RUN_NOTE = (
+    "Attack-based lower bounds use the target's own members and non-members. They all come from one model, "
+    "so they are not independent trials: read them as evidence of leakage, not as a proof. The one-run canary "
+    "audit (Steinke, Nasr, Jagielski 2023) gives a bound with a proof."
+)
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+class _Stopped(Exception):
+    """Raised inside pool callbacks to abandon the evaluation when a stop was requested."""
+
+
+# ---------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class AttackOptions:
+    """What to run against a target run: attack names (keys of ``attack_lib.ATTACKS``), reference-pool size
+    ``n_models`` (even; ignored when no chosen attack needs references), ``seed`` of the pool halves and
+    bootstraps, and ``canaries`` (0 = no one-run canary audit, else the number of canaries)."""
+
+    target_run_id: str
+    attacks: tuple[str, ...] = DEFAULT_ATTACKS
+    n_models: int = attack_lib.POOL_SIZES["standard"]
+    seed: int = 0
+    canaries: int = 0
+
+    @property
+    def needs_pool(self) -> bool:
+        """True when a chosen attack needs reference models."""
+        return any(attack_lib.ATTACKS[name].needs_references for name in self.attacks)
+
+    def validate(self) -> AttackOptions:
+        """Check every field; return a normalised copy or raise ``ConfigError``."""
+        names = tuple(dict.fromkeys(str(name).strip() for name in self.attacks if str(name).strip()))
+        if not names:
+            raise ConfigError(f"choose at least one attack; available: {', '.join(attack_lib.ATTACKS)}")
+        unknown = [name for name in names if name not in attack_lib.ATTACKS]
+        if unknown:
+            raise ConfigError(f"unknown attack(s) {', '.join(map(repr, unknown))}; choose from "
+                              f"{', '.join(attack_lib.ATTACKS)}")
+        options = dataclasses.replace(self, attacks=names)
+        if isinstance(self.n_models, bool) or not isinstance(self.n_models, int):
+            raise ConfigError(f"the number of reference models must be a whole number, got {self.n_models!r}")
+        if options.needs_pool:
+            fewest = max(attack_lib.ATTACKS[name].min_reference_models for name in names)
+            fewest += fewest % 2
+            if not fewest <= self.n_models <= MAX_MODELS or self.n_models % 2:
+                needing = ", ".join(name for name in names if attack_lib.ATTACKS[name].needs_references)
+                raise ConfigError(
+                    f"{needing} need an even number of reference models between {fewest} and {MAX_MODELS}, got "
+                    f"{self.n_models}; the presets are {attack_lib.POOL_SIZES}"
+                )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed must be an integer in [0, 2^32), got {self.seed!r}")
+        if isinstance(self.canaries, bool) or not isinstance(self.canaries, int) or self.canaries < 0:
+            raise ConfigError(f"canaries must be 0 (no canary audit) or a whole number >= {MIN_CANARIES}, "
+                              f"got {self.canaries!r}")
+        if 0 < self.canaries < MIN_CANARIES:
+            raise ConfigError(f"a canary audit needs at least {MIN_CANARIES} canaries to say anything, got "
+                              f"{self.canaries}; use 0 to skip it")
+        return options
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {"target_run_id": self.target_run_id, "attacks": list(self.attacks), "n_models": self.n_models,
+                "seed": self.seed, "canaries": self.canaries}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> AttackOptions:
+        """Inverse of ``to_dict``."""
+        return cls(target_run_id=str(values["target_run_id"]), attacks=tuple(values.get("attacks", DEFAULT_ATTACKS)),
+                   n_models=int(values.get("n_models", attack_lib.POOL_SIZES["standard"])),
+                   seed=int(values.get("seed", 0)), canaries=int(values.get("canaries", 0)))
+
+
+# ---------------------------------------------------------------------- the target
+@dataclass
+class TargetRun:
+    """A finished run loaded back from the store: its record, resolved config, trained model and data."""
+
+    record: RunRecord
+    config: TrainConfig
+    model: torch.nn.Module
+    data: SplitData
+
+    @property
+    def accountant_epsilon(self) -> float:
+        """Epsilon the accountant reported for the run (``math.inf`` without DP)."""
+        value = self.record.summary.get("final_epsilon")
+        return float(value) if self.config.private and value is not None else math.inf
+
+
+def check_target(record: RunRecord) -> None:
+    """Raise ``DPExplorerError`` unless ``record`` is a finished training run (whose weights can be attacked)."""
+    if record.kind != "train":
+        raise DPExplorerError(f"run {record.id} is a {record.kind!r} job, not a training run; pick a training run "
+                              "to attack")
+    if record.status != DONE:
+        raise DPExplorerError(f"run {record.id} is {record.status}; only finished training runs can be attacked "
+                              "(wait for it to finish, or train it again)")
+
+
+def load_target(store: RunStore, run_id: str) -> TargetRun:
+    """Load a finished training run: config, weights into a freshly built model (eval mode, CPU), and data."""
+    record = store.get(run_id)
+    check_target(record)
+    config = record.train_config().resolve()
+    data = load_for_config(config)
+    model, _ = make_private_compatible(build_model(config.model, input_shape=data.info.input_shape,
+                                                   num_classes=data.info.num_classes))
+    try:
+        model.load_state_dict(store.load_weights(run_id))
+    except RuntimeError as exc:  # shapes do not match: the dataset changed since the run
+        raise DPExplorerError(f"the weights of run {run_id} do not fit a {config.model!r} model for "
+                              f"{config.dataset!r} as it loads now ({str(exc).splitlines()[0]}); "
+                              "train it again") from None
+    model.eval()
+    with torch.no_grad():
+        if any(not torch.isfinite(p).all() for p in model.parameters()):
+            raise DPExplorerError(f"run {run_id} has non-finite weights (training diverged); nothing to attack")
+    return TargetRun(record=record, config=config, model=model, data=data)
+
+
+def reference_config(config: TrainConfig, *, noise_multiplier: float | None, epochs_done: int | None = None
+                     ) -> TrainConfig:
+    """The config reference models (and the canary model) train with: the target's resolved config with
+    sigma fixed to the target's ``noise_multiplier`` (a private run is not re-calibrated for half-size
+    training sets), no epsilon limit, and ``epochs_done`` epochs when the target stopped early."""
+    config = config.resolve()
+    changes: dict[str, Any] = {"epsilon_limit": None, "extra": {}}
+    if config.private:
+        if noise_multiplier is None:
+            raise DPExplorerError("the target run has no recorded noise multiplier; train it again to attack it")
+        changes.update(target_epsilon=None, noise_multiplier=float(noise_multiplier))
+    if epochs_done:
+        changes["epochs"] = int(epochs_done)
+    return dataclasses.replace(config, **changes)
+
+
+def _config_key(config: TrainConfig, *parts: Any) -> str:
+    values = {k: v for k, v in config.to_dict().items() if k != "device"}  # CPU and GPU pools are interchangeable
+    digest = hashlib.sha256(json.dumps([values, *parts], sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def _with_members(data: SplitData, x: torch.Tensor, y: torch.Tensor) -> SplitData:
+    """``data`` with other members (same non-members, info.n_members updated, CSV rows dropped)."""
+    info = dataclasses.replace(data.info, n_members=len(x))
+    return dataclasses.replace(data, info=info, x_members=x, y_members=y, raw=None)
+
+
+def pool_cache_path(store: RunStore, record: RunRecord, *, n_models: int, seed: int = 0) -> Path:
+    """Where the reference pool of this run for ``n_models`` and ``seed`` is cached (it may not exist yet):
+    ``pool-<hash of the reference config>-M<n_models>.npz`` in the run's artifacts."""
+    ref_cfg = reference_config(record.train_config(), noise_multiplier=record.summary.get("noise_multiplier"),
+                               epochs_done=record.summary.get("epochs_done"))
+    return store.artifacts_path(record.id) / f"pool-{_config_key(ref_cfg, n_models, seed)}-M{n_models}.npz"
+
+
+def estimate_seconds(summary: Mapping[str, Any], *, n_models: int, canaries: int = 0, needs_pool: bool = True,
+                     cached: bool = False, seconds_per_model: float | None = None) -> float | None:
+    """Rough wall time (s) of an attack job. Each reference model trains on (members + non-members) / 2
+    examples, so costs about the target's training time scaled by that ratio, or ``seconds_per_model`` when
+    an earlier pool of this run measured it; a ``cached`` pool costs nothing; the canary model costs one
+    target training. None when the run's summary lacks its training time or sizes."""
+    seconds, members = summary.get("seconds"), summary.get("n_members")
+    non_members = summary.get("n_non_members") or 0
+    if not seconds or not members:
+        return None
+    per_model = seconds_per_model or float(seconds) * ((members + non_members) / 2) / members
+    pool = 0.0 if cached or not needs_pool else n_models * per_model
+    return pool + (float(seconds) if canaries else 0.0) + 1.0
+
+
+# ---------------------------------------------------------------------- the evaluation
+def run_attack_suite(
+    store: RunStore,
+    target_run_id: str,
+    *,
+    attacks: Sequence[str] = DEFAULT_ATTACKS,
+    n_models: int = 16,
+    seed: int = 0,
+    canaries: int = 0,
+    top_k: int = TOP_K,
+    should_stop: Callable[[], bool] | None = None,
+    on_progress: ProgressCallback | None = None,
+    attack_run_id: str | None = None,
+    threads: int | None = 1,
+) -> dict[str, Any] | None:
+    """Attack a finished training run and store the results with it; return the stored result dict.
+
+    Builds (or loads from the run's artifacts) a pool of ``n_models`` reference models trained like the
+    target (see ``reference_config``), runs each attack in ``attacks`` against the target's members and
+    non-members, evaluates it leave-one-out on the pool too, and computes a lower bound on epsilon (nats,
+    at the run's delta) from each attack's scores. With ``canaries`` > 0 one extra model is trained with
+    that many mislabelled canaries for a one-run audit. ``on_progress(done, total, phase)`` counts trained
+    models. Writes ``attack.json`` and ``attack_scores.npz`` into the run's artifacts and headline numbers
+    into its summary (see ``summary_fields``). Returns None, storing nothing, when ``should_stop()``
+    answered True. Raises ``ConfigError``/``DPExplorerError`` for bad options or a run that cannot be attacked.
+    ``threads`` is the number of CPU threads torch uses meanwhile (restored afterwards; None leaves it alone):
+    the small models here train fastest on one, and several OpenMP threads on a busy shared machine were
+    measured 20-80x slower (synthetic reference model: 0.1 s with one thread, 2-8 s with two on 2 busy cores).
+    """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        return _run_attack_suite(store, target_run_id, attacks=attacks, n_models=n_models, seed=seed,
+                                 canaries=canaries, top_k=top_k, should_stop=should_stop, on_progress=on_progress,
+                                 attack_run_id=attack_run_id)
+    finally:
+        if threads is not None:
+            torch.set_num_threads(previous)
+
+
+def _run_attack_suite(store: RunStore, target_run_id: str, *, attacks: Sequence[str], n_models: int, seed: int,
+                      canaries: int, top_k: int, should_stop: Callable[[], bool] | None,
+                      on_progress: ProgressCallback | None, attack_run_id: str | None) -> dict[str, Any] | None:
+
+    started = time.perf_counter()
+    options = AttackOptions(target_run_id, tuple(attacks), n_models, seed, canaries).validate()
+    stop = should_stop or (lambda: False)
+    target = load_target(store, target_run_id)
+    data, cfg = target.data, target.config
+    summary = target.record.summary
+    ref_cfg = reference_config(cfg, noise_multiplier=summary.get("noise_multiplier"),
+                               epochs_done=summary.get("epochs_done"))
+    pool_size = data.n_members + data.n_non_members
+    if options.needs_pool and ref_cfg.batch_size > pool_size // 2:
+        raise ConfigError(f"the run's batch size {ref_cfg.batch_size} is larger than the {pool_size // 2} examples "
+                          "each reference model trains on; attack a run with a smaller batch size")
+    n_canaries = min(options.canaries, data.n_members // 2)
+    total = (options.n_models if options.needs_pool else 0) + (1 if n_canaries else 0)
+    progress = on_progress or (lambda done, total, phase: None)
+    if stop():
+        return None
+    progress(0, total, "loading the target run")
+
+    pool, pool_info = None, None
+    if options.needs_pool:
+        try:
+            pool, pool_info = _build_pool(store, target, ref_cfg, options, stop, progress, total)
+        except _Stopped:
+            return None
+
+    canary_info = None
+    if n_canaries:
+        if stop():
+            return None
+        progress(total - 1, total, "training the canary model")
+        canary_info = _canary_audit(data, ref_cfg, n_canaries, options.seed, stop)
+        if canary_info is None:
+            return None
+    progress(total, total, "scoring the attacks")
+
+    delta = cfg.target_delta
+    alpha_each = (1.0 - CONFIDENCE) / len(options.attacks)
+    results, pool_results, scores = {}, {}, {}
+    for name in options.attacks:
+        spec = attack_lib.ATTACKS[name]
+        result = attack_lib.attack_model(name, target.model, data, pool=pool if spec.needs_references else None,
+                                         seed=options.seed, confidence=CONFIDENCE)
+        bound = attack_lib.empirical_epsilon(result.member_scores, result.non_member_scores, delta=delta,
+                                             alpha=alpha_each, seed=options.seed)
+        order = np.argsort(-result.member_scores, kind="stable")[:top_k]
+        results[name] = {
+            **result.to_dict(), "title": spec.title, "roc": result.roc_points(),
+            "tpr_at_fpr_raw": {f"{f:g}": result.tpr_at_fpr(f) for f in attack_lib.DEFAULT_FPRS},
+            "epsilon_bound": bound.to_dict(),
+            "top_members": [{"index": int(i), "score": _finite(result.member_scores[i])} for i in order],
+        }
+        scores[name] = (result.member_scores, result.non_member_scores)
+        if pool is not None:
+            pool_results[name] = _leave_one_out(pool, name, options.seed)
+
+    bounds = [(name, results[name]["epsilon_bound"]["epsilon_lower"]) for name in options.attacks]
+    best_bound_attack, best_bound = max(bounds, key=lambda item: item[1])
+    strongest = max(options.attacks, key=lambda name: results[name]["auc"])
+    accountant_epsilon = target.accountant_epsilon
+    result_dict = {
+        "version": RESULT_VERSION,
+        "target_run_id": target_run_id,
+        "attack_run_id": attack_run_id,
+        "created": utc_now(),
+        "seconds": round(time.perf_counter() - started, 3),
+        "options": options.to_dict(),
+        "target": {
+            "label": target.record.name, "dataset": cfg.dataset, "kind": data.info.kind, "model": cfg.model,
+            "private": cfg.private, "final_epsilon": _finite(accountant_epsilon), "target_delta": delta,
+            "accountant": cfg.accountant if cfg.private else None, "noise_multiplier": summary.get("noise_multiplier"),
+            "n_members": data.n_members, "n_non_members": data.n_non_members,
+            "train_accuracy": summary.get("train_accuracy"), "test_accuracy": summary.get("test_accuracy"),
+            "seconds": summary.get("seconds"),
+        },
+        "pool": pool_info,
+        "attacks": results,
+        "pool_evaluation": pool_results,
+        "strongest_attack": strongest,
+        "epsilon": {
+            "accountant": _finite(accountant_epsilon),
+            "lower_bound": best_bound,
+            "lower_bound_attack": best_bound_attack,
+            "confidence": CONFIDENCE,
+            "alpha_per_attack": alpha_each,
+            "note": SINGLE_RUN_NOTE,
+            "canary": canary_info,
+        },
+    }
+    _save_result(store, target_run_id, result_dict, scores)
+    store.update_summary(target_run_id, **summary_fields(result_dict))
+    return result_dict
+
+
+def _build_pool(store: RunStore, target: TargetRun, ref_cfg: TrainConfig, options: AttackOptions,
+                stop: Callable[[], bool], progress: ProgressCallback, total: int
+                ) -> tuple[attack_lib.ReferencePool, dict[str, Any]]:
+    data = target.data
+    x = torch.cat([data.x_members, data.x_non_members])
+    y = torch.cat([data.y_members, data.y_non_members])
+    cache_path = pool_cache_path(store, target.record, n_models=options.n_models, seed=options.seed)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    key = _config_key(ref_cfg, options.n_models, options.seed)
+    train_fn = attack_lib.trainer_train_fn(ref_cfg, data)
+    trained = 0
+    started = time.perf_counter()
+
+    def on_model(done: int, n_models: int) -> None:
+        nonlocal trained
+        trained = done
+        progress(done, total, f"trained reference model {done} of {n_models}")
+        if stop():
+            raise _Stopped
+
+    if stop():
+        raise _Stopped
+    progress(0, total, f"training reference model 1 of {options.n_models}")
+    pool = attack_lib.reference_pool(train_fn, x, y, n_models=options.n_models, seed=options.seed,
+                                  cache_path=cache_path, cache_key=key, on_model=on_model)
+    seconds = time.perf_counter() - started
+    sigma = ref_cfg.noise_multiplier
+    info = {
+        "n_models": pool.n_models, "seed": options.seed, "examples_per_model": len(x) // 2,
+        "cache_file": cache_path.name, "cached": trained == 0,
+        "seconds": round(seconds, 3), "seconds_per_model": round(seconds / trained, 3) if trained else None,
+        "noise_multiplier": sigma, "config": ref_cfg.to_dict(),
+        "note": POOL_NOTE + (POOL_SIGMA_NOTE.format(sigma=f"{sigma:.3g}") if sigma is not None else
+                             "Like the target, they train without differential privacy."),
+    }
+    return pool, info
+
+
+def _leave_one_out(pool: attack_lib.ReferencePool, name: str, seed: int) -> dict[str, Any]:
+    """An attack evaluated leave-one-out on the pool (each reference model in turn the target)."""
+    try:
+        result = pool.leave_one_out(name, seed=seed, confidence=CONFIDENCE, n_bootstrap=100)
+    except ConfigError as exc:
+        return {"name": name, "error": str(exc)}
+    return {**result.to_dict(), "title": attack_lib.ATTACKS[name].title, "roc": result.roc_points(),
+            "tpr_at_fpr_raw": {f"{f:g}": result.tpr_at_fpr(f) for f in attack_lib.DEFAULT_FPRS}}
+
+
+def _canary_audit(data: SplitData, ref_cfg: TrainConfig, n_canaries: int, seed: int,
+                  stop: Callable[[], bool]) -> dict[str, Any] | None:
+    """Train one model with mislabelled canaries and run the one-run audit; None when stopped."""
+    canaries = attack_lib.make_canaries(data, n_canaries, seed=seed)
+    run = train(dataclasses.replace(ref_cfg, seed=int(ref_cfg.seed) + 1),
+                data=_with_members(data, canaries.x_train, canaries.y_train), should_stop=stop)
+    if run.status == "cancelled":
+        return None
+    scores = attack_lib.score_canaries(run.model, canaries)
+    guesses = max(1, round(CANARY_GUESS_FRACTION * n_canaries))
+    bound = attack_lib.one_run_audit(scores, canaries.included, k_pos=guesses, k_neg=guesses,
+                                  delta=ref_cfg.target_delta, confidence=CONFIDENCE)
+    return {**bound.to_dict(), "canaries": n_canaries, "accountant_epsilon": _finite(run.final_epsilon),
+            "test_accuracy": _finite(run.test_accuracy), "seconds": round(run.seconds, 3)}
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _save_result(store: RunStore, run_id: str, result: dict[str, Any],
+                 scores: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Write attack.json and attack_scores.npz atomically (a reader never sees half a file)."""
+    folder = store.artifacts_dir(run_id, create=True)
+    token = secrets.token_hex(3)
+    arrays = {}
+    for name, (members, non_members) in scores.items():
+        arrays[f"{name}__members"] = np.asarray(members, dtype=np.float64)
+        arrays[f"{name}__non_members"] = np.asarray(non_members, dtype=np.float64)
+    partial_scores = folder / f".{SCORES_FILE}.{token}.partial"
+    with open(partial_scores, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+    os.replace(partial_scores, folder / SCORES_FILE)
+    partial_json = folder / f".{ATTACK_FILE}.{token}.partial"
+    partial_json.write_text(json.dumps(result, indent=1, allow_nan=False))
+    os.replace(partial_json, folder / ATTACK_FILE)
+
+
+def summary_fields(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat numbers for the run's summary (so they show in the Runs table): ``<attack>_auc`` and
+    ``<attack>_tpr_at_1pct_fpr`` per attack (hyphens become underscores; None for attacks not run),
+    ``lira_auc``/``lira_tpr_at_1pct_fpr`` (online LiRA, else offline), ``empirical_epsilon_lower`` (nats,
+    the largest attack-based bound), ``canary_epsilon_lower``, ``attack_models`` and ``attack_run_id``.
+    TPR at 1 % FPR is the raw ROC value; fewer than 1000 non-members make it rest on under 10 false positives.
+    """
+    fields: dict[str, Any] = {}
+    ran = result.get("attacks", {})
+    for name in attack_lib.ATTACKS:
+        key = name.replace("-", "_")
+        entry = ran.get(name)
+        fields[f"{key}_auc"] = entry["auc"] if entry else None
+        fields[f"{key}_tpr_at_1pct_fpr"] = entry["tpr_at_fpr_raw"]["0.01"] if entry else None
+    lira = ran.get("lira-online") or ran.get("lira-offline")
+    fields["lira_auc"] = lira["auc"] if lira else None
+    fields["lira_tpr_at_1pct_fpr"] = lira["tpr_at_fpr_raw"]["0.01"] if lira else None
+    epsilon = result.get("epsilon", {})
+    canary = epsilon.get("canary")
+    pool = result.get("pool")
+    fields.update(
+        empirical_epsilon_lower=epsilon.get("lower_bound"),
+        empirical_epsilon_attack=epsilon.get("lower_bound_attack"),
+        canary_epsilon_lower=canary["epsilon_lower"] if canary else None,
+        attack_strongest=result.get("strongest_attack"),
+        attack_models=pool["n_models"] if pool else 0,
+        attack_run_id=result.get("attack_run_id"),
+        attack_created=result.get("created"),
+    )
+    return fields
+
+
+# ---------------------------------------------------------------------- reading results back
+def load_attack_result(store: RunStore, run_id: str) -> dict[str, Any] | None:
+    """The stored attack result of a run (the dict ``run_attack_suite`` returned), or None if never attacked."""
+    path = store.artifacts_path(run_id) / ATTACK_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DPExplorerError(f"the attack result of run {run_id} ({path}) cannot be read ({exc}); run the "
+                              "attack again") from None
+
+
+def load_attack_scores(store: RunStore, run_id: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-example attack scores of a run: ``{attack: (member_scores, non_member_scores)}`` ({} if none)."""
+    path = store.artifacts_path(run_id) / SCORES_FILE
+    if not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as stored:
+        names = sorted({key.rsplit("__", 1)[0] for key in stored.files})
+        return {name: (stored[f"{name}__members"], stored[f"{name}__non_members"]) for name in names}
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _entries(result: Mapping[str, Any], evaluation: str) -> dict[str, Any]:
+    if evaluation not in ("target", "pool"):
+        raise ConfigError(f"evaluation must be 'target' or 'pool', got {evaluation!r}")
+    return dict(result.get("attacks" if evaluation == "target" else "pool_evaluation") or {})
+
+
+def roc_curves(result: Mapping[str, Any], *, evaluation: str = "target") -> list[tuple[str, list, list, float]]:
+    """``(title, fpr, tpr, auc)`` per attack, ready for ``plots.roc_chart``."""
+    return [(entry.get("title", name), entry["roc"]["fpr"], entry["roc"]["tpr"], entry["auc"])
+            for name, entry in _entries(result, evaluation).items() if "roc" in entry]
+
+
+def tpr_table(result: Mapping[str, Any], *, evaluation: str = "target") -> pd.DataFrame:
+    """One row per attack: AUC with its bootstrap interval, TPR at 10 %, 1 % and 0.1 % FPR with
+    Clopper-Pearson intervals, and (target evaluation) the attack's epsilon lower bound. Display strings.
+
+    An FPR that needs more non-members than there are (at least 10 / FPR) shows the raw ROC value marked
+    '≈ ... (few non-members)' rather than an interval. 'n in / out' counts the members and non-members.
+    """
+    rows = []
+    for name, entry in _entries(result, evaluation).items():
+        row: dict[str, Any] = {"attack": entry.get("title", name)}
+        if "error" in entry:
+            row["AUC"] = f"not run: {entry['error']}"
+            rows.append(row)
+            continue
+        low, high = entry.get("auc_ci") or (None, None)
+        row["AUC"] = f"{entry['auc']:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
+        for point in entry["operating_points"]:
+            label = f"TPR @ {100 * point['target_fpr']:g} % FPR"
+            if point["resolvable"]:
+                row[label] = f"{_percent(point['tpr'])} [{_percent(point['tpr_low'])}, {_percent(point['tpr_high'])}]"
+            else:
+                raw = entry.get("tpr_at_fpr_raw", {}).get(f"{point['target_fpr']:g}")
+                row[label] = f"≈ {_percent(raw)} (few non-members)"
+        if "epsilon_bound" in entry:
+            row["ε lower bound"] = f"{entry['epsilon_bound']['epsilon_lower']:.2f}"
+        row["n in / out"] = f"{entry['n_members']} / {entry['n_non_members']}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def epsilon_table(result: Mapping[str, Any]) -> pd.DataFrame:
+    """Rows for ``plots.epsilon_audit_chart``: the accountant's epsilon (an upper bound; NaN without DP)
+    and each lower bound (per attack, and the canary audit when run). Columns: label, kind ('upper' or
+    'lower'), epsilon (nats), detail (a sentence for the hover)."""
+    epsilon = result.get("epsilon", {})
+    target = result.get("target", {})
+    delta = target.get("target_delta")
+    accountant = epsilon.get("accountant")
+    rows = [{
+        "label": "accountant (guarantee)", "kind": "upper",
+        "epsilon": float(accountant) if accountant is not None else math.nan,
+        "detail": (f"ε ≤ {accountant:.2f} at δ = {delta:g} ({target.get('accountant')})" if accountant is not None
+                   else "no upper bound: trained without differential privacy"),
+    }]
+    for name, entry in result.get("attacks", {}).items():
+        bound = entry.get("epsilon_bound")
+        if bound is None:
+            continue
+        rows.append({"label": f"{entry.get('title', name)} attack", "kind": "lower",
+                     "epsilon": float(bound["epsilon_lower"]),
+                     "detail": f"ε ≥ {bound['epsilon_lower']:.2f} with {100 * (1 - bound['alpha']):.1f} % confidence "
+                               f"(threshold attack on this run's members and non-members)"})
+    canary = epsilon.get("canary")
+    if canary:
+        rows.append({"label": "canary audit (one run)", "kind": "lower", "epsilon": float(canary["epsilon_lower"]),
+                     "detail": f"ε ≥ {canary['epsilon_lower']:.2f} with {100 * (1 - canary['alpha']):.0f} % confidence "
+                               f"({canary['counts']['correct']} of {canary['counts']['guesses']} guesses right on "
+                               f"{canary['canaries']} canaries)"})
+    return pd.DataFrame(rows, columns=["label", "kind", "epsilon", "detail"])
+
+
+def vulnerable_members(result: Mapping[str, Any], data: SplitData, *, attack: str | None = None,
+                       k: int | None = None) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The members an attack is most sure about, highest score first.
+
+    Returns ``(table, images)``: the table has rank, member index (row of ``data.x_members``), label and
+    score, plus the original feature values for tabular data; ``images`` is uint8 (k, H, W, C) for image
+    data (standardisation undone), else None. ``attack`` defaults to the strongest attack.
+    """
+    attack = attack or result.get("strongest_attack")
+    entries = result.get("attacks", {})
+    if attack not in entries:
+        raise ConfigError(f"no stored result for attack {attack!r}; stored: {', '.join(entries)}")
+    top = entries[attack]["top_members"][: k or None]
+    index = np.array([item["index"] for item in top], dtype=np.int64)
+    if len(index) and index.max() >= data.n_members:
+        raise DPExplorerError("the stored attack result does not match this dataset (member index out of range); "
+                              "run the attack again")
+    rows = torch.from_numpy(index)
+    subset = dataclasses.replace(data, x_members=data.x_members[rows], y_members=data.y_members[rows],
+                                 raw=data.raw.iloc[index].reset_index(drop=True) if data.raw is not None else None)
+    table = pd.DataFrame({
+        "rank": np.arange(1, len(index) + 1),
+        "member index": index,
+        "label": [data.info.class_names[int(c)] for c in subset.y_members],
+        "score": [item["score"] for item in top],
+    })
+    if data.info.kind == "image":
+        return table, preview_images(subset, n=len(index))
+    features = preview_table(subset, n=len(index)).drop(columns=["label"])
+    return pd.concat([table, features], axis=1), None
+
+
+# ---------------------------------------------------------------------- jobs
+def submit_attack(
+    queue: JobQueue,
+    target_run_id: str,
+    *,
+    attacks: Iterable[str] = DEFAULT_ATTACKS,
+    n_models: int = 16,
+    seed: int = 0,
+    canaries: int = 0,
+) -> str:
+    """Queue an attack evaluation of a training run; return the id of the new run of kind 'attack'.
+
+    The attack run's config is the target's config with the options under ``extra['attack']``, its group
+    is the target's id. Options are validated here, so bad input fails before anything is queued. A
+    target that is still queued or running may be attacked: the job waits for it to finish.
+    """
+    options = AttackOptions(target_run_id, tuple(attacks), n_models, seed, canaries).validate()
+    record = queue.store.get(target_run_id)
+    if record.kind != "train":
+        raise DPExplorerError(f"run {target_run_id} is a {record.kind!r} job; pick a training run to attack")
+    if record.status not in (DONE, *ACTIVE_STATUSES):
+        raise DPExplorerError(f"run {target_run_id} is {record.status}; only finished (or still training) runs "
+                              "can be attacked")
+    config = {**record.config, "extra": {"attack": options.to_dict()}}
+    what = f"{options.n_models} reference models" if options.needs_pool else "no reference models"
+    name = f"attack: {record.name} ({', '.join(options.attacks)}; {what})"
+    return queue.submit(config, kind=ATTACK_KIND, group=target_run_id, name=name, runner=attack_runner)
+
+
+def attack_runner(run_id: str, store: RunStore, should_stop: Callable[[], bool]) -> dict[str, Any] | None:
+    """Job body for runs of kind 'attack': reads the options from the run's config, waits for the target
+    to finish training if needed, runs ``run_attack_suite`` with progress counted in reference models, and
+    copies the headline numbers into the attack run's summary."""
+    record = store.get(run_id)
+    try:
+        options = AttackOptions.from_dict(record.config["extra"]["attack"])
+    except (KeyError, TypeError, ValueError):
+        raise DPExplorerError(f"run {run_id} has no attack options in its config; "
+                              "submit it with submit_attack") from None
+    while store.get(options.target_run_id).status in ACTIVE_STATUSES:  # queued behind its target's training
+        if should_stop():
+            return None
+        time.sleep(0.2)
+
+    def on_progress(done: int, total: int, phase: str) -> None:
+        store.set_progress(run_id, done, max(total, 1))
+        store.update_summary(run_id, phase=phase)
+
+    result = run_attack_suite(store, options.target_run_id, attacks=options.attacks, n_models=options.n_models,
+                              seed=options.seed, canaries=options.canaries, should_stop=should_stop,
+                              on_progress=on_progress, attack_run_id=run_id)
+    if result is not None:
+        store.update_summary(run_id, target_run_id=options.target_run_id, phase="done", seconds=result["seconds"],
+                             **{k: v for k, v in summary_fields(result).items() if v is not None})
+    return result

@@ -1,0 +1,88 @@
+"""AppTest for the Attack lab page: empty store, stored results, and submitting an attack job."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from dpcore import audit, jobs
+from dpcore.config import TrainConfig
+from dpcore.jobs import train_runner
+from dpcore.runs import DONE, RunStore, default_root
+
+PAGE = "../pages/attack_lab.py"
+
+
+@pytest.fixture(autouse=True)
+def _teardown_queues():
+    torch.set_num_threads(1)
+    yield
+    jobs.shutdown()
+
+
+def _finished_run(store: RunStore) -> str:
+    run_id = store.create_run(TrainConfig(dataset="synthetic", private=False, device="cpu", seed=0))
+    store.set_status(run_id, "running")
+    train_runner(run_id, store, lambda: False)
+    return run_id
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _chart_specs(at: AppTest) -> list[str]:
+    return [chart.proto.spec for chart in at.get("plotly_chart")]
+
+
+def test_no_runs_shows_a_friendly_message_and_a_way_to_start():
+    at = _page()
+    assert any("No finished runs to attack yet" in info.value for info in at.info)
+    assert any(button.label == "Train" for button in at.button)  # the quick-start form
+    assert not at.error
+
+
+def test_stored_result_shows_roc_table_and_epsilon_chart():
+    store = RunStore(default_root())
+    run_id = _finished_run(store)
+    audit.run_attack_suite(store, run_id, attacks=["loss", "lira-online", "rmia"], n_models=4)
+    at = _page()
+    assert at.selectbox[0].value == run_id and at.query_params["run"] in (run_id, [run_id])
+    specs = _chart_specs(at)
+    assert sum("ROC (linear axes)" in spec for spec in specs) == 1
+    assert sum("ROC (log-log" in spec and '"type":"log"' in spec for spec in specs) == 1
+    assert sum("Guarantee vs what attacks show" in spec for spec in specs) == 1
+    assert sum("Member vs non-member scores" in spec for spec in specs) == 1
+    table = at.dataframe[0].value
+    assert list(table["attack"]) == ["Loss threshold", "LiRA (online)", "RMIA"]
+    assert "TPR @ 10 % FPR" in table.columns and "ε lower bound" in table.columns
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert metrics["Accountant ε (upper bound)"] == "∞" and float(metrics["Empirical ε (lower bound)"]) > 0
+    exposed = at.dataframe[1].value  # most exposed members, tabular data: a table with feature values
+    assert len(exposed) == audit.TOP_K and {"member index", "score", "x0"} <= set(exposed.columns)
+    assert not at.error
+
+
+def test_submitting_an_attack_creates_a_job_and_shows_its_result():
+    store = RunStore(default_root())
+    run_id = _finished_run(store)
+    at = _page()
+    assert any("has not been attacked yet" in info.value for info in at.info)
+    at.multiselect[0].set_value(["loss", "rmia"])
+    at.segmented_control[0].set_value("quick")
+    at.run()
+    next(button for button in at.button if button.label == "Run attacks").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    attack_jobs = store.records(kind=audit.ATTACK_KIND, group=run_id)
+    assert len(attack_jobs) == 1
+    options = attack_jobs[0].config["extra"]["attack"]
+    assert options["attacks"] == ["loss", "rmia"] and options["n_models"] == 8
+    assert jobs.get_queue().wait(attack_jobs[0].id, timeout=60).status == DONE
+    at.run()
+    assert not at.exception and list(at.dataframe[0].value["attack"]) == ["Loss threshold", "RMIA"]
+    assert store.get(run_id).summary["rmia_auc"] is not None
