@@ -1,0 +1,63 @@
+"""`python -m dpcore check`, the privacy gate for CI: exit 0 when all checks pass, 1 when one fails, 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dpcore.cli import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, main
+
+TINY = ["--dataset", "synthetic", "--epochs", "1"]
+CHECKS = ("epsilon within budget", "meaningful epsilon", "membership attack near chance", "model is useful")
+
+
+def test_gate_passes_when_every_check_passes(capsys):
+    code = main(["check", *TINY, "--target-epsilon", "3", "--max-epsilon", "5", "--max-auc", "0.99",
+                 "--min-accuracy", "0.01"])
+    out = capsys.readouterr().out
+    assert code == EXIT_OK
+    for name in CHECKS:
+        assert f"PASS  {name}" in out
+    assert "gate passed: all 4 checks pass" in out
+
+
+def test_gate_fails_on_purpose_with_an_unreachable_accuracy(capsys, tmp_path):
+    report = tmp_path / "gate.html"
+    code = main(["check", *TINY, "--target-epsilon", "3", "--min-accuracy", "0.99", "--report", str(report)])
+    out = capsys.readouterr().out
+    assert code == EXIT_CHECK_FAILED
+    assert "FAIL  model is useful" in out and "(test accuracy above 0.99)" in out
+    assert "PASS  epsilon within budget" in out
+    assert "gate failed: 1 of 4 checks did not pass" in out
+    html = report.read_text()
+    assert "model is useful" in html and "0.99" in html and "<script src=" not in html
+
+
+def test_gate_fails_a_non_private_model_and_reports_json(capsys):
+    code = main(["check", *TINY, "--no-dp", "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == EXIT_CHECK_FAILED
+    assert payload["passed"] is False
+    verdicts = {check["name"]: check["passed"] for check in payload["checks"]}
+    assert verdicts["meaningful epsilon"] is False  # no DP: epsilon is infinite
+    assert "epsilon within budget" not in verdicts  # no target to be within
+    assert 0.0 <= payload["summary"]["mia_auc"] <= 1.0
+
+
+@pytest.mark.parametrize(("argv", "fragment"), [
+    (["--bogus-flag"], "unrecognized arguments"),
+    (["--max-auc", "3"], "--max-auc: must be a fraction between 0 and 1"),
+    (["--min-accuracy", "-0.1"], "--min-accuracy: must be a fraction"),
+    (["--max-epsilon", "0"], "--max-epsilon: must be a finite number > 0"),
+    (["--max-epsilon", "abc"], "--max-epsilon"),
+    (["--target-epsilon", "-1"], "target_epsilon must be in (0"),
+    (["--dataset", "nope", "--target-epsilon", "3"], "nope"),
+    (["--epochs", "1"], "needs target_epsilon or noise_multiplier"),
+])
+def test_gate_bad_input_exits_2_with_one_line(argv, fragment, capsys):
+    code = main(["check", *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == EXIT_USAGE
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and fragment in err
+
