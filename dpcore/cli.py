@@ -13,6 +13,7 @@ import math
 import sys
 import typing
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from dpcore.config import TrainConfig
@@ -117,8 +118,7 @@ def _configure_datasets(parser: argparse.ArgumentParser) -> None:
 
 @command("train", "train one model (DP or baseline) and print per-epoch metrics", _configure_train)
 def cmd_train(args: argparse.Namespace) -> int:
-    from dpcore.attacks import loss_threshold_attack
-    from dpcore.training import train
+    from dpcore.evaluation import membership_summary, save_roc, train_and_evaluate
 
     cfg = config_from_args(args)
     quiet = args.json
@@ -129,11 +129,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"epsilon {_fmt(row['epsilon'], '.3f')}  train acc {_fmt(row['train_accuracy'])}  "
                   f"test acc {_fmt(row['test_accuracy'])}", flush=True)
 
-    result = train(cfg, on_epoch=on_epoch)
-    attack = loss_threshold_attack(result.model, result.data)
-    summary = {**result.summary(), "mia_auc": attack.auc, "mia_tpr_at_1pct_fpr": attack.tpr_at_fpr(0.01)}
+    result, attack = train_and_evaluate(cfg, on_epoch=on_epoch)
+    summary = {**result.summary(), **(membership_summary(attack) if attack is not None else {})}
     if args.output:
         result.save(args.output)
+        if attack is not None:
+            save_roc(args.output, attack)
     if quiet:
         print(json.dumps({"config": result.config.to_dict(), "summary": summary}, indent=2))
         return EXIT_OK
@@ -148,7 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for fix in result.fixes:
         print(f"replaced for DP: {fix}")
     print(f"test accuracy {_fmt(result.test_accuracy)}, train accuracy {_fmt(result.train_accuracy)}, "
-          f"loss-attack AUC {_fmt(attack.auc)}, device {result.device}, {result.seconds:.1f} s")
+          f"loss-attack AUC {_fmt(summary.get('mia_auc'))}, device {result.device}, {result.seconds:.1f} s")
     return EXIT_OK
 
 
@@ -163,6 +164,268 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         return EXIT_OK
     table = data.list_datasets()
     print(table.to_string(index=False))
+    return EXIT_OK
+
+
+def _configure_attack(parser: argparse.ArgumentParser) -> None:
+    from dpcore.attacks import ATTACKS, POOL_SIZES
+
+    parser.add_argument("run_id", metavar="RUN_ID", help="id of a finished training run in the runs directory")
+    parser.add_argument("--attacks", default="loss,lira-online,rmia",
+                        help=f"comma-separated attacks: {', '.join(ATTACKS)} (default: loss,lira-online,rmia)")
+    parser.add_argument("--models", type=int, default=POOL_SIZES["standard"], metavar="M",
+                        help=f"reference models, even (presets {POOL_SIZES}; default {POOL_SIZES['standard']})")
+    parser.add_argument("--canaries", type=int, default=0, metavar="N",
+                        help="also run a one-run canary audit with N canaries (one extra training; 0 = skip)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the reference-pool halves and bootstraps")
+    parser.add_argument("--runs-dir", default=None, help="runs directory (default $DPEXPLORER_RUNS_DIR or ./runs)")
+    parser.add_argument("--json", action="store_true", help="print the stored result as JSON only")
+
+
+@command("attack", "membership-inference attacks and an empirical epsilon lower bound for a stored run",
+         _configure_attack)
+def cmd_attack(args: argparse.Namespace) -> int:
+    import time
+
+    from dpcore import audit, jobs
+
+    queue = jobs.get_queue(args.runs_dir)
+    attack_id = audit.submit_attack(queue, args.run_id, attacks=args.attacks.split(","), n_models=args.models,
+                                    seed=args.seed, canaries=args.canaries)
+    last_phase = None
+    try:
+        while (record := queue.store.get(attack_id)).active:
+            phase = record.summary.get("phase")
+            if phase and phase != last_phase and not args.json:
+                print(phase, flush=True)
+                last_phase = phase
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        queue.cancel(attack_id)
+        queue.wait(attack_id, timeout=30)
+        raise
+    finally:
+        jobs.shutdown()
+    if record.status != "done":
+        raise DPExplorerError(f"attack job {attack_id} {record.status}: {record.error_message or record.stop_reason}")
+    result = audit.load_attack_result(queue.store, args.run_id)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return EXIT_OK
+    print(audit.tpr_table(result).to_string(index=False))
+    bounds = audit.epsilon_table(result)
+    for row in bounds.itertuples():
+        print(f"{row.label}: {row.detail}")
+    print(f"stored in {queue.store.artifacts_path(args.run_id) / audit.ATTACK_FILE} ({result['seconds']:.1f} s)")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- sweeps, reports, the CI gate
+def _number_list(kind: type) -> Callable[[str], list[Any]]:
+    """argparse type for '0.5,1,2': a list of ``kind``."""
+    def parse(text: str) -> list[Any]:
+        try:
+            values = [kind(part) for part in text.replace(" ", "").split(",") if part]
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s like 1,2,4, got {text!r}") \
+                from err
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected at least one value, got {text!r}")
+        return values
+    return parse
+
+
+def _configure_sweep(parser: argparse.ArgumentParser) -> None:
+    from dpcore.sweeps import DEFAULT_EPSILONS
+
+    add_config_arguments(parser)
+    parser.add_argument("--epsilons", type=_number_list(float), metavar="E,E,...",
+                        help="target epsilons of the grid (default: "
+                             f"{','.join(f'{e:g}' for e in DEFAULT_EPSILONS)}; --target-epsilon gives one)")
+    parser.add_argument("--max-grad-norms", type=_number_list(float), metavar="C,C,...",
+                        help="clipping bounds of the grid (default: --max-grad-norm or the recipe's)")
+    parser.add_argument("--seeds", type=_number_list(int), metavar="S,S,...",
+                        help="training seeds; several give error bars (default: --seed or 0)")
+    parser.add_argument("--no-baseline", dest="include_baseline", action="store_false",
+                        help="leave out the non-private baseline runs")
+    parser.add_argument("--resume", metavar="SWEEP_ID",
+                        help="finish a stored sweep: re-run its cells that are not done (other grid flags ignored)")
+    parser.add_argument("--retry-failed", action="store_true", help="with --resume, also re-run failed cells")
+    parser.add_argument("--name", help="a name for the sweep (default: a description of the grid)")
+    parser.add_argument("--dry-run", action="store_true", help="print the grid and the estimated time, run nothing")
+    parser.add_argument("--runs-dir", default=None, help="runs directory (default $DPEXPLORER_RUNS_DIR or ./runs)")
+
+
+def sweep_spec_from_args(args: argparse.Namespace) -> Any:
+    """The SweepSpec the ``sweep`` flags describe (grid flags win over their one-value config flags)."""
+    from dpcore.errors import ConfigError
+    from dpcore.sweeps import DEFAULT_EPSILONS, SweepSpec
+
+    if args.noise_multiplier is not None:
+        raise ConfigError("a sweep calibrates the noise to each target epsilon; use --epsilons instead of "
+                          "--noise-multiplier")
+    if args.private is False:
+        raise ConfigError("a sweep varies epsilon; to train only the baseline use `python -m dpcore train --no-dp`")
+    base = config_from_args(args).replace(private=True, target_epsilon=None, noise_multiplier=None)
+    epsilons = args.epsilons or ([args.target_epsilon] if args.target_epsilon is not None else DEFAULT_EPSILONS)
+    clips = args.max_grad_norms or [base.resolve().max_grad_norm]
+    seeds = args.seeds or [args.seed if args.seed is not None else 0]
+    return SweepSpec(base=base, epsilons=tuple(epsilons), max_grad_norms=tuple(clips), seeds=tuple(seeds),
+                     include_baseline=args.include_baseline)
+
+
+@command("sweep", "train a grid of target epsilons x clipping bounds x seeds (resumable), print the frontier; "
+                  "exit 1 if a run failed",
+         _configure_sweep)
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import time
+
+    from dpcore import sweeps
+    from dpcore.jobs import JobQueue
+    from dpcore.progress import format_duration
+    from dpcore.runs import DONE, FAILED, RunStore
+
+    store = RunStore(args.runs_dir)
+    if args.resume:
+        sweep = sweeps.load_sweep(store, args.resume)
+        spec = sweep.spec
+    else:
+        spec = sweep_spec_from_args(args).validate()
+        sweep = None
+    guess = sweeps.estimate(spec, store=store)
+    print(f"{spec.describe()}; about {format_duration(guess.seconds)} ({guess.basis})", flush=True)
+    if args.dry_run:
+        for member in sweeps.expand(spec):
+            print(f"  {member.key}")
+        return EXIT_OK
+    queue = JobQueue(store, max_pending=max(spec.n_runs, 1))
+    try:
+        if sweep is None:
+            sweep = sweeps.submit_sweep(queue, spec, name=args.name, window=None)
+            print(f"sweep {sweep.id}: {spec.n_runs} runs queued in {store.root}", flush=True)
+            reported: set[str] = set()
+        else:
+            reported = {m.run_id for m in sweeps.member_states(store, sweep) if m.state == DONE}
+            queued = sweeps.resume_sweep(queue, sweep.id, retry_failed=args.retry_failed, window=None)
+            print(f"sweep {sweep.id}: {len(reported)} run(s) already done, {len(queued)} queued again", flush=True)
+        while True:
+            states = sweeps.member_states(store, sweep)
+            for member in states:
+                settled = member.state in (FAILED, "cancelled") or (
+                    member.state == DONE and member.run.summary.get("mia_status") != "pending")
+                if member.run_id and settled and member.run_id not in reported:
+                    reported.add(member.run_id)
+                    summary = member.run.summary
+                    done = sum(m.state == DONE for m in states)
+                    print(f"[{done}/{len(states)}] {member.key}: {member.state}  "
+                          f"epsilon {_fmt(summary.get('final_epsilon'))}  "
+                          f"test acc {_fmt(summary.get('test_accuracy'))}  "
+                          f"AUC {_fmt(summary.get('mia_auc'))}"
+                          + (f"  ({member.run.error_message})" if member.state == FAILED else ""), flush=True)
+            progress = sweeps.sweep_progress(store, sweep, states=states)
+            if progress.status != "running":
+                break
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        queue.shutdown(timeout=30)
+        if sweep is not None:
+            print(f"stopped; resume with `python -m dpcore sweep --resume {sweep.id}`", file=sys.stderr)
+        raise
+    queue.shutdown(timeout=30)
+    front = sweeps.frontier(sweeps.run_points(sweeps.sweep_runs(store, sweep)))
+    if not front.empty:
+        print()
+        print(front[["label", "epsilon", "max_grad_norm", "test_accuracy", "test_accuracy_std", "mia_auc",
+                     "mia_tpr_at_1pct_fpr", "n_runs"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"\n{progress.done}/{progress.total} runs done. Report: "
+          f"python -m dpcore report {sweep.id} -o report.html")
+    return EXIT_OK if progress.status == "done" else EXIT_CHECK_FAILED
+
+
+def _configure_report(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("identifier", metavar="RUN_OR_SWEEP", help="a run id or a sweep id (sw-...)")
+    parser.add_argument("-o", "--output", help="HTML file to write (default dp-explorer-report-<id>.html)")
+    parser.add_argument("--runs-dir", default=None, help="runs directory (default $DPEXPLORER_RUNS_DIR or ./runs)")
+
+
+@command("report", "write a self-contained HTML report (opens offline) of a run or a sweep", _configure_report)
+def cmd_report(args: argparse.Namespace) -> int:
+    from dpcore.report import report_filename, write_report
+    from dpcore.runs import RunStore
+
+    path = write_report(RunStore(args.runs_dir), args.identifier, args.output or report_filename(args.identifier))
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return EXIT_OK
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _configure_check(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--max-epsilon", type=_positive, default=10.0, metavar="E",
+                        help="fail when the epsilon spent is not below E (default 10)")
+    parser.add_argument("--max-auc", type=_fraction, default=0.60, metavar="A",
+                        help="fail when the loss-attack AUC is not below A (default 0.6; 0.5 = chance)")
+    parser.add_argument("--min-accuracy", type=_fraction, default=0.55, metavar="X",
+                        help="fail when the test accuracy is not above X (default 0.55)")
+    parser.add_argument("--report", metavar="FILE", help="also write an HTML report of this run to FILE")
+    parser.add_argument("--json", action="store_true", help="print the checks as JSON only")
+
+
+@command("check", "privacy gate for CI: train, attack, run the four checks; exit 1 if any fails", _configure_check)
+def cmd_check(args: argparse.Namespace) -> int:
+    from dpcore.evaluation import membership_summary, train_and_evaluate
+    from dpcore.report import ReportRun, run_report_html, summary_checks
+
+    cfg = config_from_args(args)
+    cfg.validate()
+    quiet = args.json
+    if not quiet:
+        print(f"training {cfg.label()}", flush=True)
+
+    def on_epoch(row: dict[str, Any]) -> None:
+        if not quiet:
+            print(f"epoch {row['epoch']:>3}/{row['total_epochs']}  epsilon {_fmt(row['epsilon'])}  "
+                  f"test acc {_fmt(row['test_accuracy'])}", flush=True)
+
+    result, attack = train_and_evaluate(cfg, on_epoch=on_epoch)
+    summary = {**result.summary(), **(membership_summary(attack) if attack is not None else {})}
+    config = result.config.to_dict()
+    thresholds = dict(max_epsilon=args.max_epsilon, max_auc=args.max_auc, min_accuracy=args.min_accuracy)
+    checks = summary_checks(config, summary, **thresholds)
+    failed = [check for check in checks if check.passed is not True]
+    if args.report:
+        run = ReportRun.from_result(result, attack=attack, summary=summary)
+        Path(args.report).write_text(run_report_html(run, thresholds=thresholds), encoding="utf-8")
+    if quiet:
+        print(json.dumps({"passed": not failed, "checks": [c.to_dict() for c in checks], "summary": summary},
+                         indent=2, default=str))
+        return EXIT_CHECK_FAILED if failed else EXIT_OK
+    epsilon = "inf (no DP)" if not result.config.private else _fmt(result.final_epsilon)
+    print(f"epsilon {epsilon} at delta {result.config.target_delta:g}, test accuracy "
+          f"{_fmt(result.test_accuracy)}, loss-attack AUC {_fmt(summary.get('mia_auc'))}")
+    width = max(len(check.name) for check in checks)
+    for check in checks:
+        verdict = {True: "PASS", False: "FAIL", None: "N/A "}[check.passed]
+        print(f"{verdict}  {check.name:<{width}}  {_fmt(check.value)}  ({check.description})")
+    if args.report:
+        print(f"report: {args.report}")
+    if failed:
+        print(f"gate failed: {len(failed)} of {len(checks)} checks did not pass")
+        return EXIT_CHECK_FAILED
+    print(f"gate passed: all {len(checks)} checks pass")
     return EXIT_OK
 
 

@@ -140,10 +140,12 @@ def run_colors(labels: Sequence[str]) -> dict[str, str]:
     return colors
 
 
-def finish_figure(fig: go.Figure) -> go.Figure:
+def finish_figure(fig: go.Figure, *, width: int = 650) -> go.Figure:
     """Show the legend only when it has two or more entries and fit the top margin to title, note and legend.
 
-    Every chart builder here ends with it; figures appended later should too. Returns the same figure.
+    Every chart builder here ends with it; figures appended later should too. ``width`` is the chart's
+    expected width in pixels (call again with a smaller one for charts drawn side by side, whose legend
+    wraps into more rows). Returns the same figure.
     """
     entries = [trace.name or "" for trace in fig.data if trace.showlegend is not False and trace.name]
     if fig.layout.showlegend is None:
@@ -152,9 +154,14 @@ def finish_figure(fig: go.Figure) -> go.Figure:
     if fig.layout.title.subtitle.text:
         top += 18
     if fig.layout.showlegend:
-        # a horizontal legend wraps; estimate its rows for a ~650 px wide chart (12 px font)
-        width = sum(40 + 7 * len(name) for name in entries)
-        top += 26 * max(1, math.ceil(width / 650))
+        # a horizontal legend wraps; count its rows for a chart ``width`` px wide (12 px font), entry by entry
+        rows, used = 1, 0
+        for name in entries:
+            entry = 40 + 7 * len(name)
+            if used and used + entry > width:
+                rows, used = rows + 1, 0
+            used += entry
+        top += 26 * rows
     fig.update_layout(margin_t=top)
     return fig
 
@@ -592,13 +599,16 @@ def roc_chart(
     *,
     log_scale: bool = False,
     n_non_members: int | None = None,
+    colors: Mapping[str, str] | None = None,
     title: str | None = "Membership-inference ROC",
 ) -> go.Figure:
     """ROC curves of membership-inference attacks, one per ``(label, fpr, tpr, auc)``, plus the chance diagonal.
 
-    Legend names carry the AUC. ``log_scale=True`` uses log-log axes (the low-FPR regime where
-    an attack is dangerous): FPR starts at ``1 / n_non_members`` (default: the smallest nonzero FPR
-    of the curves) and zeros are clipped to that floor, so no point sits at 0. Rates are shown as %.
+    Legend names carry the AUC. ``colors`` (label -> colour, e.g. ``run_colors``) keeps a run's colour
+    the same as in the other charts; unnamed curves take the palette in order. ``log_scale=True`` uses
+    log-log axes (the low-FPR regime where an attack is dangerous): FPR starts at ``1 / n_non_members``
+    (default: the smallest nonzero FPR of the curves) and zeros are clipped to that floor, so no point
+    sits at 0. Rates are shown as %.
     """
     curves = list(curves or [])
     fig = base_figure(title=title, x_title="false positive rate (%)", y_title="true positive rate (%)")
@@ -638,7 +648,7 @@ def roc_chart(
         has_auc = auc is not None and math.isfinite(float(auc))
         fig.add_trace(go.Scatter(
             x=fpr, y=tpr, name=f"{label} (AUC {float(auc):.3f})" if has_auc else label, mode="lines",
-            line=dict(color=RUN_PALETTE[index % len(RUN_PALETTE)], width=2, shape="hv"),
+            line=dict(color=(colors or {}).get(label, RUN_PALETTE[index % len(RUN_PALETTE)]), width=2, shape="hv"),
             hovertemplate="FPR %{x:.2%}<br>TPR %{y:.2%}",
         ))
     if not prepared:
@@ -1082,4 +1092,394 @@ def image_grid(
             text=caption, x=column * cell_w + width * scale / 2, y=row * cell_h + height * scale + label_height / 2,
             xref="x", yref="y", showarrow=False, font=dict(size=11, color="#444444"),
         )
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# Attack lab: the accountant's epsilon beside empirical lower bounds
+# --------------------------------------------------------------------------------------
+
+UPPER_BOUND_COLOR = "#4c72b0"
+LOWER_BOUND_COLOR = MEMBER_COLOR
+GAP_FILL = "rgba(120, 120, 120, 0.08)"
+
+
+@_finished
+def epsilon_audit_chart(
+    df: pd.DataFrame | None,
+    *,
+    confidence: float = 0.95,
+    title: str | None = "Guarantee vs what attacks show",
+) -> go.Figure:
+    """One run's privacy on one ε axis: the accountant's ε (an upper bound) and empirical lower bounds.
+
+    ``df`` has columns label, kind ('upper' or 'lower'), epsilon (nats; NaN for the upper bound of a run
+    trained without DP) and optionally detail (hover text); ``dpcore.audit.epsilon_table`` builds it.
+    Horizontal bars, the guarantee first; the stretch between the largest lower bound and the guarantee
+    (where the true ε of this training procedure lies) is shaded. Lower bounds are at ``confidence``.
+    """
+    fig = base_figure(title=title, x_title="ε (privacy loss, nats)", y_title=None,
+                      height=max(200, 110 + 34 * (0 if df is None else len(df))))
+    if df is None or df.empty:
+        return add_no_data(fig)
+    labels = df["label"].astype(str).tolist()
+    kinds = df["kind"].astype(str).tolist()
+    epsilon = _column(df, "epsilon", label="bounds", what="table")
+    details = df["detail"].astype(str).tolist() if "detail" in df.columns else [""] * len(df)
+    upper = [e for e, k in zip(epsilon, kinds, strict=True) if k == "upper" and math.isfinite(e)]
+    lower = [e for e, k in zip(epsilon, kinds, strict=True) if k == "lower" and math.isfinite(e)]
+    top = max([*upper, *lower, 0.5]) * 1.3  # room for the value written after the longest bar
+    fig.update_xaxes(range=[0, top], rangemode="tozero")
+    fig.update_yaxes(autorange="reversed", showgrid=False, ticks="")
+    fig.update_layout(bargap=0.35, margin_l=8)
+    if upper and lower:
+        fig.add_shape(type="rect", xref="x", yref="paper", x0=max(lower), x1=min(upper), y0=0, y1=1,
+                      fillcolor=GAP_FILL, line_width=0, layer="below", name="unknown gap")
+        add_note(fig, "the true ε lies in the shaded range")
+    for x, name, color in [(u, "guarantee", UPPER_BOUND_COLOR) for u in upper[:1]]:
+        fig.add_shape(type="line", xref="x", yref="paper", x0=x, x1=x, y0=0, y1=1, name=name,
+                      line=dict(color=color, width=1.4, dash="dash"), layer="above")
+    for kind, name, color, sign in (("upper", "guarantee", UPPER_BOUND_COLOR, "≤"),
+                                    ("lower", f"lower bound ({confidence:.0%} confidence)", LOWER_BOUND_COLOR, "≥")):
+        rows = [i for i, k in enumerate(kinds) if k == kind]
+        if not rows:
+            continue
+        values = [epsilon[i] if math.isfinite(epsilon[i]) else 0.0 for i in rows]
+        texts = [f"ε {sign} {epsilon[i]:.2f}" if math.isfinite(epsilon[i]) else "no guarantee: ε = ∞ (no DP)"
+                 for i in rows]
+        fig.add_trace(go.Bar(
+            x=values, y=[labels[i] for i in rows], orientation="h", name=name,
+            marker=dict(color=color, line=dict(width=0)), text=texts, textposition="outside", cliponaxis=False,
+            customdata=[details[i] for i in rows], hovertemplate="%{customdata}<extra></extra>",
+        ))
+    if not upper:
+        add_note(fig, "trained without DP: no upper bound")
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# Tradeoffs: attacks against epsilon, sweep heatmaps, clickable run points
+# --------------------------------------------------------------------------------------
+
+#: What ``attack_vs_epsilon_chart`` can draw: column -> (axis title, chance level, chance label, hover format).
+ATTACK_METRICS: dict[str, tuple[str, float, str, str]] = {
+    "mia_auc": ("membership attack AUC", 0.5, "chance (AUC 0.5)", ".3f"),
+    "mia_tpr_at_1pct_fpr": ("attack TPR at 1 % FPR (%)", 0.01, "chance (1 %)", ".1%"),
+    "lira_auc": ("LiRA AUC", 0.5, "chance (AUC 0.5)", ".3f"),
+    "lira_tpr_at_1pct_fpr": ("LiRA TPR at 1 % FPR (%)", 0.01, "chance (1 %)", ".1%"),
+}
+
+
+@_finished
+def attack_vs_epsilon_chart(
+    df: pd.DataFrame | None,
+    *,
+    metric: str = "mia_auc",
+    title: str | None = None,
+) -> go.Figure:
+    """A membership attack's success against epsilon (log x): one point per privacy setting, seed error bars.
+
+    Columns: epsilon, ``metric`` (a fraction: AUC or TPR), optional ``<metric>_std`` (error bars),
+    is_baseline (default: rows with non-finite epsilon) and label. ``metric`` is one of
+    ATTACK_METRICS. The non-private value is a grey dotted line and the chance level (what a
+    coin-flipping attacker gets) a thin dashed one; EPSILON_BANDS shade the x axis.
+    ``dpcore.sweeps.frontier`` builds the frame.
+    """
+    if metric not in ATTACK_METRICS:
+        raise ConfigError(f"metric must be one of {', '.join(ATTACK_METRICS)}, got {metric!r}")
+    y_title, chance, chance_label, hover_format = ATTACK_METRICS[metric]
+    percent = hover_format.endswith("%")
+    short = y_title.split(" (")[0]
+    fig = base_figure(title=title if title is not None else f"{short[0].upper()}{short[1:]} vs ε",
+                      x_title="ε (log scale)", y_title=y_title)
+    if percent:
+        fig.update_yaxes(tickformat=".0%")
+    if df is None or df.empty or metric not in df.columns:
+        return add_no_data(fig)
+    eps = _column(df, "epsilon", label="attack vs epsilon", what="table")
+    values = _column(df, metric, label="attack vs epsilon", what="table")
+    std_column = f"{metric}_std"
+    std = _column(df, std_column, label="attack vs epsilon", what="table") \
+        if std_column in df.columns else np.full(len(df), np.nan)
+    labels = df["label"].astype(str).to_numpy() if "label" in df.columns else np.array([""] * len(df))
+    if "is_baseline" in df.columns:
+        is_baseline = df["is_baseline"].fillna(False).astype(bool).to_numpy()
+    else:
+        is_baseline = ~np.isfinite(eps)
+    private = ~is_baseline & np.isfinite(eps) & (eps > 0) & np.isfinite(values)
+    baseline_values = values[is_baseline & np.isfinite(values)]
+    order = np.argsort(eps[private], kind="stable")
+    xs, ys, errors = eps[private][order], values[private][order], std[private][order]
+    lo, hi = _log_range(xs) if xs.size else (0.1, 100.0)
+    fig.update_xaxes(type="log", range=[math.log10(lo), math.log10(hi)], **_log_ticks(lo, hi))
+    add_epsilon_bands(fig, lower=lo, upper=hi, axis="x", log=True)
+    shown = [*ys[np.isfinite(ys)], *baseline_values, chance]
+    spread = np.nan_to_num(errors, nan=0.0)
+    top = max(float(np.max(ys + spread)) if ys.size else 0.0, *shown)
+    bottom = min(float(np.min(ys - spread)) if ys.size else 1.0, *shown)
+    pad = max(0.02, 0.08 * (top - bottom))
+    fig.update_yaxes(range=[max(0.0, bottom - pad), min(1.0, top + pad)])
+    _add_hline(fig, chance, text=chance_label, color="#9a9a9a", dash="dash", name="chance", x=0.55)
+    if baseline_values.size:
+        value = float(baseline_values.mean())
+        text = f"{value:{hover_format}}"
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[value, value], name=f"non-private baseline ({text})",
+                                 mode="lines", line=dict(color=BASELINE_COLOR, width=1.8, dash="dot"),
+                                 hovertemplate=f"non-private %{{y:{hover_format}}}<extra></extra>"))
+    if xs.size == 0:
+        return add_no_data(fig, "no private runs with this attack yet")
+    error_y = None
+    if np.isfinite(errors).any():
+        error_y = dict(type="data", array=spread, color="#555555", thickness=1.2, width=4)
+    fig.add_trace(go.Scatter(
+        x=xs, y=ys, name="DP-SGD runs", mode="lines+markers", error_y=error_y,
+        line=dict(color=RUN_PALETTE[1], width=2), marker=dict(size=8),
+        text=labels[private][order], customdata=spread,
+        hovertemplate=f"%{{text}}<br>ε %{{x:.3g}}<br>{short} %{{y:{hover_format}}}"
+                      f" ± %{{customdata:{hover_format}}}<extra></extra>",
+    ))
+    return fig
+
+
+@_finished
+def sweep_heatmap(
+    df: pd.DataFrame | None,
+    *,
+    value_title: str = "test accuracy",
+    percent: bool = True,
+    colorscale: str = "Viridis",
+    mark_best: bool = True,
+    title: str | None = "Accuracy by ε and clipping bound",
+) -> go.Figure:
+    """A value over the (target epsilon, clipping bound C) grid of a sweep, one cell per pair (seeds averaged).
+
+    Columns: target_epsilon, max_grad_norm, value (a fraction when ``percent``), optional
+    value_std, n_runs, run_id (put in each cell's ``customdata`` so a click can open that run)
+    and is_best (outlined: the bound with the best accuracy for that epsilon, when
+    ``mark_best``). Cells print their value; empty cells are runs that have not finished.
+    ``dpcore.sweeps.heatmap_data`` builds the frame.
+    """
+    fig = base_figure(title=title, x_title="target ε", y_title="clipping bound C (max_grad_norm)")
+    fig.update_layout(showlegend=False)
+    if df is None or df.empty:
+        return add_no_data(fig)
+    eps_values = sorted({float(v) for v in _column(df, "target_epsilon", label="heatmap", what="table")
+                         if math.isfinite(v)})
+    clip_values = sorted({float(v) for v in _column(df, "max_grad_norm", label="heatmap", what="table")
+                          if math.isfinite(v)})
+    if not eps_values or not clip_values:
+        return add_no_data(fig)
+    x_labels = [f"{v:g}" for v in eps_values]
+    y_labels = [f"{v:g}" for v in clip_values]
+    z = np.full((len(clip_values), len(eps_values)), np.nan)
+    text = np.full(z.shape, "", dtype=object)
+    fmt = ".0%" if percent else ".3g"
+    rows = []
+    for record in df.to_dict("records"):
+        try:
+            column = eps_values.index(float(record["target_epsilon"]))
+            row = clip_values.index(float(record["max_grad_norm"]))
+        except ValueError:
+            continue
+        value = float(record.get("value", np.nan))
+        if not math.isfinite(value):
+            continue
+        z[row, column] = value
+        std = record.get("value_std")
+        spread = f" ± {float(std):{fmt}}" if std is not None and math.isfinite(float(std)) else ""
+        text[row, column] = f"{value:{fmt}}"
+        rows.append((x_labels[column], y_labels[row], value, spread, int(record.get("n_runs") or 1),
+                     str(record.get("run_id") or ""), bool(record.get("is_best", False))))
+    finite = z[np.isfinite(z)]
+    fig.add_trace(go.Heatmap(
+        x=x_labels, y=y_labels, z=z, text=text, texttemplate="%{text}", textfont=dict(size=12),
+        colorscale=colorscale, zmin=float(finite.min()) if finite.size else None,
+        zmax=float(finite.max()) if finite.size else None, hoverinfo="skip", xgap=2, ygap=2,
+        colorbar=dict(title=dict(text=value_title, side="right"), tickformat=fmt, thickness=12),
+    ))
+    if rows:
+        # transparent markers on the cells carry the hover text and the run id for click-to-open
+        fig.add_trace(go.Scatter(
+            x=[r[0] for r in rows], y=[r[1] for r in rows], mode="markers", name="cells",
+            marker=dict(size=28, color="rgba(0,0,0,0)", symbol="square"),
+            customdata=[r[5] for r in rows],
+            text=[f"ε {r[0]}, C {r[1]}<br>{value_title} {r[2]:{fmt}}{r[3]}<br>{r[4]} run(s); click to open one"
+                  for r in rows],
+            hovertemplate="%{text}<extra></extra>",
+        ))
+    if mark_best:
+        best = [r for r in rows if r[6]]
+        if best:
+            fig.add_trace(go.Scatter(
+                x=[r[0] for r in best], y=[r[1] for r in best], mode="markers", name="best C for this ε",
+                marker=dict(size=34, symbol="square-open", color="#d62728", line=dict(width=2.5)),
+                hoverinfo="skip",
+            ))
+            add_note(fig, "red outline: best clipping bound for each ε")
+    fig.update_xaxes(type="category", showgrid=False, ticks="")
+    fig.update_yaxes(type="category", showgrid=False, ticks="")
+    return fig
+
+
+def add_run_points(
+    fig: go.Figure,
+    df: pd.DataFrame | None,
+    *,
+    x: str,
+    y: str,
+    name: str = "single runs (click to open)",
+    y_format: str = ".1%",
+    hint: str | None = "click to open",
+) -> go.Figure:
+    """Overlay one small marker per run (columns ``x``, ``y``, run_id, optional label) and return the figure.
+
+    Each marker's ``customdata`` is its run id, so a page can open the run a user clicks
+    (``st.plotly_chart(on_select='rerun')``); ``hint`` is shown beside the hover text (None for
+    static output such as reports). Rows with a non-finite or non-positive ``x`` on a log axis
+    (non-private runs) are skipped.
+    """
+    if df is None or df.empty or x not in df.columns or y not in df.columns:
+        return fig
+    xs = _column(df, x, label="runs", what="table")
+    ys = _column(df, y, label="runs", what="table")
+    keep = np.isfinite(xs) & np.isfinite(ys)
+    if fig.layout.xaxis.type == "log":
+        keep &= xs > 0
+    if not keep.any():
+        return fig
+    ids = df["run_id"].astype(str).to_numpy() if "run_id" in df.columns else np.array([""] * len(df))
+    labels = df["label"].astype(str).to_numpy() if "label" in df.columns else ids
+    fig.add_trace(go.Scatter(
+        x=xs[keep], y=ys[keep], mode="markers", name=name, customdata=ids[keep], text=labels[keep],
+        marker=dict(size=7, color="rgba(90, 90, 90, 0.45)", line=dict(width=0.8, color="white")),
+        hovertemplate=f"%{{text}}<br>ε %{{x:.3g}}<br>%{{y:{y_format}}}<extra>{hint or ''}</extra>",
+    ))
+    fig.layout.showlegend = None  # let finish_figure count the new entry
+    return finish_figure(fig)
+
+
+# --------------------------------------------------------------------------------------
+# Teaching: what clipping and noise do to one batch (the Guide page)
+# --------------------------------------------------------------------------------------
+
+def demo_gradients(n: int = 8, *, seed: int = 2) -> np.ndarray:
+    """``n`` made-up 2-D per-example gradients (array (n, 2)): roughly aligned, lengths spread around 1.3.
+
+    Deterministic for a ``seed``; for illustrations only.
+    """
+    rng = np.random.default_rng(seed)
+    angles = 0.7 + rng.normal(0.0, 0.55, size=n)
+    norms = np.exp(rng.normal(np.log(1.3), 0.6, size=n))
+    return np.column_stack([norms * np.cos(angles), norms * np.sin(angles)])
+
+
+def _arrows(fig: go.Figure, vectors: np.ndarray, *, name: str, color: str, width: float, hover: Sequence[str],
+            origin: tuple[float, float] = (0.0, 0.0), showlegend: bool = True) -> None:
+    """One legend entry: a line from ``origin`` to each vector's tip with an arrowhead at the tip."""
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for vx, vy in vectors:
+        xs += [origin[0], origin[0] + vx, None]
+        ys += [origin[1], origin[1] + vy, None]
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, legendgroup=name, showlegend=showlegend,
+                             line=dict(color=color, width=width), hoverinfo="skip"))
+    angles = [90 - math.degrees(math.atan2(vy, vx)) for vx, vy in vectors]  # plotly: clockwise from 12 o'clock
+    fig.add_trace(go.Scatter(x=origin[0] + vectors[:, 0], y=origin[1] + vectors[:, 1], mode="markers", name=name,
+                             legendgroup=name, showlegend=False, text=list(hover),
+                             marker=dict(symbol="arrow", size=11, angle=angles, color=color, line_width=0),
+                             hovertemplate="%{text}<extra></extra>"))
+
+
+def clipping_illustration(
+    gradients: Any = None,
+    *,
+    max_grad_norm: float = 1.0,
+    noise_multiplier: float = 1.0,
+    seed: int = 2,
+    title: str | None = "One DP-SGD step: clip each gradient, average, add noise",
+) -> go.Figure:
+    """Per-example gradients (2-D, array (n, 2); ``demo_gradients()`` by default) before and after clipping.
+
+    Grey arrows are the raw gradients, blue ones the same gradients clipped to length at most
+    ``max_grad_norm`` (the dashed circle), black is their average and red the average after
+    Gaussian noise with standard deviation ``noise_multiplier * max_grad_norm / n`` per
+    coordinate: a draw of typical length in a direction picked by ``seed``; the shaded disc
+    (two standard deviations) holds 86 % of draws. Axes share one scale, in gradient units.
+    Returns a plotly Figure.
+    """
+    grads = demo_gradients(seed=seed) if gradients is None else np.asarray(gradients, dtype=float)
+    if grads.ndim != 2 or grads.shape[1] != 2 or len(grads) == 0:
+        raise ConfigError(f"gradients must be an array of shape (n, 2) with n >= 1, got shape {grads.shape}")
+    if not (math.isfinite(max_grad_norm) and max_grad_norm > 0):
+        raise ConfigError(f"max_grad_norm must be a positive number, got {max_grad_norm!r}")
+    if not (math.isfinite(noise_multiplier) and noise_multiplier >= 0):
+        raise ConfigError(f"noise_multiplier must be zero or a positive number, got {noise_multiplier!r}")
+    n = len(grads)
+    norms = np.linalg.norm(grads, axis=1)
+    factors = np.minimum(1.0, max_grad_norm / np.maximum(norms, 1e-12))
+    clipped = grads * factors[:, None]
+    mean = clipped.mean(axis=0)
+    noise_std = noise_multiplier * max_grad_norm / n
+    # a noise draw of typical length (the mean length of 2-D Gaussian noise, std * sqrt(pi / 2)) in a random
+    # direction: a real single draw can land anywhere, which would make the picture depend on luck
+    direction = np.random.default_rng(seed + 1).uniform(0.0, 2 * math.pi)
+    noisy = mean + noise_std * math.sqrt(math.pi / 2) * np.array([math.cos(direction), math.sin(direction)])
+    n_clipped = int((factors < 1).sum())
+
+    fig = base_figure(title=title, x_title="gradient, coordinate 1", y_title="gradient, coordinate 2",
+                      height=440)
+    add_note(fig, f"{n_clipped} of {n} gradients clipped ({_percent(n_clipped / n)}); noise std σ·C/n = "
+                  f"{noise_std:.3g}")
+    circle = np.linspace(0, 2 * math.pi, 121)
+    fig.add_trace(go.Scatter(x=max_grad_norm * np.cos(circle), y=max_grad_norm * np.sin(circle), mode="lines",
+                             name=f"clipping bound C = {max_grad_norm:g}", hoverinfo="skip",
+                             line=dict(color=TARGET_COLOR, width=1.2, dash="dash")))
+    _arrows(fig, grads, name="raw per-example gradients", color="rgba(127, 127, 127, 0.55)", width=1.6,
+            hover=[f"example {i + 1}: length {norm:.2f}" for i, norm in enumerate(norms)])
+    _arrows(fig, clipped, name="after clipping", color=RUN_PALETTE[0], width=2.4,
+            hover=[f"example {i + 1}: length {norm:.2f} → {min(norm, max_grad_norm):.2f}"
+                   for i, norm in enumerate(norms)])
+    if noise_std > 0:
+        fig.add_trace(go.Scatter(x=mean[0] + 2 * noise_std * np.cos(circle),
+                                 y=mean[1] + 2 * noise_std * np.sin(circle),
+                                 mode="lines", fill="toself", fillcolor="rgba(214, 39, 40, 0.12)",
+                                 line=dict(color="rgba(214, 39, 40, 0.35)", width=1), hoverinfo="skip",
+                                 name="noise: most draws land here"))
+    _arrows(fig, mean[None, :], name="average of clipped", color="#111111", width=3,
+            hover=[f"average of the clipped gradients: length {np.linalg.norm(mean):.2f}"])
+    _arrows(fig, noisy[None, :], name="after noise (what the model uses)", color=LIMIT_COLOR, width=3,
+            hover=[f"noisy average: length {np.linalg.norm(noisy):.2f}"])
+    # frame the circle and every tip (gradients usually share a direction, so no need to centre on 0)
+    points = np.vstack([grads, noisy[None, :], [[-max_grad_norm, -max_grad_norm], [max_grad_norm, max_grad_norm]]])
+    low, high = points.min(axis=0), points.max(axis=0)
+    pad = 0.08 * float((high - low).max())
+    fig.update_xaxes(range=[low[0] - pad, high[0] + pad], zeroline=True, zerolinecolor="#d0d0d0")
+    fig.update_yaxes(range=[low[1] - pad, high[1] + pad], zeroline=True, zerolinecolor="#d0d0d0", scaleanchor="x",
+                     scaleratio=1)
+    # the square plot leaves room at its side: a vertical legend there instead of rows above that wrap
+    fig.update_layout(showlegend=True, margin_t=66, margin_r=8,
+                      legend=dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top"))
+    return fig
+
+
+def fit_fraction_axis(fig: go.Figure, *, pad: float = 0.04, include: Sequence[float] = ()) -> go.Figure:
+    """Fit the y axis of a chart of fractions (accuracy, rates) to its data, inside [0, 1]; return the figure.
+
+    Plotly pads a lone point (or a flat line) far beyond 100 %; this keeps the axis between the
+    lowest and highest value drawn (error bars included) and any ``include`` values (e.g. a
+    chance level drawn as a shape), plus ``pad``, never below 0 or above 1.
+    """
+    values: list[float] = [float(v) for v in include]
+    for trace in fig.data:
+        ys = getattr(trace, "y", None)
+        if ys is None:
+            continue
+        ys = np.asarray(ys, dtype=float)
+        errors = getattr(getattr(trace, "error_y", None), "array", None)
+        spread = np.asarray(errors, dtype=float) if errors is not None and len(errors) == len(ys) else 0.0
+        values.extend((ys + spread).tolist())
+        values.extend((ys - spread).tolist())
+    finite = [v for v in values if math.isfinite(v)]
+    if finite:
+        fig.update_yaxes(range=[max(0.0, min(finite) - pad), min(1.0, max(finite) + pad)])
     return fig

@@ -238,6 +238,19 @@ def test_roc_chart_diagonal_and_auc_in_legend():
     assert fig.layout.xaxis.type != "log"
 
 
+def test_roc_chart_takes_run_colours():
+    pinned = plots.run_colors(["skipped run", "shadow"])  # 'loss' is not pinned: it takes the palette
+    fig = plots.roc_chart(roc_curves(), colors=pinned)
+    assert fig.data[2].line.color == pinned["shadow"] and fig.data[1].line.color == plots.RUN_PALETTE[0]
+
+
+def test_narrow_charts_reserve_room_for_more_legend_rows():
+    runs = [(f"a rather long run name number {i}", history()) for i in range(3)]
+    fig = plots.epsilon_chart(runs)
+    wide_top = fig.layout.margin.t
+    assert plots.finish_figure(fig, width=440).layout.margin.t > wide_top
+
+
 def test_roc_chart_log_scale_has_log_axes_and_no_zeros():
     fig = plots.roc_chart(roc_curves(), log_scale=True, n_non_members=200)
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
