@@ -16,6 +16,25 @@ from dpcore.jobs import JobQueue, get_queue
 from dpcore.runs import RunStore
 
 
+def _route_through_app() -> None:
+    """Make a deep link on a fresh server go through app.py's navigation.
+
+    Until app.py has called st.navigation once, Streamlit treats pages/ as an
+    old-style pages folder: a first request for /planner runs pages/planner.py on
+    its own (no wide layout, no sidebar, raw file names in the menu). Every page
+    imports this module, so switching that mode off and rerunning here makes the
+    rerun execute app.py, which routes to the requested page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_route_through_app()
+
+
 @st.cache_resource(show_spinner=False)
 def _store(root: str) -> RunStore:
     return RunStore(root)
@@ -47,6 +66,19 @@ def fmt(value: Any, spec: str = ".3f", *, unit: str = "") -> str:
         return "∞"
     return f"{format(value, spec)}{unit}"
 
+
+def page_link(page: str, *, label: str, icon: str | None = None, help: str | None = None) -> None:
+    """``st.page_link`` to another page of the app (a path as listed in app.PAGES, e.g. "pages/train.py").
+
+    Where that page is not registered (a page file run on its own, as in AppTest) it shows a
+    caption naming the page instead of raising.
+    """
+    from streamlit.errors import StreamlitAPIException
+
+    try:
+        st.page_link(page, label=label, icon=icon, help=help)
+    except StreamlitAPIException:
+        st.caption(f"{label}: open it from the navigation menu.")
 
 def render_sidebar() -> None:
     """Device, runs directory and the job queue, on every page."""
