@@ -933,6 +933,26 @@ def sigma_for_epsilon_chart(df: pd.DataFrame | None, *, title: str | None = "Noi
     return fig
 
 
+def _epsilon_series(df: pd.DataFrame, value: str, *, label: str) -> tuple[np.ndarray, ...]:
+    """Columns of an epsilon-frontier table: (epsilon, value, value_std, labels, is_baseline, private mask).
+
+    ``<value>_std`` is optional (NaN when absent); baseline rows are flagged by is_baseline or,
+    without that column, by a non-finite epsilon. ``private`` selects plottable private rows.
+    """
+    eps = _column(df, "epsilon", label=label, what="table")
+    values = _column(df, value, label=label, what="table")
+    std_column = f"{value}_std"
+    std = _column(df, std_column, label=label, what="table") if std_column in df.columns \
+        else np.full(len(df), np.nan)
+    labels = df["label"].astype(str).to_numpy() if "label" in df.columns else np.array([""] * len(df))
+    if "is_baseline" in df.columns:
+        is_baseline = df["is_baseline"].fillna(False).astype(bool).to_numpy()
+    else:
+        is_baseline = ~np.isfinite(eps)
+    private = ~is_baseline & np.isfinite(eps) & (eps > 0) & np.isfinite(values)
+    return eps, values, std, labels, is_baseline, private
+
+
 @_finished
 def privacy_utility_chart(df: pd.DataFrame | None, *, title: str | None = "Privacy vs utility") -> go.Figure:
     """Test accuracy (%) against epsilon (log x) for private runs, with the non-private accuracy as a line.
@@ -945,16 +965,8 @@ def privacy_utility_chart(df: pd.DataFrame | None, *, title: str | None = "Priva
     fig.update_yaxes(tickformat=".0%")
     if df is None or df.empty:
         return add_no_data(fig)
-    eps = _column(df, "epsilon", label="privacy/utility", what="table")
-    accuracy = _column(df, "test_accuracy", label="privacy/utility", what="table")
-    std = _column(df, "test_accuracy_std", label="privacy/utility", what="table") \
-        if "test_accuracy_std" in df.columns else np.full(len(df), np.nan)
-    labels = df["label"].astype(str).to_numpy() if "label" in df.columns else np.array([""] * len(df))
-    if "is_baseline" in df.columns:
-        is_baseline = df["is_baseline"].fillna(False).astype(bool).to_numpy()
-    else:
-        is_baseline = ~np.isfinite(eps)
-    private = ~is_baseline & np.isfinite(eps) & (eps > 0) & np.isfinite(accuracy)
+    eps, accuracy, std, labels, is_baseline, private = _epsilon_series(df, "test_accuracy",
+                                                                       label="privacy/utility")
     baseline_acc = accuracy[is_baseline & np.isfinite(accuracy)]
 
     order = np.argsort(eps[private], kind="stable")
@@ -1196,17 +1208,7 @@ def attack_vs_epsilon_chart(
         fig.update_yaxes(tickformat=".0%")
     if df is None or df.empty or metric not in df.columns:
         return add_no_data(fig)
-    eps = _column(df, "epsilon", label="attack vs epsilon", what="table")
-    values = _column(df, metric, label="attack vs epsilon", what="table")
-    std_column = f"{metric}_std"
-    std = _column(df, std_column, label="attack vs epsilon", what="table") \
-        if std_column in df.columns else np.full(len(df), np.nan)
-    labels = df["label"].astype(str).to_numpy() if "label" in df.columns else np.array([""] * len(df))
-    if "is_baseline" in df.columns:
-        is_baseline = df["is_baseline"].fillna(False).astype(bool).to_numpy()
-    else:
-        is_baseline = ~np.isfinite(eps)
-    private = ~is_baseline & np.isfinite(eps) & (eps > 0) & np.isfinite(values)
+    eps, values, std, labels, is_baseline, private = _epsilon_series(df, metric, label="attack vs epsilon")
     baseline_values = values[is_baseline & np.isfinite(values)]
     order = np.argsort(eps[private], kind="stable")
     xs, ys, errors = eps[private][order], values[private][order], std[private][order]
