@@ -355,6 +355,22 @@ def _log_range(values: np.ndarray, pad: float = 1.3) -> tuple[float, float]:
 # Training: epsilon, clipping, loss, accuracy
 # --------------------------------------------------------------------------------------
 
+def _epsilon_axis(fig: go.Figure, curve_max: float, *, target_epsilon: float | None,
+                  extra: float | None = None) -> float:
+    """Epsilon y axis from 0 to 1.15 x the largest of curve, target and ``extra``; bands; target line.
+
+    Returns the top of the axis.
+    """
+    reference = max(curve_max, target_epsilon or 0.0, extra or 0.0)
+    top = reference * 1.15 if reference > 0 else 1.0
+    fig.update_yaxes(range=[0, top])
+    add_epsilon_bands(fig, upper=top)
+    if target_epsilon is not None:
+        _add_hline(fig, target_epsilon, text=f"target ε = {_fmt(target_epsilon)}", color=TARGET_COLOR,
+                   dash="dash", name="target")
+    return top
+
+
 @_finished
 def epsilon_chart(
     runs: RunsInput,
@@ -398,16 +414,8 @@ def epsilon_chart(
         curve_max = max(curve_max, float(ys.max()))
         plotted += 1
 
-    reference = max(curve_max, target_epsilon or 0.0)
-    if target_epsilon is None and epsilon_limit is not None:
-        reference = max(reference, epsilon_limit)
-    top = reference * 1.15 if reference > 0 else 1.0
-    fig.update_yaxes(range=[0, top])
-    add_epsilon_bands(fig, upper=top)
-
-    if target_epsilon is not None:
-        _add_hline(fig, target_epsilon, text=f"target ε = {_fmt(target_epsilon)}", color=TARGET_COLOR,
-                   dash="dash", name="target")
+    top = _epsilon_axis(fig, curve_max, target_epsilon=target_epsilon,
+                        extra=epsilon_limit if target_epsilon is None else None)
     notes = []
     if epsilon_limit is not None:
         if epsilon_limit <= top:
@@ -855,13 +863,7 @@ def epsilon_vs_epochs_chart(
                                      line=dict(color=shades[index], width=2), hovertemplate="ε %{y:.3f}"))
             curve_max = max(curve_max, float(ys.max()))
             plotted += 1
-    reference = max(curve_max, target_epsilon or 0.0)
-    top = reference * 1.15 if reference > 0 else 1.0
-    fig.update_yaxes(range=[0, top])
-    add_epsilon_bands(fig, upper=top)
-    if target_epsilon is not None:
-        _add_hline(fig, target_epsilon, text=f"target ε = {_fmt(target_epsilon)}", color=TARGET_COLOR,
-                   dash="dash", name="target")
+    _epsilon_axis(fig, curve_max, target_epsilon=target_epsilon)
     if plotted == 0:
         add_no_data(fig)
     return fig

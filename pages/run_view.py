@@ -88,25 +88,24 @@ def live_run(run_id: str, *, store: RunStore, queue: JobQueue | None = None, key
 @st.fragment(run_every=POLL_S)
 def _live_fragment(run_id: str, store: RunStore, queue: JobQueue | None, key: str,
                    on_new_run: Callable[[str], None] | None) -> None:
-    try:
-        record = store.get(run_id)
-    except RunNotFound as err:
-        st.warning(str(err), icon=":material/search_off:")
-        return
-    render_record(record, store=store, queue=queue, key=key, on_new_run=on_new_run)
-    if not needs_polling(record, store=store, queue=queue):
+    record = render_run(run_id, store=store, queue=queue, key=key, on_new_run=on_new_run)
+    if record is not None and not needs_polling(record, store=store, queue=queue):
         st.rerun()  # whole page: redraw without the timer
 
 
 def render_run(run_id: str, *, store: RunStore, queue: JobQueue | None = None, key: str = "run",
-               on_new_run: Callable[[str], None] | None = None) -> None:
-    """Draw run ``run_id`` once: its progress when active, else its full result view."""
+               on_new_run: Callable[[str], None] | None = None) -> RunRecord | None:
+    """Draw run ``run_id`` once: its progress when active, else its full result view.
+
+    Returns the record drawn, or None (with a warning shown) when the run does not exist.
+    """
     try:
         record = store.get(run_id)
     except RunNotFound as err:
         st.warning(str(err), icon=":material/search_off:")
-        return
+        return None
     render_record(record, store=store, queue=queue, key=key, on_new_run=on_new_run)
+    return record
 
 
 def render_record(record: RunRecord, *, store: RunStore, queue: JobQueue | None = None, key: str = "run",
