@@ -1,8 +1,9 @@
 """Train: pick data, a model and a privacy budget, train with DP-SGD as a job, and watch and read the result.
 
 Settings live under one plain session key (``train_form``) and are copied into the widgets,
-so they survive moving to other pages. The current run's id is kept in the session and in
-the URL (``?run=...``), so a reload shows it. The run itself is drawn by ``pages.run_view``.
+so they survive moving to other pages. The settings and the current run's id are mirrored in
+the URL (``?dataset=...&run=...``), so a reload or a shared link reopens both; the Budget
+planner's "Use these settings" lands here too. The run itself is drawn by ``pages.run_view``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ import streamlit as st
 
 from dpcore import accounting, data, plots
 from dpcore.cli import FIELD_HELP
-from dpcore.config import ACCOUNTANTS, DEVICES, GRAD_SAMPLE_MODES, OPTIMIZERS, TrainConfig, guidance
+from dpcore.config import (
+    ACCOUNTANTS,
+    DEVICES,
+    GRAD_SAMPLE_MODES,
+    OPTIMIZERS,
+    TrainConfig,
+    from_query,
+    guidance,
+    to_query,
+)
 from dpcore.errors import ConfigError, DatasetError, DPExplorerError
 from dpcore.evaluation import baseline_config, find_baseline_for_config, link_baseline
 from dpcore.explain import explain
@@ -24,6 +34,8 @@ from pages import run_view, ui
 
 FORM_KEY = "train_form"  # plain session key: every setting on this page
 RUN_KEY = "train_run_id"  # plain session key: the run shown under the form
+HANDOFF_KEY = "planner_handoff"  # plain session key the Budget planner fills for "Use these settings"
+CONFIG_FIELDS = frozenset(TrainConfig.__dataclass_fields__)
 PROBE_KEY = "train_probe"  # plain session key: the last gradient-norm probe
 FLASH_KEY = "train_flash"  # plain session key: toasts to show after the next rerun
 W = "train_w_"  # widget keys: W + field name
@@ -67,6 +79,77 @@ def form() -> dict[str, Any]:
     if FORM_KEY not in st.session_state:
         st.session_state[FORM_KEY] = default_settings()
     return st.session_state[FORM_KEY]
+
+
+def settings_from(cfg: TrainConfig) -> dict[str, Any]:
+    """Form settings describing ``cfg`` (the inverse of ``config_from``); other knobs keep their defaults."""
+    cfg = cfg.resolve()
+    settings = default_settings(cfg.dataset)
+    settings.update({field: getattr(cfg, field) for field in (
+        "model", "target_delta", "max_grad_norm", "epochs", "batch_size", "physical_batch_size", "lr",
+        "optimizer", "momentum", "accountant", "grad_sample_mode", "poisson_sampling", "seed", "device",
+        "epsilon_limit", "data_path", "label_column")})
+    settings["mode"] = cfg.mode
+    if cfg.target_epsilon is not None:
+        settings["target_epsilon"] = float(cfg.target_epsilon)
+    if cfg.noise_multiplier is not None:
+        settings["noise_multiplier"] = float(cfg.noise_multiplier)
+    if cfg.data_path:
+        settings["csv_name"] = cfg.data_path.rsplit("/", 1)[-1]
+    for field in ("max_grad_norm", "lr", "target_delta", "momentum"):
+        settings[field] = float(settings[field])
+    return settings
+
+
+def load_into_form(cfg: TrainConfig) -> None:
+    """Replace the form (and its widgets) with ``cfg``; call before any widget is drawn."""
+    for field, value in settings_from(cfg).items():
+        set_field(field, value)
+    st.session_state.pop(PROBE_KEY, None)
+
+
+def restore_settings() -> None:
+    """Fill the form from what asked for it: the planner's hand-off, a shared URL, or a linked run.
+
+    The planner wins (the user just pressed its button); a URL with config fields or a
+    ``?run=`` link only seeds a new session, so later edits are not overwritten.
+    """
+    handoff = st.session_state.pop(HANDOFF_KEY, None)
+    if handoff:
+        try:
+            given = {key: value for key, value in handoff.get("config", {}).items() if key in CONFIG_FIELDS}
+            current = config_from(form())
+            if given.get("dataset", current.dataset) != current.dataset:
+                current = TrainConfig(dataset=given["dataset"])  # the new dataset's recipe, not the old knobs
+            if "target_epsilon" in given:
+                current = current.replace(noise_multiplier=None, private=True)
+            elif "noise_multiplier" in given:
+                current = current.replace(target_epsilon=None, private=True)
+            load_into_form(current.replace(**given))
+            flash("Loaded the Budget planner's settings.", ":material/calculate:")
+        except (DPExplorerError, TypeError) as err:
+            flash(f"Could not use the planner's settings: {err}", ":material/error:")
+        return
+    if FORM_KEY in st.session_state:
+        return
+    params = st.query_params
+    try:
+        if any(key in CONFIG_FIELDS for key in params):
+            load_into_form(from_query(params))
+        elif params.get("run") and ui.store().exists(params["run"]):
+            load_into_form(ui.store().get(params["run"]).train_config())
+    except DPExplorerError as err:
+        flash(f"Could not restore the settings from the link: {err}", ":material/link_off:")
+
+
+def sync_url(settings: dict[str, Any]) -> None:
+    """Mirror the form in the URL so a copied link reopens the same configuration."""
+    wanted = to_query(config_from(settings))
+    for key in [key for key in st.query_params if key in CONFIG_FIELDS and key not in wanted]:
+        del st.query_params[key]
+    for key, value in wanted.items():
+        if st.query_params.get(key) != value:
+            st.query_params[key] = value
 
 
 def config_from(settings: dict[str, Any]) -> TrainConfig:
@@ -529,6 +612,7 @@ def train_bar(settings: dict[str, Any], cfg: TrainConfig | None) -> None:
 
 # ---------------------------------------------------------------------- page
 def main() -> None:
+    restore_settings()
     settings = form()
     show_flashes()
     st.title("Train a model with differential privacy")
@@ -549,6 +633,7 @@ def main() -> None:
     probe_panel(settings)
     cfg = check_config(settings, loaded)
     train_bar(settings, cfg)
+    sync_url(settings)
 
     st.divider()
     run_id = current_run()

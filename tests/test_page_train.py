@@ -224,3 +224,46 @@ def test_a_run_in_the_url_is_shown_failed_runs_without_traceback():
     metrics = {metric.label: metric.value for metric in at.metric}
     assert metrics["ε spent"] == "∞" and metrics["Test accuracy"] == "80.0%" and metrics["Attack AUC"] == "0.610"
     assert "No privacy guarantee" in texts(at.markdown)
+
+
+def test_settings_round_trip_through_the_url():
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.query_params["dataset"] = "digits"
+    at.query_params["target_epsilon"] = "2.0"
+    at.query_params["epochs"] = "7"
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="train_w_dataset").value == "digits"
+    assert at.number_input(key="train_w_target_epsilon").value == 2.0
+    assert at.number_input(key="train_w_epochs").value == 7
+    assert at.selectbox(key="train_w_model").value == "mlp"  # the rest from the digits recipe
+    at.number_input(key="train_w_epochs").set_value(9).run()
+    assert at.query_params["epochs"] == "9"
+    assert at.query_params["dataset"] == "digits"
+
+
+def test_a_run_link_opens_that_runs_settings(app):
+    from dpcore.config import TrainConfig
+    from dpcore.runs import RunStore
+
+    run_id = RunStore().create_run(TrainConfig(dataset="breast-cancer", noise_multiplier=1.5, epochs=3))
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.query_params["run"] = run_id
+    at.run()
+    assert at.selectbox(key="train_w_dataset").value == "breast-cancer"
+    assert at.radio(key="train_w_mode").value == "sigma"
+    assert at.number_input(key="train_w_noise_multiplier").value == 1.5
+
+
+def test_planner_hand_off_fills_the_form(app):
+    app.session_state["planner_handoff"] = {"config": {"dataset": "digits", "batch_size": 128, "epochs": 12,
+                                                       "target_delta": 1e-6, "noise_multiplier": 2.5},
+                                            "source": "planner"}
+    app.run()
+    assert not app.exception
+    assert app.selectbox(key="train_w_dataset").value == "digits"
+    assert app.radio(key="train_w_mode").value == "sigma"
+    assert app.number_input(key="train_w_noise_multiplier").value == 2.5
+    assert app.number_input(key="train_w_batch_size").value == 128
+    assert app.number_input(key="train_w_epochs").value == 12
+    assert "planner_handoff" not in app.session_state
