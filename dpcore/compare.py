@@ -26,6 +26,9 @@ STOP_LABELS: dict[str, str] = {"epsilon_limit": "stopped at ε limit", "diverged
 METRIC_TABLES = ("steps", "epochs")
 SUMMARY_FORMAT = "dp-explorer run summary, version 1"
 
+#: Summary fields the attack lab (dpcore.audit) stores with a run, shown beside the training numbers.
+ATTACK_LAB_FIELDS = ("lira_auc", "lira_tpr_at_1pct_fpr", "empirical_epsilon_lower", "canary_epsilon_lower")
+
 #: Rows of the side-by-side table: (column of ``compare_runs``, label with unit, how to format).
 COMPARE_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("status_label", "Status", "text"),
@@ -38,6 +41,10 @@ COMPARE_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("accuracy_gap", "Train − test gap (points)", "points"),
     ("mia_auc", "Attack AUC (0.5 = chance)", "auc"),
     ("mia_tpr_at_1pct_fpr", "Attack TPR at 1 % FPR", "percent"),
+    ("lira_auc", "Attack lab: LiRA AUC", "auc"),
+    ("lira_tpr_at_1pct_fpr", "Attack lab: LiRA TPR at 1 % FPR", "percent"),
+    ("empirical_epsilon_lower", "Attack lab: empirical ε lower bound", "g"),
+    ("canary_epsilon_lower", "Attack lab: canary-audit ε lower bound", "g"),
     ("noise_multiplier", "Noise multiplier σ", "sigma"),
     ("max_grad_norm", "Clipping bound C", "g"),
     ("final_clip_fraction", "Clipped (last epoch)", "percent0"),
@@ -151,6 +158,9 @@ def runs_overview(store: RunStore, *, live: bool = True) -> pd.DataFrame:
     frame["epsilon"] = epsilon
     frame["accuracy"] = accuracy
     frame["mia_auc"] = pd.to_numeric(frame["mia_auc"], errors="coerce").astype("float64")
+    for name in ATTACK_LAB_FIELDS:  # written by the attack lab (dpcore.audit); absent until one ran
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64") \
+            if name in frame.columns else math.nan
     frame["progress"] = progress.astype("float64")
     frame["mode_label"] = [mode_label(mode) for mode in frame["mode"]]
     frame["status_label"] = [
@@ -266,6 +276,7 @@ def _run_numbers(store: RunStore, record: RunRecord) -> dict[str, Any]:
         "accuracy_gap": train_accuracy - test_accuracy,
         "mia_auc": mia_auc,
         "mia_tpr_at_1pct_fpr": _number(summary.get("mia_tpr_at_1pct_fpr")),
+        **{name: _number(summary.get(name)) for name in ATTACK_LAB_FIELDS},
         "noise_multiplier": _number(summary.get("noise_multiplier", config.get("noise_multiplier")))
         if private else math.nan,
         "max_grad_norm": _number(config.get("max_grad_norm")) if private else math.nan,

@@ -31,8 +31,8 @@ FILTERS_KEY = "runs_filters"
 NOTICE_KEY = "runs_notice"
 FILTER_WIDGETS = {"datasets": "runs-filter-datasets", "statuses": "runs-filter-statuses",
                   "modes": "runs-filter-modes", "text": "runs-filter-text"}
-TABLE_COLUMNS = ["name", "dataset", "model", "privacy", "epsilon_shown", "accuracy_pct", "mia_auc", "status_label",
-                 "created_at"]
+TABLE_COLUMNS = ["name", "dataset", "model", "privacy", "epsilon_shown", "accuracy_pct", "mia_auc", "lira_auc",
+                 "empirical_epsilon_lower", "status_label", "created_at"]
 ROW_PX = 35  # st.dataframe row height, to size tables that should not scroll
 
 
@@ -162,6 +162,12 @@ def _table(shown: pd.DataFrame, *, total: int) -> list[str]:
             "mia_auc": st.column_config.NumberColumn(
                 "Attack AUC", format="%.3f", help="Loss-threshold membership attack: 0.5 means the attacker "
                 "does no better than a coin flip, 1.0 that it tells members apart perfectly."),
+            "lira_auc": st.column_config.NumberColumn(
+                "LiRA AUC", format="%.3f", help="Attack lab: LiRA with reference models, a much stronger "
+                "attack. Empty until the run was attacked on the Attack lab page."),
+            "empirical_epsilon_lower": st.column_config.NumberColumn(
+                "ε lower bound", format="%.2f", help="Attack lab: the ε an attack demonstrates with 95 % "
+                "confidence. A lower bound: only the accountant's ε covers every attack."),
             "status_label": st.column_config.TextColumn("Status", width=120,
                                                         help="running N %: share of optimizer steps done."),
             "created_at": st.column_config.DatetimeColumn("Created", format="distance",

@@ -80,19 +80,31 @@ def page_link(page: str, *, label: str, icon: str | None = None, help: str | Non
     except StreamlitAPIException:
         st.caption(f"{label}: open it from the navigation menu.")
 
+QUEUE_POLL_S = 2.0
+
+
 def render_sidebar() -> None:
     """Device, runs directory and the job queue, on every page."""
     with st.sidebar:
         st.caption("Compute")
         st.markdown(f":material/memory: **{device_description()}**")
         st.caption(f"Runs stored in `{store().root}`")
-        job_queue = queue()
-        running, pending = job_queue.running(), job_queue.pending()
         st.caption("Job queue")
-        if not running and not pending:
-            st.markdown("Idle")
-        for run_id in running:
-            record = store().get(run_id)
-            st.markdown(f":material/play_circle: {record.name} — {fmt(record.progress, '.0%')}")
-        for place, run_id in enumerate(pending, start=1):
-            st.markdown(f":material/schedule: #{place} {store().get(run_id).name}")
+        job_queue = queue()
+        busy = bool(job_queue.running() or job_queue.pending())
+        # Poll only while jobs exist: an idle app does no background reruns.
+        st.fragment(_queue_panel, run_every=QUEUE_POLL_S if busy else None)()
+
+
+def _queue_panel() -> None:
+    """What runs and what waits; a fragment, so it refreshes while the page itself stays put."""
+    job_queue = queue()
+    running, pending = job_queue.running(), job_queue.pending()
+    if not running and not pending:
+        st.markdown("Idle")
+    for run_id in running:
+        record = store().get(run_id)
+        progress = f" — {fmt(record.progress, '.0%')}" if record.progress is not None else ""
+        st.markdown(f":material/play_circle: {record.name}{progress}")
+    for place, run_id in enumerate(pending, start=1):
+        st.markdown(f":material/schedule: #{place} {store().get(run_id).name}")

@@ -166,3 +166,22 @@ def test_summary_json_is_strict_json(store):
     assert [check["name"] for check in payload["checks"]] == [
         "meaningful epsilon", "membership attack near chance", "model is useful"]
     assert payload["checks"][0]["passed"] is False  # no DP: no guarantee
+
+
+def test_attack_lab_results_appear_in_overview_and_comparison(store):
+    attacked = fake_run(store, PRIVATE, mia_auc=0.52, lira_auc=0.61, lira_tpr_at_1pct_fpr=0.04,
+                        empirical_epsilon_lower=0.35)
+    plain = fake_run(store, PRIVATE, mia_auc=0.51)
+    frame = compare.runs_overview(store).set_index("id")
+    assert frame.at[attacked, "lira_auc"] == pytest.approx(0.61)
+    assert frame.at[attacked, "empirical_epsilon_lower"] == pytest.approx(0.35)
+    assert math.isnan(frame.at[plain, "lira_auc"])
+    table = compare.comparison_table(compare.compare_runs(store, [attacked, plain]))
+    assert "Attack lab: LiRA AUC" in table.index
+    assert "Attack lab: empirical ε lower bound" in table.index
+
+
+def test_overview_without_any_attack_lab_run_still_has_the_columns(store):
+    fake_run(store, PRIVATE)
+    frame = compare.runs_overview(store)
+    assert set(compare.ATTACK_LAB_FIELDS) <= set(frame.columns)
