@@ -145,6 +145,7 @@ def train_runner(run_id: str, store: RunStore, should_stop: Callable[[], bool], 
     artifacts, ``mia_auc``/``mia_tpr_at_1pct_fpr``/``mia_advantage`` in the summary).
 
     ``resume`` (a parent's checkpoint, see ``JobQueue.resume``) continues that run instead of starting fresh.
+    A checkpoint is written at every epoch end, so a run the process lost can be continued too.
     Returns the RunResult (whose artifacts are in ``store.artifacts_dir(run_id)``).
     """
     training = importlib.import_module("dpcore.training")
@@ -153,7 +154,7 @@ def train_runner(run_id: str, store: RunStore, should_stop: Callable[[], bool], 
     writer = ProgressWriter(store, run_id)
     continuation = {"resume": resume} if resume is not None else {}
     result = training.train(cfg, on_step=writer.on_step, on_epoch=writer.on_epoch, should_stop=should_stop,
-                            **continuation)
+                            checkpoint_dir=store.artifacts_dir(run_id, create=True), **continuation)
     writer.flush()
     evaluation.record_result(store, run_id, result)  # store.finish, then the attack
     return result
@@ -235,7 +236,8 @@ class JobQueue:
         new_id = self.submit(plan.config, name=plan.name, group=run_id, runner=runner)
         try:
             # Continuation rows have higher step/epoch numbers, so copying while the job starts is safe.
-            resuming.copy_history(self.store, source=run_id, target=new_id)
+            resuming.copy_history(self.store, source=run_id, target=new_id, up_to_step=plan.steps_done,
+                                  up_to_epoch=plan.epochs_done)
         except RunNotFound:
             pass  # parent or continuation deleted meanwhile: the continuation still has its own rows
         return new_id

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dpcore.config import MAX_EPOCHS, TrainConfig
 from dpcore.errors import ConfigError, DPExplorerError
@@ -67,9 +67,9 @@ def resume_problem(store: RunStore, run_id: str) -> str | None:
     checkpoint = store.artifacts_path(run_id) / CHECKPOINT_FILE
     if not checkpoint.is_file():
         why = {
-            "interrupted": "it was interrupted before it finished, and checkpoints are written only when a "
-                           "run ends",
-            "failed": "it failed before training finished",
+            "interrupted": "it was interrupted before its first epoch ended (checkpoints are written at "
+                           "every epoch end)",
+            "failed": "it failed before its first epoch ended",
         }.get(record.status, "its artifacts folder has no checkpoint.pt")
         return f"no checkpoint: run {run_id} cannot be continued because {why}; start a new run instead"
     return None
@@ -107,12 +107,23 @@ def continuation_name(parent_name: str, epochs: int) -> str:
     return f"{base} (+{total} epoch{'s' if total != 1 else ''})"
 
 
-def _spent_epsilon(record: RunRecord) -> float:
+def _spent_epsilon(config: dict[str, Any], summary: dict[str, Any]) -> float:
     """Epsilon the run has spent (inf for the non-private baseline, NaN when unknown)."""
-    if not record.config.get("private", True):
+    if not config.get("private", True):
         return math.inf
-    value = record.summary.get("final_epsilon")
+    value = summary.get("final_epsilon")
     return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+def _checkpoint_summary(store: RunStore, run_id: str, cfg: TrainConfig) -> dict[str, Any]:
+    """The summary fields a plan needs, read from the checkpoint of a run that never finished."""
+    from dpcore import accounting
+
+    state = load_state(store, run_id)
+    spent = accounting.schedule_epsilon(state.accountant_history, delta=cfg.target_delta,
+                                        accountant=cfg.accountant) if cfg.private else None
+    return {"steps": state.steps_done, "epochs_done": state.epochs_done, "final_epsilon": spent,
+            "noise_multiplier": state.noise_multiplier, "sample_rate": state.sample_rate}
 
 
 @dataclass(frozen=True)
@@ -163,10 +174,13 @@ def plan_resume(store: RunStore, run_id: str, *, epochs: int, epsilon_limit: flo
         raise ConfigError(f"epochs to continue for must be a whole number between 1 and {MAX_EPOCHS}, got {epochs!r}")
     parent_cfg = record.train_config()
     limit = parent_cfg.epsilon_limit if epsilon_limit is None else float(epsilon_limit)
-    summary = record.summary
-    steps_done = int(summary.get("steps") or record.steps_done or 0)
+    summary = dict(record.summary)
+    if "steps" not in summary:
+        # Never finished (interrupted, failed): the last epoch-end checkpoint says where it stands.
+        summary.update(_checkpoint_summary(store, run_id, parent_cfg))
+    steps_done = int(summary.get("steps") or 0)
     epochs_done = int(summary.get("epochs_done") or 0)
-    spent = _spent_epsilon(record)
+    spent = _spent_epsilon(record.config, summary)
     if limit is not None and parent_cfg.private and math.isfinite(spent) and spent >= limit * (1 - 1e-9):
         raise ConfigError(
             f"run {run_id} has already spent epsilon {spent:.3g}, at or above the epsilon limit {limit:g}; "
@@ -198,11 +212,18 @@ def plan_resume(store: RunStore, run_id: str, *, epochs: int, epsilon_limit: flo
     )
 
 
-def copy_history(store: RunStore, *, source: str, target: str) -> tuple[int, int]:
+def copy_history(store: RunStore, *, source: str, target: str, up_to_step: int | None = None,
+                 up_to_epoch: int | None = None) -> tuple[int, int]:
     """Copy ``source``'s step and epoch rows into ``target`` (rows already there are replaced).
 
+    ``up_to_step``/``up_to_epoch`` keep only the rows the continuation builds on: a run that was
+    interrupted mid-epoch logged steps after its last checkpoint, which the continuation redoes.
     Returns (step rows, epoch rows) copied. Used so a continuation's tables show the parent's history first.
     """
     steps, epochs = store.steps(source), store.epochs(source)
+    if up_to_step is not None:
+        steps = steps[steps["step"] <= up_to_step]
+    if up_to_epoch is not None:
+        epochs = epochs[epochs["epoch"] <= up_to_epoch]
     return store.append_steps(target, steps), store.append_epoch(target, epochs)
 

@@ -89,6 +89,7 @@ class ResumeState:
     noise_multiplier: float | None
     epochs_done: int
     steps_done: int
+    sample_rate: float | None = None
 
     @classmethod
     def load(cls, directory: str | Path) -> ResumeState:
@@ -104,7 +105,35 @@ class ResumeState:
             noise_multiplier=state["noise_multiplier"],
             epochs_done=int(state["epochs_done"]),
             steps_done=int(state["steps_done"]),
+            sample_rate=state.get("sample_rate"),
         )
+
+
+def write_checkpoint(directory: str | Path, *, model: nn.Module, optimizer_state: dict[str, Any],
+                     accountant_history: list[tuple[float, float, int]], noise_multiplier: float | None,
+                     max_grad_norm: float, epochs_done: int, steps_done: int, sample_rate: float) -> Path:
+    """Write ``checkpoint.pt`` (what ``ResumeState.load`` reads) atomically; return its path.
+
+    Opacus' own checkpoint keeps the accountant history but not sigma or max_grad_norm,
+    so this one stores them too. Only tensors and plain data: loadable with weights_only.
+    """
+    path = Path(directory) / "checkpoint.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    inner = getattr(model, "_module", model)  # Opacus wraps the model during training
+    payload = {
+        "model_state": {key: value.detach().cpu() for key, value in inner.state_dict().items()},
+        "optimizer_state": optimizer_state,
+        "accountant_history": [list(segment) for segment in accountant_history],
+        "noise_multiplier": noise_multiplier,
+        "max_grad_norm": max_grad_norm,
+        "epochs_done": epochs_done,
+        "steps_done": steps_done,
+        "sample_rate": sample_rate,
+    }
+    scratch = path.with_suffix(".pt.tmp")
+    torch.save(payload, scratch)
+    scratch.replace(path)  # a crash mid-write never leaves a truncated checkpoint behind
+    return path
 
 
 @dataclass
@@ -192,15 +221,10 @@ class RunResult:
         directory.mkdir(parents=True, exist_ok=True)
         state = {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
         torch.save(state, directory / "model.pt")
-        torch.save({
-            "model_state": state,
-            "optimizer_state": self.optimizer_state,
-            "accountant_history": [list(seg) for seg in self.accountant_history],
-            "noise_multiplier": self.noise_multiplier,
-            "max_grad_norm": self.config.max_grad_norm,
-            "epochs_done": self.epochs_done,
-            "steps_done": self.steps,
-        }, directory / "checkpoint.pt")
+        write_checkpoint(directory, model=self.model, optimizer_state=self.optimizer_state,
+                         accountant_history=self.accountant_history, noise_multiplier=self.noise_multiplier,
+                         max_grad_norm=self.config.max_grad_norm, epochs_done=self.epochs_done,
+                         steps_done=self.steps, sample_rate=self.sample_rate)
         self.history.to_csv(directory / "history.csv", index=False)
         self.epochs.to_csv(directory / "epochs.csv", index=False)
         (directory / "summary.json").write_text(json.dumps(
@@ -270,7 +294,7 @@ def _fresh_model(cfg: TrainConfig, data: SplitData) -> tuple[nn.Module, list[str
 # ---------------------------------------------------------------------- train
 def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepCallback | None = None,
           should_stop: Callable[[], bool] | None = None, *, resume: ResumeState | None = None,
-          data: SplitData | None = None) -> RunResult:
+          data: SplitData | None = None, checkpoint_dir: str | Path | None = None) -> RunResult:
     """Train ``cfg`` and return a ``RunResult``.
 
     ``on_step`` receives one dict per logical optimizer step (step, epoch, epsilon,
@@ -279,7 +303,8 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
     ``should_stop`` is polled before every step; returning True ends the run as
     'cancelled'. ``resume`` continues a saved run for ``cfg.epochs`` more epochs:
     the noise multiplier and the spent budget carry over. ``data`` skips loading
-    (callers that already hold the split, e.g. reference-model pools).
+    (callers that already hold the split, e.g. reference-model pools). ``checkpoint_dir``
+    gets a ``checkpoint.pt`` at every epoch end, so a run killed mid-way can be continued.
     Raises ConfigError or DatasetError for bad input before any training starts.
     """
     started = time.perf_counter()
@@ -420,6 +445,12 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
         if status != "finished":
             break
         epoch_rows.append(_epoch_row(epoch))
+        if checkpoint_dir is not None:
+            write_checkpoint(checkpoint_dir, model=model,
+                             optimizer_state=getattr(optimizer, "original_optimizer", optimizer).state_dict(),
+                             accountant_history=list(engine.accountant.history) if engine is not None else [],
+                             noise_multiplier=noise_multiplier, max_grad_norm=cfg.max_grad_norm,
+                             epochs_done=epoch, steps_done=prior_steps + step, sample_rate=sample_rate)
         if on_epoch is not None:
             on_epoch({**epoch_rows[-1], "total_epochs": prior_epochs + cfg.epochs})
         if step >= max_steps and max_steps < planned_steps:

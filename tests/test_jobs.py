@@ -277,7 +277,7 @@ class FakeRunResult:
 def test_default_runner_with_fake_trainer(queue, store, monkeypatch):
     calls = {}
 
-    def train(cfg, on_step=None, on_epoch=None, should_stop=None):
+    def train(cfg, on_step=None, on_epoch=None, should_stop=None, **options):
         calls["cfg"] = cfg
         step = 0
         for step in range(1, 6):
@@ -302,7 +302,7 @@ def test_default_runner_with_fake_trainer(queue, store, monkeypatch):
 def test_default_runner_reports_missing_dataset_cleanly(queue, store, monkeypatch):
     from dpcore.errors import DatasetError
 
-    def train(cfg, on_step=None, on_epoch=None, should_stop=None):
+    def train(cfg, on_step=None, on_epoch=None, should_stop=None, **options):
         raise DatasetError("dataset 'nope' is unknown; available: synthetic, digits")
 
     monkeypatch.setitem(sys.modules, "dpcore.training", types.SimpleNamespace(train=train))

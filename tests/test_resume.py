@@ -106,9 +106,9 @@ def test_runs_that_cannot_be_continued_say_why(store, queue):
     running = store.create_run(CFG)
     store.set_status(running, RUNNING)
 
-    with pytest.raises(NotResumable, match=r"no checkpoint: run .* failed before training finished"):
+    with pytest.raises(NotResumable, match=r"no checkpoint: run .* failed before its first epoch ended"):
         queue.resume(failed, epochs=1)
-    with pytest.raises(NotResumable, match=r"no checkpoint: .*interrupted before it finished"):
+    with pytest.raises(NotResumable, match=r"no checkpoint: .*interrupted before its first epoch ended"):
         queue.resume(interrupted, epochs=1)
     with pytest.raises(RunActive, match="still running"):
         queue.resume(running, epochs=1)
@@ -139,3 +139,34 @@ def test_baseline_continues_without_privacy(store, queue):
 def test_continuation_names_add_up():
     assert continuation_name("digits mlp, eps 3", 1) == "digits mlp, eps 3 (+1 epoch)"
     assert continuation_name("digits mlp, eps 3 (+2 epochs)", 3) == "digits mlp, eps 3 (+5 epochs)"
+
+
+def test_a_run_the_process_lost_mid_epoch_continues_from_its_last_epoch_checkpoint(store, queue):
+    """Simulate a crash: 3 epochs logged, a 4th epoch half done, no final save, status interrupted."""
+    from dpcore.training import train
+
+    cfg = CFG.replace(epochs=4)
+    run_id = store.create_run(cfg)
+    store.set_status(run_id, RUNNING)
+    calls = {"n": 0}
+
+    def crash_in_epoch_four() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3 * 4 + 2  # 4 steps per epoch (800 / 200): stop 2 steps into epoch 4
+
+    steps_seen = []
+    partial = train(cfg, should_stop=crash_in_epoch_four, on_step=steps_seen.append,
+                    checkpoint_dir=store.artifacts_dir(run_id, create=True))
+    store.append_steps(run_id, steps_seen)  # what the progress writer had flushed before the "crash"
+    store.append_epoch(run_id, partial.epochs[partial.epochs.epoch <= 3])
+    store.set_status(run_id, INTERRUPTED)
+
+    assert resume_problem(store, run_id) is None
+    plan = plan_resume(store, run_id, epochs=1)
+    assert (plan.steps_done, plan.epochs_done) == (12, 3)
+    assert plan.spent_epsilon == pytest.approx(partial.epochs.epsilon.iloc[2], rel=1e-6)
+    child = queue.wait(queue.resume(run_id, epochs=1), TIMEOUT)
+    assert child.status == DONE
+    steps = store.steps(child.id)["step"].tolist()
+    assert steps == list(range(1, 17))  # the parent's 12 checkpointed steps, then 4 new ones: no duplicates
+    assert store.epochs(child.id)["epoch"].tolist() == [1, 2, 3, 4]
