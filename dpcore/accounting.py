@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -60,6 +60,9 @@ def schedule_epsilon(history: Sequence[Segment], *, delta: float, accountant: st
         return 0.0
     if any(sigma <= 0 for sigma, _, _ in history):
         return math.inf
+    if accountant == "rdp" and len(history) == 1:  # the common case: the fast path gives Opacus' number
+        sigma, sample_rate, steps = history[0]
+        return rdp_epsilon(noise_multiplier=sigma, sample_rate=sample_rate, steps=steps, delta=delta)
     acc = make_accountant(accountant, history)
     try:
         return float(acc.get_epsilon(delta=delta))
@@ -80,8 +83,7 @@ def epsilon_for(*, noise_multiplier: float, sample_rate: float, steps: int, delt
 
 
 def noise_for_epsilon(*, target_epsilon: float, delta: float, sample_rate: float, epochs: int | None = None,
-                      steps: int | None = None, accountant: str = "rdp", prior: Sequence[Segment] = (),
-                      tolerance: float = 0.01) -> float:
+                      steps: int | None = None, accountant: str = "rdp", prior: Sequence[Segment] = ()) -> float:
     """Smallest noise multiplier (sigma) whose schedule spends at most ``target_epsilon`` at ``delta``.
 
     ``steps`` defaults to ``epochs / sample_rate``; ``prior`` segments (a resumed run)
@@ -95,43 +97,58 @@ def noise_for_epsilon(*, target_epsilon: float, delta: float, sample_rate: float
 
     prior = tuple(tuple(seg) for seg in prior)
     return _noise_for_epsilon(float(target_epsilon), float(delta), float(sample_rate), int(steps), accountant,
-                              prior, float(tolerance))
+                              prior)
 
 
 @functools.lru_cache(maxsize=512)
 def _noise_for_epsilon(target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str,
-                       prior: tuple[Segment, ...], tolerance: float) -> float:
-    """Cached root finding: bracket sigma, then Brent's method on eps(sigma) - target, then nudge to meet it.
+                       prior: tuple[Segment, ...]) -> float:
+    """Cached root finding with ``_smallest_sigma``.
 
     PRV and GDP start from the RDP answer (RDP is looser, so its sigma is an upper
     bound), which keeps them away from tiny sigmas where PRV is very slow and GDP fails.
     """
-    def excess(sigma: float) -> float:
+    def epsilon_of(sigma: float) -> float:
         try:
-            return schedule_epsilon([*prior, (sigma, sample_rate, steps)], delta=delta,
-                                    accountant=accountant) - target_epsilon
+            return schedule_epsilon([*prior, (sigma, sample_rate, steps)], delta=delta, accountant=accountant)
         except ConfigError:  # the accountant's numerics give up at huge epsilon: far above target
             return math.inf
 
-    if accountant == "rdp":
-        high = 1.0
+    start = 1.0 if accountant == "rdp" else _noise_for_epsilon(target_epsilon, delta, sample_rate, steps, "rdp",
+                                                               prior)
+    return _smallest_sigma(epsilon_of, target_epsilon, start=start, xtol=1e-4,
+                           unreachable=f"no noise multiplier reaches epsilon {target_epsilon:g} at delta {delta:g}; "
+                                       "the budget already spent may exceed it, or raise the target")
+
+
+def _smallest_sigma(epsilon_of: Callable[[float], float], target_epsilon: float, *, start: float, xtol: float,
+                    unreachable: str) -> float:
+    """Smallest sigma with ``epsilon_of(sigma) <= target_epsilon`` (epsilon falls as sigma grows).
+
+    Works on log sigma, where log epsilon is close to linear: bracket from ``start`` by
+    doubling or halving, Brent's method to ``xtol`` (in log sigma), then a step to the safe
+    side, since Brent may stop just past the root. ConfigError(``unreachable``) when no
+    sigma up to 5000 meets the target; sigmas below 1e-3 are not searched.
+    """
+    def log_excess(log_sigma: float) -> float:
+        value = epsilon_of(math.exp(log_sigma))
+        return math.log(value / target_epsilon) if 0 < value < math.inf else (-50.0 if value == 0 else 50.0)
+
+    low = high = math.log(start)
+    if log_excess(high) > 0:
+        while log_excess(high) > 0:
+            low, high = high, high + math.log(2)
+            if high > math.log(5000):
+                raise ConfigError(unreachable)
     else:
-        high = _noise_for_epsilon(target_epsilon, delta, sample_rate, steps, "rdp", prior, tolerance)
-    while excess(high) > 0:
-        high *= 2
-        if high > 5000:
-            raise ConfigError(f"no noise multiplier reaches epsilon {target_epsilon:g} at delta {delta:g}; "
-                              "the budget already spent may exceed it, or raise the target")
-    low = high * 0.7
-    while excess(low) <= 0:
-        high, low = low, low * 0.7
-        if low < 1e-3:
-            return high
-    sigma = optimize.brentq(lambda s: min(excess(s), 1e6), low, high, xtol=1e-4, rtol=1e-6)
-    # Brent stops near the root from either side; step up until the target is met.
-    while excess(sigma) > 0:
-        sigma *= 1.0005
-    return sigma
+        while log_excess(low) <= 0:
+            high, low = low, low - math.log(2)
+            if low < math.log(1e-3):
+                return math.exp(high)
+    root = optimize.brentq(log_excess, low, high, xtol=xtol)
+    while log_excess(root) > 0:
+        root += xtol
+    return math.exp(root)
 
 
 def epsilon_curve(*, noise_multiplier: float, sample_rate: float, steps: Sequence[int] | np.ndarray, delta: float,
@@ -376,27 +393,11 @@ def rdp_noise_for_epsilon(*, target_epsilon: float, delta: float, sample_rate: f
     if not (isinstance(target_epsilon, (int, float)) and math.isfinite(target_epsilon) and target_epsilon > 0):
         raise ConfigError(f"target epsilon must be a positive number, got {target_epsilon!r}")
 
-    def log_excess(log_sigma: float) -> float:
-        value = rdp_epsilon(noise_multiplier=math.exp(log_sigma), sample_rate=sample_rate, steps=steps,
-                            delta=delta)
-        return math.log(value / target_epsilon) if 0 < value < math.inf else (-50.0 if value == 0 else 50.0)
-
-    low = high = 0.0  # log sigma
-    if log_excess(0.0) > 0:
-        while log_excess(high) > 0:
-            low, high = high, high + math.log(2)
-            if high > math.log(5000):
-                raise ConfigError(f"no noise multiplier up to 5000 reaches epsilon {target_epsilon:g} at delta "
-                                  f"{delta:g} in {steps} steps; raise the target or train for fewer steps")
-    else:
-        while log_excess(low) <= 0:
-            high, low = low, low - math.log(2)
-            if low < math.log(1e-3):
-                return math.exp(high)
-    root = optimize.brentq(log_excess, low, high, xtol=tolerance / 4)
-    while log_excess(root) > 0:  # Brent stops near the root from either side; step to the safe one
-        root += tolerance / 4
-    return math.exp(root)
+    return _smallest_sigma(
+        lambda sigma: rdp_epsilon(noise_multiplier=sigma, sample_rate=sample_rate, steps=steps, delta=delta),
+        target_epsilon, start=1.0, xtol=tolerance / 4,
+        unreachable=f"no noise multiplier up to 5000 reaches epsilon {target_epsilon:g} at delta {delta:g} in "
+                    f"{steps} steps; raise the target or train for fewer steps")
 
 
 def rdp_epsilon_by_epoch(*, noise_multipliers: Sequence[float], sampling: Sampling, epochs: int,
