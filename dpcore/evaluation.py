@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from dpcore.config import TrainConfig
 from dpcore.errors import DPExplorerError
+from dpcore.resume import parent_of
 from dpcore.runs import ACTIVE_STATUSES, DONE, RunNotFound, RunRecord, RunStore, format_error
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 
 ROC_FILE = "roc.json"
 MIA_FPR = 0.01  # the low false-positive rate at which the attack's TPR is reported
-RESUME_KEY = "resume_from"  # config.extra key of a continuation (dpcore.resume.RESUME_KEY)
 
 # ``summary['mia_status']``: 'pending' while the attack runs, then 'done', 'failed' or 'skipped'.
 MIA_PENDING, MIA_DONE, MIA_FAILED, MIA_SKIPPED = "pending", "done", "failed", "skipped"
@@ -166,8 +166,8 @@ def find_baseline(store: RunStore, run_id: str) -> RunRecord | None:
     linked = record.summary.get("baseline_run")
     if isinstance(linked, str) and linked and store.exists(linked):
         return store.get(linked)
-    parent = (record.config.get("extra") or {}).get(RESUME_KEY)
-    if isinstance(parent, str) and parent != run_id and store.exists(parent):
+    parent = parent_of(record)
+    if parent is not None and parent != run_id and store.exists(parent):
         return find_baseline(store, parent)  # a continuation compares with its parent's baseline
     config = _resolved(record.config)
     if config is None or not config.get("private", True):
@@ -215,7 +215,6 @@ __all__ = [
     "MIA_FPR",
     "MIA_PENDING",
     "MIA_SKIPPED",
-    "RESUME_KEY",
     "ROC_FILE",
     "baseline_config",
     "evaluate_membership",

@@ -152,9 +152,8 @@ def train_runner(run_id: str, store: RunStore, should_stop: Callable[[], bool], 
     evaluation = importlib.import_module("dpcore.evaluation")
     cfg = store.get(run_id).train_config()
     writer = ProgressWriter(store, run_id)
-    continuation = {"resume": resume} if resume is not None else {}
     result = training.train(cfg, on_step=writer.on_step, on_epoch=writer.on_epoch, should_stop=should_stop,
-                            checkpoint_dir=store.artifacts_dir(run_id, create=True), **continuation)
+                            resume=resume, checkpoint_dir=store.artifacts_dir(run_id, create=True))
     writer.flush()
     evaluation.record_result(store, run_id, result)  # store.finish, then the attack
     return result

@@ -7,8 +7,8 @@ parent's id, ``config.extra['resume_from']`` = the parent's id (plus ``epochs_be
 optimizer state, accountant history), keeps the parent's noise multiplier, and spends
 epsilon *on top of* the budget the parent already spent: the guarantee of the
 continued model is the total epsilon, never the extra part alone. The parent's
-``epsilon_limit`` still holds unless a new one is given. The continuation draws fresh
-sampling and noise randomness (its seed is the parent's seed plus the steps already
+``epsilon_limit`` still holds unless a new one is given. The continuation keeps the
+parent's seed; ``train`` derives its sampling and noise streams from (seed, steps already
 taken), so it never replays the noise the parent added. Its stored step and epoch
 tables begin with a copy of the parent's rows, so charts show the whole history.
 ``JobQueue.resume`` (dpcore.jobs) queues one; this module has the pieces without a queue.
