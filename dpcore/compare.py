@@ -118,12 +118,14 @@ def _number(value: Any) -> float:
 
 
 # ---------------------------------------------------------------------- the overview table
-def _live_numbers(store: RunStore, run_id: str) -> tuple[float, float]:
-    """(last epsilon, last test accuracy) written so far by an active run; NaN where nothing is written."""
+def _live_numbers(store: RunStore, run_id: str) -> tuple[float, float, float]:
+    """(last epsilon, last test accuracy, last train accuracy) written so far by an active run; NaN where
+    nothing is written."""
     steps, epochs = store.steps(run_id), store.epochs(run_id)
     epsilon = float(steps["epsilon"].iloc[-1]) if len(steps) else math.nan
-    accuracy = float(epochs["test_accuracy"].iloc[-1]) if len(epochs) else math.nan
-    return epsilon, accuracy
+    if not len(epochs):
+        return epsilon, math.nan, math.nan
+    return epsilon, float(epochs["test_accuracy"].iloc[-1]), float(epochs["train_accuracy"].iloc[-1])
 
 
 def runs_overview(store: RunStore, *, live: bool = True) -> pd.DataFrame:
@@ -151,7 +153,7 @@ def runs_overview(store: RunStore, *, live: bool = True) -> pd.DataFrame:
     progress[frame["status"] == "done"] = 1.0
     if live:
         for index in frame.index[frame["status"].isin(ACTIVE_STATUSES)]:
-            live_epsilon, live_accuracy = _live_numbers(store, frame.at[index, "id"])
+            live_epsilon, live_accuracy, _ = _live_numbers(store, frame.at[index, "id"])
             if frame.at[index, "mode"] != "baseline":
                 epsilon[index] = live_epsilon
             accuracy[index] = live_accuracy
@@ -237,13 +239,11 @@ def _run_numbers(store: RunStore, record: RunRecord) -> dict[str, Any]:
     test_accuracy = _number(summary.get("test_accuracy"))
     train_accuracy = _number(summary.get("train_accuracy"))
     if record.active:
-        epochs = store.epochs(record.id)
-        steps = store.steps(record.id)
-        if len(steps) and private:
-            epsilon = float(steps["epsilon"].iloc[-1])
-        if len(epochs):
-            test_accuracy = float(epochs["test_accuracy"].iloc[-1])
-            train_accuracy = float(epochs["train_accuracy"].iloc[-1])
+        live_epsilon, live_test, live_train = _live_numbers(store, record.id)
+        if private and not math.isnan(live_epsilon):
+            epsilon = live_epsilon
+        if not math.isnan(live_test):
+            test_accuracy, train_accuracy = live_test, live_train
     if not private:
         epsilon = math.inf
     mia_auc = _number(summary.get("mia_auc"))
