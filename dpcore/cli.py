@@ -87,11 +87,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, float) and math.isinf(value):
-        return "inf"
-    return format(value, spec)
+    from dpcore.explain import format_number  # local: explain pulls in plotly, `--help` should not
+
+    return format_number(value, spec, infinity="inf")  # plain ASCII for terminals and logs
 
 
 # ---------------------------------------------------------------------- commands

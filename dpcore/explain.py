@@ -7,7 +7,7 @@ one wording. Each entry is short: two to five sentences a stakeholder can read.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dpcore.plots import EPSILON_BANDS, epsilon_band
 
@@ -146,6 +146,26 @@ BAND_MEANINGS: dict[str, str] = {
     "weak": "Still bounded, but an attacker's odds may move by up to e^10 ≈ 22,000.",
     "very weak": "Barely constrains an attacker; above ~50 it means nothing in practice.",
 }
+
+
+def format_number(value: Any, spec: str = ".3f", *, infinity: str = "∞") -> str:
+    """A number for people: '-' when missing or NaN, ``infinity`` when infinite, else ``format(value, spec)``.
+
+    Strings (and ``spec == "s"``) pass through; a value the spec cannot format is shown as is.
+
+    >>> format_number(float("inf")), format_number(None), format_number(0.12345, ".1%")
+    ('∞', '-', '12.3%')
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isinf(value):
+        return infinity
+    if spec == "s" or isinstance(value, str):
+        return str(value)
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def explain(topic: str) -> str:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from dpcore.checks import Check, all_passed, seed_checks
 from dpcore.config import TrainConfig, guidance
 from dpcore.errors import DPExplorerError
+from dpcore.explain import format_number as fmt
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -192,20 +193,6 @@ def _md(text: str) -> str:
     escaped = _esc(text)
     escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
     return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
-
-
-def fmt(value: Any, spec: str = ".3f") -> str:
-    """A number for a report: '-' when missing, '∞' when infinite, else ``format(value, spec)``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isinf(value):
-        return "∞"
-    if spec == "s" or isinstance(value, str):
-        return str(value)
-    try:
-        return format(value, spec)
-    except (TypeError, ValueError):
-        return str(value)
 
 
 def _table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None, *, raw: bool = False,

@@ -6,12 +6,12 @@ belongs in dpcore, not here.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import streamlit as st
 
 from dpcore import runs
+from dpcore.explain import format_number
 from dpcore.jobs import JobQueue, get_queue
 from dpcore.runs import RunStore
 
@@ -59,12 +59,9 @@ def device_description() -> str:
 
 
 def fmt(value: Any, spec: str = ".3f", *, unit: str = "") -> str:
-    """Number for display: '-' for missing, '∞' for infinite."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, float) and math.isinf(value):
-        return "∞"
-    return f"{format(value, spec)}{unit}"
+    """Number for display: '-' for missing, '∞' for infinite (``dpcore.explain.format_number``), plus ``unit``."""
+    text = format_number(value, spec)
+    return text if text in ("-", "∞") else f"{text}{unit}"
 
 
 def page_link(page: str, *, label: str, icon: str | None = None, help: str | None = None) -> None:
