@@ -32,9 +32,8 @@ from dpcore import attacks as attack_lib
 from dpcore.config import TrainConfig
 from dpcore.data import SplitData, load_for_config, preview_images, preview_table
 from dpcore.errors import ConfigError, DPExplorerError
-from dpcore.models import build_model, make_private_compatible
 from dpcore.runs import ACTIVE_STATUSES, DONE, RunRecord, RunStore, utc_now
-from dpcore.training import train
+from dpcore.training import fresh_model, train
 
 if TYPE_CHECKING:
     from dpcore.jobs import JobQueue
@@ -190,8 +189,7 @@ def load_target(store: RunStore, run_id: str) -> TargetRun:
     check_target(record)
     config = record.train_config().resolve()
     data = load_for_config(config)
-    model, _ = make_private_compatible(build_model(config.model, input_shape=data.info.input_shape,
-                                                   num_classes=data.info.num_classes))
+    model, _ = fresh_model(config, data)
     try:
         model.load_state_dict(store.load_weights(run_id))
     except RuntimeError as exc:  # shapes do not match: the dataset changed since the run

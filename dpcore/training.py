@@ -286,7 +286,8 @@ def _make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
 
 
-def _fresh_model(cfg: TrainConfig, data: SplitData) -> tuple[nn.Module, list[str]]:
+def fresh_model(cfg: TrainConfig, data: SplitData) -> tuple[nn.Module, list[str]]:
+    """(newly initialised model for ``cfg`` on ``data``, the Opacus fixes applied), as training builds it."""
     model = build_model(cfg.model, input_shape=data.info.input_shape, num_classes=data.info.num_classes)
     return make_private_compatible(model)
 
@@ -320,7 +321,7 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
     stream_seed = cfg.seed if resume is None else (cfg.seed * 1_000_003 + resume.steps_done) % 2**63
     torch.manual_seed(stream_seed)
     np.random.seed(stream_seed % 2**32)
-    model, fixes = _fresh_model(cfg, data)
+    model, fixes = fresh_model(cfg, data)
     if resume is not None:
         model.load_state_dict(resume.model_state)
     model.to(device)
@@ -473,7 +474,7 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
         final_epsilon = math.inf
 
     inner = getattr(model, "_module", model)
-    clean_model, _ = _fresh_model(cfg, data)
+    clean_model, _ = fresh_model(cfg, data)
     clean_model.load_state_dict({key: value.detach().cpu() for key, value in inner.state_dict().items()})
     clean_model.eval()
     optimizer_state = getattr(optimizer, "original_optimizer", optimizer).state_dict()
@@ -519,7 +520,7 @@ def probe_grad_norms(cfg: TrainConfig, *, steps: int = 30, data: SplitData | Non
     cfg = cfg.validate(n=data.n_members)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model, _ = _fresh_model(cfg, data)
+    model, _ = fresh_model(cfg, data)
     model.to(device)
     optimizer = _make_optimizer(cfg, model)
     loader = DataLoader(data.members, batch_size=cfg.batch_size, shuffle=True,
