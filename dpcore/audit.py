@@ -33,7 +33,7 @@ from dpcore.config import TrainConfig
 from dpcore.data import SplitData, load_for_config, preview_images, preview_table
 from dpcore.errors import ConfigError, DPExplorerError
 from dpcore.runs import ACTIVE_STATUSES, DONE, RunRecord, RunStore, utc_now
-from dpcore.training import fresh_model, train
+from dpcore.training import fresh_model, json_number, train
 
 if TYPE_CHECKING:
     from dpcore.jobs import JobQueue
@@ -349,7 +349,7 @@ def _run_attack_suite(store: RunStore, target_run_id: str, *, attacks: Sequence[
             **result.to_dict(), "title": spec.title, "roc": result.roc_points(),
             "tpr_at_fpr_raw": {f"{f:g}": result.tpr_at_fpr(f) for f in attack_lib.DEFAULT_FPRS},
             "epsilon_bound": bound.to_dict(),
-            "top_members": [{"index": int(i), "score": _finite(result.member_scores[i])} for i in order],
+            "top_members": [{"index": int(i), "score": json_number(result.member_scores[i])} for i in order],
         }
         scores[name] = (result.member_scores, result.non_member_scores)
         if pool is not None:
@@ -368,7 +368,7 @@ def _run_attack_suite(store: RunStore, target_run_id: str, *, attacks: Sequence[
         "options": options.to_dict(),
         "target": {
             "label": target.record.name, "dataset": cfg.dataset, "kind": data.info.kind, "model": cfg.model,
-            "private": cfg.private, "final_epsilon": _finite(accountant_epsilon), "target_delta": delta,
+            "private": cfg.private, "final_epsilon": json_number(accountant_epsilon), "target_delta": delta,
             "accountant": cfg.accountant if cfg.private else None, "noise_multiplier": summary.get("noise_multiplier"),
             "n_members": data.n_members, "n_non_members": data.n_non_members,
             "train_accuracy": summary.get("train_accuracy"), "test_accuracy": summary.get("test_accuracy"),
@@ -379,7 +379,7 @@ def _run_attack_suite(store: RunStore, target_run_id: str, *, attacks: Sequence[
         "pool_evaluation": pool_results,
         "strongest_attack": strongest,
         "epsilon": {
-            "accountant": _finite(accountant_epsilon),
+            "accountant": json_number(accountant_epsilon),
             "lower_bound": best_bound,
             "lower_bound_attack": best_bound_attack,
             "confidence": CONFIDENCE,
@@ -453,15 +453,8 @@ def _canary_audit(data: SplitData, ref_cfg: TrainConfig, n_canaries: int, seed: 
     guesses = max(1, round(CANARY_GUESS_FRACTION * n_canaries))
     bound = attack_lib.one_run_audit(scores, canaries.included, k_pos=guesses, k_neg=guesses,
                                   delta=ref_cfg.target_delta, confidence=CONFIDENCE)
-    return {**bound.to_dict(), "canaries": n_canaries, "accountant_epsilon": _finite(run.final_epsilon),
-            "test_accuracy": _finite(run.test_accuracy), "seconds": round(run.seconds, 3)}
-
-
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
+    return {**bound.to_dict(), "canaries": n_canaries, "accountant_epsilon": json_number(run.final_epsilon),
+            "test_accuracy": json_number(run.test_accuracy), "seconds": round(run.seconds, 3)}
 
 
 def _save_result(store: RunStore, run_id: str, result: dict[str, Any],

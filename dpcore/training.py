@@ -194,7 +194,7 @@ class RunResult:
             "target_epsilon": cfg.target_epsilon,
             "target_delta": cfg.target_delta,
             "epsilon_limit": cfg.epsilon_limit,
-            "final_epsilon": _json_number(self.final_epsilon),
+            "final_epsilon": json_number(self.final_epsilon),
             "noise_multiplier": self.noise_multiplier,
             "max_grad_norm": cfg.max_grad_norm,
             "accountant": cfg.accountant if cfg.private else None,
@@ -203,9 +203,9 @@ class RunResult:
             "epochs_done": self.epochs_done,
             "status": self.status,
             "stop_reason": self.stop_reason,
-            "train_accuracy": _json_number(self.train_accuracy),
-            "test_accuracy": _json_number(self.test_accuracy),
-            "final_clip_fraction": _json_number(self.final_clip_fraction),
+            "train_accuracy": json_number(self.train_accuracy),
+            "test_accuracy": json_number(self.test_accuracy),
+            "final_clip_fraction": json_number(self.final_clip_fraction),
             "device": self.device,
             "grad_sample_mode": self.grad_sample_mode,
             "fixes": list(self.fixes),
@@ -232,7 +232,7 @@ class RunResult:
         return directory
 
 
-def _json_number(value: float | None) -> float | None:
+def json_number(value: float | None) -> float | None:
     """Finite floats pass; NaN and infinities become None (JSON has no such numbers)."""
     if value is None or not math.isfinite(value):
         return None
