@@ -10,6 +10,11 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+WITHIN_BUDGET = "epsilon within budget"
+MEANINGFUL_EPSILON = "meaningful epsilon"
+ATTACK_NEAR_CHANCE = "membership attack near chance"
+USEFUL = "model is useful"
+
 
 @dataclass(frozen=True)
 class Check:
@@ -23,6 +28,17 @@ class Check:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def value_text(self, *, epsilon_format: str = ".3f") -> str:
+        """The measured value as people read it: '70.5%', 'AUC 0.535', 'ε = 3.000', 'ε = ∞' or 'not measured'."""
+        value = self.value
+        if value is None or math.isnan(value):
+            return "not measured"
+        if self.name == USEFUL:
+            return f"{value:.1%}"
+        if self.name == ATTACK_NEAR_CHANCE:
+            return f"AUC {value:.3f}"
+        return "ε = ∞" if math.isinf(value) else f"ε = {value:{epsilon_format}}"
 
 
 def seed_checks(*, final_epsilon: float, target_epsilon: float | None, test_accuracy: float,
@@ -39,14 +55,14 @@ def seed_checks(*, final_epsilon: float, target_epsilon: float | None, test_accu
     checks = []
     if target_epsilon is not None:
         bound = budget_slack * target_epsilon
-        checks.append(Check("epsilon within budget",
+        checks.append(Check(WITHIN_BUDGET,
                             f"epsilon spent is at most {budget_slack:g} x the target ({target_epsilon:g})",
                             final_epsilon, bound, verdict(final_epsilon, final_epsilon <= bound)))
-    checks.append(Check("meaningful epsilon", f"epsilon spent is below {max_epsilon:g}",
+    checks.append(Check(MEANINGFUL_EPSILON, f"epsilon spent is below {max_epsilon:g}",
                         final_epsilon, max_epsilon, verdict(final_epsilon, final_epsilon < max_epsilon)))
-    checks.append(Check("membership attack near chance", f"loss-threshold attack AUC below {max_auc:g}",
+    checks.append(Check(ATTACK_NEAR_CHANCE, f"loss-threshold attack AUC below {max_auc:g}",
                         mia_auc, max_auc, verdict(mia_auc, mia_auc is not None and mia_auc < max_auc)))
-    checks.append(Check("model is useful", f"test accuracy above {min_accuracy:g}",
+    checks.append(Check(USEFUL, f"test accuracy above {min_accuracy:g}",
                         test_accuracy, min_accuracy, verdict(test_accuracy, test_accuracy > min_accuracy)))
     return checks
 

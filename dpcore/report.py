@@ -323,22 +323,11 @@ def _guidance_for(config: Mapping[str, Any], summary: Mapping[str, Any]) -> list
 
 def _checks_section(checks: Sequence[Check]) -> str:
     rows = [(_badge(c.passed), f"<strong>{_esc(c.name)}</strong>", _esc(c.description),
-             _esc(_check_value(c)), _esc(fmt(c.threshold, "g"))) for c in checks]
+             _esc(c.value_text()), _esc(fmt(c.threshold, "g"))) for c in checks]
     verdict = "all checks pass" if all_passed(list(checks)) else "at least one check fails or was not run"
     return (_table(rows, ("", "check", "rule", "measured", "threshold"), raw=True)
             + f'<p class="muted">Verdict: {_esc(verdict)}. These are the checks of '
               "<code>python -m dpcore check</code> (the CI privacy gate).</p>")
-
-
-def _check_value(check: Check) -> str:
-    value = check.value
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "not measured"
-    if "useful" in check.name:
-        return f"{value:.1%}"
-    if "attack" in check.name:
-        return f"AUC {value:.3f}"
-    return f"ε = {fmt(float(value), '.3f')}"
 
 
 def _environment_section(env: Mapping[str, str], *, trained_on: str | None = None) -> str:

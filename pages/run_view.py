@@ -441,20 +441,10 @@ def render_checks(record: RunRecord, *, final_epsilon: float, test_accuracy: flo
             badge = ":red-badge[:material/close: fail]"
         else:
             badge = ":gray-badge[:material/remove: n/a]"
-        value = _check_value(check.name, check.value)
+        value = check.value_text(epsilon_format=".2f")
         st.markdown(f"{badge} **{check.name}** · {value}  \n:gray[{check.description}]")
     if not record.config.get("private", True):
         st.caption("A non-private baseline fails the ε checks by design: it has no guarantee.")
-
-
-def _check_value(name: str, value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "not measured"
-    if "accuracy" in name or "useful" in name:
-        return f"{value:.1%}"
-    if "attack" in name:
-        return f"AUC {value:.3f}"
-    return f"ε = {ui.fmt(float(value), '.2f')}"
 
 
 LOSS_CAPTION = "Cross-entropy loss per step (nats): faint = each step, bold = rolling mean."
