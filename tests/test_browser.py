@@ -24,6 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts"
+ROC_LEGEND = "loss-threshold attack"  # the legend of the finished ROC chart, absent from its placeholder
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 
@@ -113,7 +114,7 @@ def test_train_synthetic_at_epsilon_3_through_the_ui(page, app_url):
         raise
     page.locator('[data-testid="stMetric"]').first.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "train-synthetic-eps3-summary.png"))
-    page.locator(".js-plotly-plot", has_text="Membership-inference ROC").scroll_into_view_if_needed()
+    page.locator(".js-plotly-plot", has_text=ROC_LEGEND).first.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "train-synthetic-eps3-roc.png"))
 
 
@@ -136,8 +137,12 @@ def _train_through_the_ui(page, app_url) -> None:
     page.wait_for_timeout(1000)  # the reruns the edits started must finish before the click counts
     train_button.click()
 
-    roc = page.locator(".js-plotly-plot", has_text="Membership-inference ROC")
-    roc.wait_for(timeout=120_000)
+    # The placeholder ("attack pending") shares the ROC title; wait for the real curve,
+    # then for the rerun to finish so the placeholder, now stale, has left the page.
+    page.locator(".js-plotly-plot", has_text=ROC_LEGEND).first.wait_for(timeout=120_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.js-plotly-plot')]"
+        ".filter(el => el.textContent.includes('Membership-inference ROC')).length === 1")
     page.locator('[data-testid="stMetricLabel"]', has_text="ε spent (δ = 1e-05)").wait_for()
     epsilon_shown = float(_metric_value(page, "ε spent (δ"))
     assert 2.5 <= epsilon_shown <= 3.0
