@@ -262,6 +262,15 @@ class JobQueue:
         with self._cond:
             return list(self._running)
 
+    def snapshot(self) -> tuple[list[str], list[str]]:
+        """(running ids, waiting ids) read under one lock.
+
+        Two separate calls to ``running()`` and ``pending()`` can straddle the moment a worker
+        moves a job from waiting to running and see it in neither list: an idle-looking queue.
+        """
+        with self._cond:
+            return list(self._running), [job.run_id for job in self._pending]
+
     def wait(self, run_id: str, timeout: float | None = None, *, poll_s: float = 0.05) -> RunRecord:
         """Block until the run leaves queued/running (or ``timeout`` seconds pass); return its record.
 

@@ -394,4 +394,5 @@ def _progress_fragment_for_any(store: RunStore) -> None:
         st.rerun()
 
 
+ui.route_through_app()
 main()

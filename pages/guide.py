@@ -110,4 +110,5 @@ def main() -> None:
             topic(name)
 
 
+ui.route_through_app()
 main()

@@ -396,4 +396,5 @@ def main() -> None:
         st.error(str(err), icon=":material/error:")
 
 
+ui.route_through_app()
 main()

@@ -360,4 +360,5 @@ def _delete(store: RunStore, record: RunRecord) -> None:
         st.rerun()
 
 
+ui.route_through_app()
 main()

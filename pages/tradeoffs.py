@@ -475,4 +475,5 @@ def main() -> None:
         _runs_body(*choice)
 
 
+ui.route_through_app()
 main()

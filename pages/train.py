@@ -653,4 +653,5 @@ def main() -> None:
     run_view.live_run(run_id, store=store, queue=ui.queue(), key="train", on_new_run=set_current_run)
 
 
+ui.route_through_app()
 main()

@@ -16,14 +16,15 @@ from dpcore.jobs import JobQueue, get_queue
 from dpcore.runs import RunStore
 
 
-def _route_through_app() -> None:
-    """Make a deep link on a fresh server go through app.py's navigation.
+def route_through_app() -> None:
+    """Make a page request that bypassed app.py go through app.py's navigation; every page calls it first.
 
     Until app.py has called st.navigation once, Streamlit treats pages/ as an
     old-style pages folder: a first request for /planner runs pages/planner.py on
     its own (no wide layout, no sidebar, raw file names in the menu). Every page
-    imports this module, so switching that mode off and rerunning here makes the
-    rerun execute app.py, which routes to the requested page.
+    calls this first, so switching that mode off and rerunning here makes the
+    rerun execute app.py, which routes to the requested page. A call per run, not
+    an import-time side effect: each AppTest resets the mode, and a module is imported once.
     """
     from streamlit.runtime.pages_manager import PagesManager
 
@@ -31,8 +32,6 @@ def _route_through_app() -> None:
         PagesManager.uses_pages_directory = False
         st.rerun()
 
-
-_route_through_app()
 
 
 @st.cache_resource(show_spinner=False)
@@ -87,21 +86,21 @@ def render_sidebar() -> None:
         st.markdown(f":material/memory: **{device_description()}**")
         st.caption(f"Runs stored in `{store().root}`")
         st.caption("Job queue")
-        job_queue = queue()
-        busy = bool(job_queue.running() or job_queue.pending())
+        running, pending = queue().snapshot()
+        busy = bool(running or pending)
         # Poll only while jobs exist: an idle app does no background reruns.
         st.fragment(_queue_panel, run_every=QUEUE_POLL_S if busy else None)()
 
 
 def _queue_panel() -> None:
     """What runs and what waits; a fragment, so it refreshes while the page itself stays put."""
-    job_queue = queue()
-    running, pending = job_queue.running(), job_queue.pending()
-    if not running and not pending:
-        st.markdown("Idle")
+    running, pending = queue().snapshot()
+    lines = []
     for run_id in running:
         record = store().get(run_id)
         progress = f" — {fmt(record.progress, '.0%')}" if record.progress is not None else ""
-        st.markdown(f":material/play_circle: {record.name}{progress}")
+        lines.append(f":material/play_circle: {record.name}{progress}")
     for place, run_id in enumerate(pending, start=1):
-        st.markdown(f":material/schedule: #{place} {store().get(run_id).name}")
+        lines.append(f":material/schedule: #{place} {store().get(run_id).name}")
+    # One element, so a shorter queue never leaves an earlier, longer listing behind on screen.
+    st.markdown("  \n".join(lines) or "Idle")

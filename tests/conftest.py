@@ -18,3 +18,26 @@ def isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("DPEXPLORER_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("DPEXPLORER_DATA_DIR", str(tmp_path / "data-cache"))
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def served_app(request, monkeypatch):
+    """AppTest through app.py as on a server that has already served app.py once.
+
+    AppTest resets Streamlit's pages-folder mode on every run, so each run of app.py would
+    start as on a fresh server: the page runs alone, ``ui.route_through_app`` reruns through
+    app.py, and that rerun drops the click that started it. A live server leaves the mode
+    off after its first st.navigation call; this fixture does the same. Tests of the
+    fresh-server path carry ``@pytest.mark.fresh_server`` and keep Streamlit's behaviour.
+    """
+    if request.node.get_closest_marker("fresh_server"):
+        return
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original_init = PagesManager.__init__
+
+    def init_then_navigation_mode(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init_then_navigation_mode)

@@ -157,3 +157,4 @@ def test_deep_link_on_a_fresh_server_goes_through_the_app(app_url, page):
     nav.wait_for()
     assert nav.get_by_text("Attack lab").count() == 1
     assert nav.get_by_text("ui", exact=True).count() == 0
+    page.locator('[data-testid="stSidebar"]').get_by_text("Job queue").wait_for()  # app.py's own sidebar

@@ -66,6 +66,7 @@ def test_fifo_order_and_position(queue, store):
     assert [queue.position(run_id) for run_id in rest] == [1, 2, 3]
     assert queue.position("unknown") is None
     assert queue.running() == [first] and queue.pending() == rest
+    assert queue.snapshot() == ([first], rest)
     assert store.get(first).status == RUNNING and store.get(rest[0]).status == QUEUED
     assert store.get(rest[1]).name == "job 1"
 

@@ -1,0 +1,68 @@
+"""The shared sidebar (AppTest through app.py): device, runs folder and the live job queue."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dpcore import jobs
+
+AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TIMEOUT = 60
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_workers():
+    yield
+    jobs.shutdown()
+
+
+def sidebar_text(at: AppTest) -> str:
+    at.run()
+    assert not at.exception, at.exception
+    return "\n".join(str(element.value) for element in at.sidebar.markdown)
+
+
+@pytest.mark.fresh_server
+@pytest.mark.parametrize("fresh_sessions", [1, 2])
+def test_every_session_goes_through_app_py(isolated_dirs, fresh_sessions):
+    """A page opened as on a fresh server reruns through app.py, in every session, not only the first."""
+    for _ in range(fresh_sessions):
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        at.switch_page("pages/guide.py")
+        assert "Idle" in sidebar_text(at)
+        assert any(title.value.startswith("Guide") for title in at.title)
+
+
+def test_sidebar_lists_the_running_and_waiting_jobs_then_idle(isolated_dirs):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/guide.py")  # a page that starts nothing itself
+    text = sidebar_text(at)
+    assert "Idle" in text
+    assert any(device in text for device in ("cpu", "cuda", "mps"))
+
+    queue = jobs.get_queue()
+    release, started = threading.Event(), threading.Event()
+
+    def blocker(run_id, store, should_stop):
+        started.set()
+        while not release.is_set() and not should_stop():
+            time.sleep(0.01)
+
+    running = queue.submit({"what": "hold the worker"}, name="holding job", kind="test", runner=blocker)
+    assert started.wait(5)
+    queue.submit({"what": "wait"}, name="waiting job", kind="test", runner=lambda *args: None)
+    text = sidebar_text(at)
+    assert ":material/play_circle: holding job" in text and ":material/schedule: #1 waiting job" in text
+    assert "Idle" not in text
+
+    release.set()
+    assert queue.join(TIMEOUT)
+    assert queue.store.get(running).status == "done"
+    text = sidebar_text(at)
+    assert "Idle" in text and "holding job" not in text
