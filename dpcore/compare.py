@@ -128,8 +128,11 @@ def _live_numbers(store: RunStore, run_id: str) -> tuple[float, float, float]:
     return epsilon, float(epochs["test_accuracy"].iloc[-1]), float(epochs["train_accuracy"].iloc[-1])
 
 
-def runs_overview(store: RunStore, *, live: bool = True) -> pd.DataFrame:
-    """``store.list_runs()`` (newest first) plus display columns for the runs table.
+def runs_overview(store: RunStore, *, live: bool = True, kind: str | None = "train") -> pd.DataFrame:
+    """``store.list_runs(kind=kind)`` (newest first) plus display columns for the runs table.
+
+    Training runs only by default: the jobs that evaluate a run (kind 'attack') show their
+    numbers in that run's row and live on the Attack lab page. ``kind=None`` lists every job.
 
     Added columns: ``epsilon`` (spent; inf for no-DP runs; for active runs the latest value
     when ``live``), ``accuracy`` (test accuracy, live for active runs), ``mode_label``,
@@ -137,7 +140,7 @@ def runs_overview(store: RunStore, *, live: bool = True) -> pd.DataFrame:
     (fraction of steps done, None when unknown), ``created_at`` (UTC datetime) and
     ``resumed_from`` (parent id of a continuation).
     """
-    frame = store.list_runs()
+    frame = store.list_runs(kind=kind)
     if frame.empty:
         for column in ("epsilon", "accuracy", "mode_label", "privacy", "status_label", "progress", "created_at",
                        "resumed_from"):

@@ -168,6 +168,21 @@ def format_number(value: Any, spec: str = ".3f", *, infinity: str = "∞") -> st
         return str(value)
 
 
+def format_significant(value: float, digits: int = 3) -> str:
+    """``value`` with ``digits`` significant digits, trailing zeros kept (unlike ``.3g``): 2.7 -> '2.70'.
+
+    Numbers a person compares side by side (three accountants' ε) then line up.
+    Missing and infinite values as in ``format_number``.
+
+    >>> format_significant(2.7), format_significant(3.0149), format_significant(0.5), format_significant(123.4)
+    ('2.70', '3.01', '0.500', '123')
+    """
+    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value) or value == 0:
+        return format_number(value, "g")
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    return f"{value:.{decimals}f}"
+
+
 def explain(topic: str) -> str:
     """Markdown text for ``topic`` (one of ``TOPICS``)."""
     return TOPICS[topic]

@@ -876,6 +876,8 @@ def accountant_comparison_chart(df: pd.DataFrame | None, *, title: str | None = 
     Values are printed on the bars; an optional ``seconds`` column shows in the hover. Accountants
     that gave no finite epsilon are listed in a note instead of drawn.
     """
+    from dpcore.explain import format_significant  # explain imports this module's ε bands
+
     fig = base_figure(title=title, x_title="accountant", y_title="ε")
     fig.update_layout(showlegend=False)
     if df is None or df.empty:
@@ -894,7 +896,8 @@ def accountant_comparison_chart(df: pd.DataFrame | None, *, title: str | None = 
         customdata = seconds[finite]
         hover += "<br>computed in %{customdata:.3g} s"
     fig.add_trace(go.Bar(
-        x=names[finite], y=eps[finite], text=[f"{value:.3g}" for value in eps[finite]], textposition="outside",
+        x=names[finite], y=eps[finite], text=[format_significant(value) for value in eps[finite]],
+        textposition="outside",
         marker=dict(color=[ACCOUNTANT_COLORS.get(name, RUN_PALETTE[3]) for name in names[finite]]),
         customdata=customdata, hovertemplate=hover + "<extra></extra>", width=0.55,
     ))

@@ -765,16 +765,32 @@ class RunStore:
         return path
 
     # ------------------------------------------------------------------ deletion
-    def delete(self, run_id: str, *, force: bool = False) -> None:
-        """Delete the run, its metrics and its artifacts. Queued/running runs raise RunActive unless ``force``."""
+    def delete(self, run_id: str, *, force: bool = False) -> list[str]:
+        """Delete the run, its metrics and its artifacts; return the ids deleted.
+
+        Jobs of other kinds filed under the run (``group`` = its id and ``kind`` other than
+        'train', e.g. attack evaluations of it) go with it: they mean nothing without it.
+        Continuations (training runs in its group) stay; they hold their own history.
+        A queued or running run, or such a job, raises RunActive unless ``force``.
+        """
         with self._write() as conn:
             row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise self._not_found(run_id)
             if row[0] in ACTIVE_STATUSES and not force:
                 raise RunActive(f"run {run_id} is {row[0]}; cancel it and wait until it stops before deleting it")
-            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))  # metrics go by ON DELETE CASCADE
-        shutil.rmtree(self.artifacts_path(run_id), ignore_errors=True)
+            jobs = conn.execute("SELECT id, kind, status FROM runs WHERE group_id = ? AND kind != 'train' AND id != ?",
+                                (run_id, run_id)).fetchall()
+            busy = [(job_id, kind, status) for job_id, kind, status in jobs if status in ACTIVE_STATUSES]
+            if busy and not force:
+                job_id, kind, status = busy[0]
+                raise RunActive(f"the {kind} job {job_id} on run {run_id} is {status}; cancel it and wait until "
+                                "it stops before deleting the run")
+            deleted = [run_id, *(job_id for job_id, _, _ in jobs)]
+            conn.executemany("DELETE FROM runs WHERE id = ?", [(job_id,) for job_id in deleted])  # metrics cascade
+        for job_id in deleted:
+            shutil.rmtree(self.artifacts_path(job_id), ignore_errors=True)
+        return deleted
 
     # ------------------------------------------------------------------ internals
     @staticmethod

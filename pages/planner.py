@@ -19,7 +19,7 @@ import streamlit as st
 from dpcore import accounting, plots
 from dpcore.config import TrainConfig, guidance
 from dpcore.errors import DPExplorerError
-from dpcore.explain import epsilon_sentence, explain
+from dpcore.explain import epsilon_sentence, explain, format_significant
 from pages import ui
 
 SETTINGS_KEY = "planner_settings"
@@ -88,7 +88,7 @@ def epsilon_text(eps: float) -> str:
     """Epsilon for display: 3 significant digits like the chart labels, whole numbers from 1000 up."""
     if isinstance(eps, float) and math.isfinite(eps) and eps >= 1000:
         return ui.fmt(eps, ",.0f")
-    return ui.fmt(eps, ".3g")
+    return format_significant(eps)
 
 
 def sigma_text(sigma: float) -> str:

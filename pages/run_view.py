@@ -29,6 +29,7 @@ from pages import ui
 
 POLL_S = 1.0
 CARD = {"border": True, "height": "stretch"}  # summary cards: framed, equal heights in a row
+NOTE = {"delta_color": "off", "delta_arrow": "off"}  # a card's delta used as a grey note, not a change
 SAMPLES_KEY = "run_view_step_samples"  # plain session key: {run_id: [(posix time, steps done), ...]}
 MAX_SAMPLES = 20
 ATTACK_GRACE_S = 60.0  # keep polling this long after a run ended while its attack is marked pending
@@ -359,11 +360,14 @@ def render_cards(record: RunRecord, *, final_epsilon: float, test_accuracy: floa
                     f"{summary.get('steps', record.steps_done)} steps.")
         if cfg.get("target_epsilon") is not None:
             eps_help += f" Target: {cfg['target_epsilon']:g}."
-        cols[0].metric(f"ε spent (δ = {delta:g})", ui.fmt(final_epsilon, ".2f"), help=eps_help, **CARD)
+        target = f" · target {cfg['target_epsilon']:g}" if cfg.get("target_epsilon") is not None else ""
+        cols[0].metric(f"ε spent (δ = {delta:g})", ui.fmt(final_epsilon, ".2f"), help=eps_help,
+                       delta=f"{accountant} accountant{target}", **NOTE, **CARD)
+        clip_bound = f"clipping bound C = {cfg['max_grad_norm']:g}" if cfg.get("max_grad_norm") is not None else None
         cols[1].metric("Noise σ", ui.fmt(_number(summary.get("noise_multiplier")), ".3f"),
                        help=HELP["sigma"] + (" Calibrated to reach the target ε after all epochs."
                                              if cfg.get("target_epsilon") is not None else " Set by hand."),
-                       **CARD)
+                       delta=clip_bound, **NOTE, **CARD)
     else:
         cols[0].metric("ε spent", "∞", help="No differential privacy: this baseline has no (ε, δ) guarantee.",
                        **CARD)

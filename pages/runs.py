@@ -342,8 +342,9 @@ def _delete(store: RunStore, record: RunRecord) -> None:
                 st.error(str(err))
             else:
                 st.rerun()
-    continuations = [child for child in store.records(group=record.id) if child.id != record.id]
-    st.markdown(f"Delete **{record.name}** with its metrics, model and artifacts. This cannot be undone."
+    continuations = [child for child in store.records(kind="train", group=record.id) if child.id != record.id]
+    st.markdown(f"Delete **{record.name}** with its metrics, model, artifacts and attack results. "
+                "This cannot be undone."
                 + (f" Its {len(continuations)} continuation(s) keep their own copy of its history."
                    if continuations else ""))
     confirmed = st.checkbox("Yes, delete this run for good", key=f"runs-delete-confirm-{record.id}")

@@ -65,6 +65,9 @@ def test_overview_adds_display_columns(store):
     assert frame.loc[private, "mode_label"] == "target ε" and frame.loc[private, "mia_auc"] == 0.55
     assert frame.loc[private, "created_at"].tzinfo is not None
     assert compare.runs_overview(RunStore(store.root / "empty")).empty
+    attack = store.create_run({"what": "attack"}, kind="attack", group=private)  # an evaluation job, not a run
+    assert attack not in compare.runs_overview(store)["id"].tolist()
+    assert attack in compare.runs_overview(store, kind=None)["id"].tolist()
 
 
 def test_filters_combine():

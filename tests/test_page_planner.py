@@ -14,8 +14,11 @@ TIMEOUT = 60  # the first run imports opacus/torch and computes PRV cold
 
 
 def epsilon_text(eps: float) -> str:
-    """The page's epsilon format: 3 significant digits, whole numbers from 1000 up."""
-    return f"{eps:,.0f}" if eps >= 1000 else f"{eps:.3g}"
+    """The page's epsilon format: 3 significant digits with trailing zeros, whole numbers from 1000 up."""
+    if eps >= 1000:
+        return f"{eps:,.0f}"
+    decimals = max(0, 2 - math.floor(math.log10(eps)))
+    return f"{eps:.{decimals}f}"
 
 
 def metrics(at: AppTest) -> dict[str, str]:

@@ -317,6 +317,7 @@ def test_accountant_comparison_bars_and_missing_values():
     (bars,) = fig.data
     assert isinstance(bars, go.Bar)
     assert list(bars.x) == ["RDP", "PRV"] and list(bars.y) == [3.1, 2.8]
+    assert list(bars.text) == ["3.10", "2.80"]  # same precision on every bar
     assert "GDP" in fig.layout.title.subtitle.text
 
 

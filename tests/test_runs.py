@@ -277,6 +277,23 @@ def test_delete_removes_row_metrics_and_artifacts(store):
     assert store.list_runs().empty
 
 
+def test_delete_takes_the_runs_other_jobs_but_not_its_continuations(store):
+    run_id = store.create_run(TrainConfig(target_epsilon=3.0))
+    store.finish(run_id, FakeResult())
+    continuation = store.create_run(TrainConfig(target_epsilon=3.0), group=run_id)
+    store.finish(continuation, FakeResult())
+    attack = store.create_run({"what": "attack"}, kind="attack", group=run_id)
+    store.set_status(attack, RUNNING)
+    (store.artifacts_dir(attack, create=True) / "progress.txt").write_text("1 of 8")
+    with pytest.raises(RunActive, match=f"attack job {attack} on run {run_id} is running"):
+        store.delete(run_id)
+    assert store.exists(run_id)  # refused: nothing deleted
+    store.set_status(attack, DONE, only_from=(RUNNING,))
+    assert store.delete(run_id) == [run_id, attack]
+    assert not store.exists(attack) and not store.artifacts_path(attack).exists()
+    assert store.exists(continuation) and store.get(continuation).group == run_id
+
+
 def test_restart_keeps_runs_and_interrupts_orphans(store, tmp_path):
     done = store.create_run(TrainConfig(target_epsilon=3.0))
     store.append_steps(done, _steps(1, 2))
