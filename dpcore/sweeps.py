@@ -579,6 +579,33 @@ def resume_sweep(queue: JobQueue, sweep_id: str, *, retry_failed: bool = False,
     return top_up(queue, sweep_id, window=window, explicit=True)
 
 
+def resume_after_restart(queue: JobQueue, *, window: int | None = SWEEP_WINDOW) -> dict[str, list[str]]:
+    """Continue the sweeps a stopped process left unfinished; return ``{sweep id: new run ids}``.
+
+    The app calls this once when it starts. A sweep is continued when it was not cancelled,
+    none of its cells is queued or running (in this or another live process), and some cell
+    was interrupted by the stop or never queued. Only those cells run again, as in
+    ``top_up``: a run the user cancelled or one that failed stays as it is (``resume_sweep``
+    re-runs those on request), and nothing done runs twice.
+    """
+    store = queue.store
+    store.recover()  # runs owned by a process that is gone become 'interrupted'
+    resumed: dict[str, list[str]] = {}
+    for sweep in list_sweeps(store):
+        if sweep.cancelled:
+            continue
+        states = member_states(store, sweep)
+        if any(m.state in ACTIVE_STATUSES for m in states):
+            continue
+        if not any(m.state in (MISSING, INTERRUPTED) for m in states):
+            continue
+        new_runs = top_up(queue, sweep, window=window)
+        if new_runs:
+            log.info("sweep %s: continued after a restart (%d run(s) queued)", sweep.id, len(new_runs))
+            resumed[sweep.id] = new_runs
+    return resumed
+
+
 def cancel_sweep(queue: JobQueue, sweep_id: str) -> int:
     """Stop the sweep: no more members are queued, queued ones are dropped, running ones asked to stop.
 
@@ -889,6 +916,7 @@ __all__ = [
     "lower_bound_summary",
     "member_states",
     "new_sweep_id",
+    "resume_after_restart",
     "resume_sweep",
     "run_points",
     "runs_of",

@@ -6,14 +6,18 @@ belongs in dpcore, not here.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import streamlit as st
 
-from dpcore import runs
+from dpcore import runs, sweeps
 from dpcore.explain import format_number
 from dpcore.jobs import JobQueue, get_queue
 from dpcore.runs import RunStore
+
+log = logging.getLogger(__name__)
+SWEEPS_NOTED_KEY = "ui_continued_sweeps_noted"  # plain session key: the restart toast was shown
 
 
 def route_through_app() -> None:
@@ -45,8 +49,23 @@ def store() -> RunStore:
 
 
 def queue() -> JobQueue:
-    """The process-wide job queue (one per runs directory, shared by every browser session)."""
-    return get_queue(store().root)
+    """The process-wide job queue (one per runs directory, shared by every browser session).
+
+    The first call in a process also continues the sweeps a stopped app left unfinished.
+    """
+    job_queue = get_queue(store().root)
+    continued_sweeps(str(store().root))
+    return job_queue
+
+
+@st.cache_resource(show_spinner=False)
+def continued_sweeps(root: str) -> dict[str, list[str]]:
+    """Once per process and runs directory: ``sweeps.resume_after_restart``; ``{sweep id: run ids}``."""
+    try:
+        return sweeps.resume_after_restart(get_queue(root))
+    except Exception:  # a convenience at start-up must never keep the app from opening
+        log.exception("could not continue the interrupted sweeps in %s", root)
+        return {}
 
 
 @st.cache_resource(show_spinner=False)
@@ -88,6 +107,11 @@ def render_sidebar() -> None:
         st.caption("Job queue")
         running, pending = queue().snapshot()
         busy = bool(running or pending)
+        continued = continued_sweeps(str(store().root))
+        if continued and not st.session_state.get(SWEEPS_NOTED_KEY):
+            st.session_state[SWEEPS_NOTED_KEY] = True
+            st.toast(f"Continued {len(continued)} sweep(s) that stopped when the app last stopped; "
+                     "see the Tradeoffs page.", icon=":material/replay:")
         # Poll only while jobs exist: an idle app does no background reruns.
         st.fragment(_queue_panel, run_every=QUEUE_POLL_S if busy else None)()
 

@@ -66,3 +66,27 @@ def test_sidebar_lists_the_running_and_waiting_jobs_then_idle(isolated_dirs):
     assert queue.store.get(running).status == "done"
     text = sidebar_text(at)
     assert "Idle" in text and "holding job" not in text
+
+
+def test_opening_the_app_continues_a_sweep_a_restart_interrupted(isolated_dirs, monkeypatch):
+    from dpcore import sweeps
+    from dpcore.config import TrainConfig
+    from dpcore.runs import DONE, RunStore
+
+    trained = []
+    monkeypatch.setattr(sweeps, "train_member", lambda store, run_id, should_stop=None: trained.append(run_id))
+    store = RunStore(isolated_dirs / "runs")
+    spec = sweeps.SweepSpec(base=TrainConfig(dataset="synthetic", epochs=1), epsilons=(1.0, 4.0),
+                            max_grad_norms=(1.0,), seeds=(0,), include_baseline=False)
+    sweep = sweeps.save_sweep(store, spec)  # recorded, then the app stopped before any run was queued
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/guide.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Continued 1 sweep(s)" in toast.value for toast in at.toast)
+    assert jobs.get_queue(store.root).join(TIMEOUT)
+    states = sweeps.member_states(store, sweep.id)
+    assert [m.state for m in states] == [DONE, DONE] and len(trained) == 2
+    at.run()
+    assert not any("Continued" in toast.value for toast in at.toast)  # said once per session

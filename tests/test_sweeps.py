@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -200,6 +201,28 @@ def test_restart_of_the_process_resumes_without_running_anything_twice(tmp_path,
     assert wait_settled(store, sweep.id).status == "done"
     assert not done_before & set(fake_training.keys)  # nothing done was run again
     assert sorted(fake_training.keys) == sorted(set(states) - done_before)  # the rest exactly once
+
+
+def test_app_start_continues_interrupted_sweeps_but_not_cancelled_or_finished_ones(store, queue, fake_training):
+    members = sweeps.expand(SPEC)
+    interrupted = sweeps.save_sweep(store, SPEC, name="interrupted")  # a process died mid-way
+    for member, status in zip(members[:3], (DONE, INTERRUPTED, CANCELLED), strict=True):
+        store.set_status(store.create_run(member.config, group=interrupted.id), status)
+    stopped = sweeps.save_sweep(store, SPEC, name="cancelled by the user")
+    sweeps.cancel_sweep(queue, stopped.id)
+    finished = sweeps.save_sweep(store, dataclasses.replace(SPEC, epsilons=(2.0,), max_grad_norms=(1.0,), seeds=(0,)))
+    for member in sweeps.expand(finished.spec):
+        store.set_status(store.create_run(member.config, group=finished.id), DONE)
+
+    resumed = sweeps.resume_after_restart(queue, window=None)
+    assert set(resumed) == {interrupted.id}
+    progress = wait_settled(store, interrupted.id)
+    # the interrupted and never-queued cells ran once each; the done and the user-cancelled cell did not
+    assert sorted(fake_training.keys) == sorted(m.key for m in members[1:2] + members[3:])
+    assert progress.counts[DONE] == len(members) - 1 and progress.counts[CANCELLED] == 1
+    assert sweeps.sweep_progress(store, stopped.id).status == "cancelled"
+    assert not store.records(group=stopped.id)
+    assert sweeps.resume_after_restart(queue, window=None) == {}  # nothing left that a restart stopped
 
 
 def test_window_limits_queued_members_and_finished_ones_queue_the_next(store, queue, fake_training):
