@@ -110,8 +110,9 @@ def render_sidebar() -> None:
         continued = continued_sweeps(str(store().root))
         if continued and not st.session_state.get(SWEEPS_NOTED_KEY):
             st.session_state[SWEEPS_NOTED_KEY] = True
-            st.toast(f"Continued {len(continued)} sweep(s) that stopped when the app last stopped; "
-                     "see the Tradeoffs page.", icon=":material/replay:")
+            what = "a sweep" if len(continued) == 1 else f"{len(continued)} sweeps"
+            st.toast(f"Continued {what} interrupted when the app last stopped; see the Tradeoffs page.",
+                     icon=":material/replay:")
         # Poll only while jobs exist: an idle app does no background reruns.
         st.fragment(_queue_panel, run_every=QUEUE_POLL_S if busy else None)()
 

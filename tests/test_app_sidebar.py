@@ -84,7 +84,7 @@ def test_opening_the_app_continues_a_sweep_a_restart_interrupted(isolated_dirs, 
     at.switch_page("pages/guide.py")
     at.run()
     assert not at.exception, at.exception
-    assert any("Continued 1 sweep(s)" in toast.value for toast in at.toast)
+    assert any("Continued a sweep interrupted" in toast.value for toast in at.toast)
     assert jobs.get_queue(store.root).join(TIMEOUT)
     states = sweeps.member_states(store, sweep.id)
     assert [m.state for m in states] == [DONE, DONE] and len(trained) == 2
