@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,30 @@ def served_app(request, monkeypatch):
         PagesManager.uses_pages_directory = False
 
     monkeypatch.setattr(PagesManager, "__init__", init_then_navigation_mode)
+
+
+@pytest.fixture
+def hold_worker():
+    """``hold_worker(queue, name=...) -> (run_id, release)``: a job that keeps the queue's worker busy.
+
+    The job starts before the call returns and ends when ``release`` is set, when it is
+    cancelled, or at the end of the test.
+    """
+    releases: list[threading.Event] = []
+
+    def hold(queue, name: str = "hold the worker") -> tuple[str, threading.Event]:
+        release, started = threading.Event(), threading.Event()
+
+        def blocker(run_id, store, should_stop):
+            started.set()
+            while not release.is_set() and not should_stop():
+                time.sleep(0.01)
+
+        run_id = queue.submit({"what": name}, name=name, kind="test", runner=blocker)
+        releases.append(release)
+        assert started.wait(5), "the holding job did not start"
+        return run_id, release
+
+    yield hold
+    for release in releases:
+        release.set()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -39,7 +37,7 @@ def test_every_session_goes_through_app_py(isolated_dirs, fresh_sessions):
         assert any(title.value.startswith("Guide") for title in at.title)
 
 
-def test_sidebar_lists_the_running_and_waiting_jobs_then_idle(isolated_dirs):
+def test_sidebar_lists_the_running_and_waiting_jobs_then_idle(isolated_dirs, hold_worker):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.switch_page("pages/guide.py")  # a page that starts nothing itself
     text = sidebar_text(at)
@@ -47,15 +45,7 @@ def test_sidebar_lists_the_running_and_waiting_jobs_then_idle(isolated_dirs):
     assert any(device in text for device in ("cpu", "cuda", "mps"))
 
     queue = jobs.get_queue()
-    release, started = threading.Event(), threading.Event()
-
-    def blocker(run_id, store, should_stop):
-        started.set()
-        while not release.is_set() and not should_stop():
-            time.sleep(0.01)
-
-    running = queue.submit({"what": "hold the worker"}, name="holding job", kind="test", runner=blocker)
-    assert started.wait(5)
+    running, release = hold_worker(queue, name="holding job")
     queue.submit({"what": "wait"}, name="waiting job", kind="test", runner=lambda *args: None)
     text = sidebar_text(at)
     assert ":material/play_circle: holding job" in text and ":material/schedule: #1 waiting job" in text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
@@ -164,17 +163,9 @@ def test_train_shows_live_run_then_summary_roc_and_checks(app):
     assert record.summary["final_epsilon"] > queue.store.get(run_id).summary["final_epsilon"]
 
 
-def test_cancel_a_queued_and_a_running_run(app):
+def test_cancel_a_queued_and_a_running_run(app, hold_worker):
     queue = jobs.get_queue()
-    release, started = threading.Event(), threading.Event()
-
-    def blocker(run_id, store, should_stop):
-        started.set()
-        while not release.is_set() and not should_stop():
-            time.sleep(0.01)
-
-    blocker_id = queue.submit({"what": "hold the worker"}, kind="test", runner=blocker)
-    assert started.wait(5)
+    blocker_id, release = hold_worker(queue)
     app.number_input(key="train_w_epochs").set_value(1000).run()  # far longer than the test
     app.checkbox(key="train_w_with_baseline").uncheck().run()
     train_button(app).click().run()
