@@ -46,7 +46,8 @@ def main() -> None:
         _empty_state()
         return
     st.caption("Every training run stored in this runs directory. Tick runs in the table to compare them "
-               "side by side or to open, continue, download or delete one. Click a column header to sort.")
+               "side by side or to open, continue, download or delete one. Click a column header to sort. "
+               "The address bar keeps the runs you tick: copy it to share this comparison.")
     filters = _filters(overview)
     polling = bool(overview["status"].isin(ACTIVE_STATUSES).any())
     body = st.fragment(run_every=REFRESH_S if polling else None)(_body)
@@ -132,9 +133,9 @@ def _table(shown: pd.DataFrame, *, total: int) -> list[str]:
     """The runs table; returns the ids of the ticked rows (kept across refreshes and new rows)."""
     ids = shown["id"].tolist()
     previous = [run_id for run_id in st.session_state.get(SELECTED_KEY, []) if run_id in ids]
-    wanted = st.query_params.get("run")
-    if not previous and wanted in ids and not st.session_state.get("runs_query_used"):
-        previous = [wanted]  # a shared link ?run=<id> opens that run once
+    wanted = [run_id for run_id in (st.query_params.get("run") or "").split(",") if run_id in ids]
+    if not previous and wanted and not st.session_state.get("runs_query_used"):
+        previous = list(dict.fromkeys(wanted))  # a shared link ?run=<id>[,<id>...] opens those runs once
         st.session_state["runs_query_used"] = True
     # Selections are row positions: a new key whenever the rows change, seeded with the runs ticked before.
     signature = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:12]
@@ -181,8 +182,8 @@ def _table(shown: pd.DataFrame, *, total: int) -> list[str]:
     active = int(shown["status"].isin(ACTIVE_STATUSES).sum())
     st.caption(shown_text + (f" · {active} active, refreshing every {REFRESH_S:g} s" if active else "")
                + (f" · {len(selected)} selected" if selected else ""))
-    if len(selected) == 1:
-        st.query_params["run"] = selected[0]
+    if selected:  # the address bar now opens this view: one run, or a comparison
+        st.query_params["run"] = ",".join(selected)
     elif "run" in st.query_params:
         del st.query_params["run"]
     return selected

@@ -140,6 +140,18 @@ def test_selecting_two_runs_compares_them(runs):
     assert all(any(key in chart_id for chart_id in chart_ids)
                for key in ("runs-cmp-eps", "runs-cmp-clip", "runs-cmp-acc", "runs-cmp-roc"))
     assert at.selectbox(key="runs-open").value == ids["private"]  # the full view of the first selected run
+    assert at.query_params["run"] == f"{ids['private']},{ids['baseline']}"
+
+
+def test_a_shared_link_reopens_the_comparison(runs):
+    ids = runs.ids
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page(PAGE)
+    at.query_params["run"] = f"{ids['noisy']},{ids['baseline']},not-a-run"
+    at.run()
+    assert not at.exception, at.exception
+    assert [s.value for s in at.subheader] == ["Compare 2 runs"]
+    assert at.session_state["runs_selected_ids"] == [ids["noisy"], ids["baseline"]]
 
 
 def test_delete_needs_confirmation(runs):
