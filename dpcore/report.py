@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dpcore.attacks import ATTACKS
 from dpcore.checks import Check, all_passed, seed_checks
 from dpcore.config import TrainConfig, guidance
 from dpcore.errors import DPExplorerError
@@ -43,14 +44,16 @@ ATTACK_FIELDS: dict[str, tuple[str, str]] = {
     "mia_tpr_at_1pct_fpr": ("loss-threshold attack TPR at 1 % FPR", ".1%"),
     "mia_advantage": ("loss-threshold attack advantage, max(TPR - FPR)", ".3f"),
     "mia_epsilon_lower": ("ε lower bound from the loss attack (one model: an indication)", ".3f"),
-    "lira_auc": ("LiRA attack AUC", ".3f"),
-    "lira_tpr_at_1pct_fpr": ("LiRA TPR at 1 % FPR", ".1%"),
     "empirical_epsilon_lower": ("empirical ε lower bound (attack lab, strongest attack)", ".3f"),
     "empirical_epsilon_attack": ("attack that gave the lower bound", "s"),
     "canary_epsilon_lower": ("ε lower bound from the one-run canary audit", ".3f"),
     "attack_models": ("reference models used by the attack lab", "d"),
 }
-_ATTACK_PATTERN = re.compile(r".+_(auc|tpr_at_1pct_fpr|epsilon_lower)$")
+# Per-attack numbers of the attack lab, ``<attack>_<measure>`` (see ``dpcore.audit.summary_fields``).
+_ATTACK_PATTERN = re.compile(r"(?P<attack>.+)_(?P<measure>auc|tpr_at_1pct_fpr|epsilon_lower)$")
+_ATTACK_MEASURES = {"auc": ("AUC", ".3f"), "tpr_at_1pct_fpr": ("TPR at 1 % FPR", ".1%"),
+                    "epsilon_lower": ("ε lower bound", ".3f")}
+_ATTACK_ALIASES = {"lira_auc", "lira_tpr_at_1pct_fpr"}  # copies of the online (else offline) LiRA numbers
 
 _CSS = """
 body { font-family: Inter, 'Segoe UI', Helvetica, Arial, sans-serif; color: #262730; margin: 0; background: #fafafa; }
@@ -353,8 +356,13 @@ def attack_rows(summary: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         if summary.get(key) is not None:
             rows.append((key, meaning, fmt(summary[key], spec)))
     for key, value in summary.items():
-        if key not in ATTACK_FIELDS and _ATTACK_PATTERN.fullmatch(key) and isinstance(value, (int, float)):
-            rows.append((key, key.replace("_", " "), fmt(value, ".1%" if "tpr" in key else ".3f")))
+        match = _ATTACK_PATTERN.fullmatch(key)
+        if key in ATTACK_FIELDS or key in _ATTACK_ALIASES or match is None or not isinstance(value, (int, float)):
+            continue
+        attack = ATTACKS.get(match["attack"].replace("_", "-"))
+        measure, spec = _ATTACK_MEASURES[match["measure"]]
+        title = attack.title if attack is not None else match["attack"].replace("_", " ")
+        rows.append((key, f"attack lab: {title} {measure}", fmt(value, spec)))
     return rows
 
 

@@ -148,3 +148,16 @@ def test_cli_report_writes_the_file_and_rejects_unknown_ids(store, trained, tmp_
     assert main(["report", "sw-20000101-000000-000000", "--runs-dir", str(store.root)]) == 2
     err = capsys.readouterr().err
     assert "no run with id 'no-such-run'" in err and "no sweep" in err
+
+
+def test_attack_rows_name_each_attack_once():
+    summary = {"mia_auc": 0.61, "lira_auc": 0.7, "lira_tpr_at_1pct_fpr": 0.05, "lira_online_auc": 0.7,
+               "lira_online_tpr_at_1pct_fpr": 0.05, "rmia_auc": 0.72, "loss_auc": None, "attack_models": 16,
+               "empirical_epsilon_lower": 1.2, "empirical_epsilon_attack": "rmia"}
+    rows = {key: (meaning, value) for key, meaning, value in report.attack_rows(summary)}
+    assert rows["lira_online_auc"] == ("attack lab: LiRA (online) AUC", "0.700")
+    assert rows["lira_online_tpr_at_1pct_fpr"] == ("attack lab: LiRA (online) TPR at 1 % FPR", "5.0%")
+    assert rows["rmia_auc"] == ("attack lab: RMIA AUC", "0.720")
+    assert "lira_auc" not in rows and "lira_tpr_at_1pct_fpr" not in rows  # aliases of the online numbers
+    assert "loss_auc" not in rows  # not run
+    assert list(rows)[:2] == ["mia_auc", "empirical_epsilon_lower"]  # the known fields come first
