@@ -733,7 +733,7 @@ def epsilon_bounds_chart(df: pd.DataFrame | None, *, title: str | None = "Empiri
         values.append(lower_ci[np.isfinite(lower_ci)])
     top = max(float(np.max(np.concatenate(values))), 0.1) * 1.12
     fig.update_xaxes(range=[0, top])
-    fig.update_yaxes(range=[0, top])
+    fig.update_yaxes(range=[-0.05 * top, top])  # a bound of 0 (the usual DP result) shows whole, label and all
     fig.add_shape(type="path", name="violation region", path=f"M 0,0 L 0,{top} L {top},{top} Z",
                   xref="x", yref="y", fillcolor="rgba(214, 39, 40, 0.06)", line_width=0, layer="below")
     fig.add_annotation(name="violation region", text="above y = x: guarantee violated", xref="paper", yref="paper",
@@ -1257,6 +1257,7 @@ def sweep_heatmap(
     colorscale: str = "Viridis",
     mark_best: bool = True,
     title: str | None = "Accuracy by ε and clipping bound",
+    value_range: tuple[float, float] | None = None,
 ) -> go.Figure:
     """A value over the (target epsilon, clipping bound C) grid of a sweep, one cell per pair (seeds averaged).
 
@@ -1264,6 +1265,8 @@ def sweep_heatmap(
     value_std, n_runs, run_id (put in each cell's ``customdata`` so a click can open that run)
     and is_best (outlined: the bound with the best accuracy for that epsilon, when
     ``mark_best``). Cells print their value; empty cells are runs that have not finished.
+    ``value_range`` fixes the colour scale (e.g. (0, 1) for a share); otherwise it spans the
+    values, and a lone value gets a scale around it instead of one stretched past 100 %.
     ``dpcore.sweeps.heatmap_data`` builds the frame.
     """
     fig = base_figure(title=title, x_title="target ε", y_title="clipping bound C (max_grad_norm)")
@@ -1298,10 +1301,16 @@ def sweep_heatmap(
         rows.append((x_labels[column], y_labels[row], value, spread, int(record.get("n_runs") or 1),
                      str(record.get("run_id") or ""), bool(record.get("is_best", False))))
     finite = z[np.isfinite(z)]
+    zmin, zmax = value_range if value_range is not None else (
+        (float(finite.min()), float(finite.max())) if finite.size else (None, None))
+    if zmin is not None and zmin == zmax:  # one value: a small scale around it, inside [0, 1] for shares
+        pad = max(abs(zmin) * 0.05, 0.01)
+        zmin, zmax = zmin - pad, zmax + pad
+        if percent:
+            zmin, zmax = max(zmin, 0.0), min(zmax, 1.0)
     fig.add_trace(go.Heatmap(
         x=x_labels, y=y_labels, z=z, text=text, texttemplate="%{text}", textfont=dict(size=12),
-        colorscale=colorscale, zmin=float(finite.min()) if finite.size else None,
-        zmax=float(finite.max()) if finite.size else None, hoverinfo="skip", xgap=2, ygap=2,
+        colorscale=colorscale, zmin=zmin, zmax=zmax, hoverinfo="skip", xgap=2, ygap=2,
         colorbar=dict(title=dict(text=value_title, side="right"), tickformat=fmt, thickness=12),
     ))
     if rows:

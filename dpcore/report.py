@@ -571,6 +571,7 @@ def sweep_report(store: RunStore, sweep_id: str) -> str:
         clipping.append(Figures([
             plots.sweep_heatmap(accuracy_cells),
             plots.sweep_heatmap(clip_cells, value_title="clipped at end", colorscale="Blues", mark_best=False,
+                                value_range=(0.0, 1.0),
                                 title="Share clipped at the end of training")],
             "Left: mean test accuracy for every (ε, C) pair, the best C per ε outlined. Right: share of per-sample "
             "gradients clipped in the last epoch (50-80 % usually trains best)."))

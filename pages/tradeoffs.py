@@ -319,6 +319,7 @@ def tradeoff_charts(points: pd.DataFrame) -> None:
     with right:
         clip_cells = sweeps.heatmap_data(points, value="final_clip_fraction")
         _chart(plots.sweep_heatmap(clip_cells, value_title="clipped", colorscale="Blues", mark_best=False,
+                                   value_range=(0.0, 1.0),
                                    title="Share clipped at the end of training"), "heat_clip",
                "Share of per-sample gradients longer than C in the last epoch. Around 50-80 % usually trains best; "
                "near 100 % means C is far below the gradient norms.", known=known)

@@ -395,6 +395,8 @@ def test_epsilon_bounds_chart_identity_line_and_ci():
     assert identity.name.startswith("y = x") and list(identity.x) == list(identity.y)
     assert list(points.error_y.arrayminus) == pytest.approx([0.3, 0.5])
     assert list(points.x) == [1.0, 4.0]
+    low, high = fig.layout.yaxis.range
+    assert low < 0 < 4.0 < high  # a bound of exactly 0 is drawn inside the plot, not on its edge
 
 
 # ---------------------------------------------------------------------------- empty inputs, JSON
@@ -456,3 +458,14 @@ def test_figures_serialise_with_the_shared_template(name):
     assert fig.layout.template.layout.plot_bgcolor == "white"
     parsed = json.loads(fig.to_json())
     assert parsed["data"]
+
+
+def test_sweep_heatmap_colour_scale_stays_inside_the_values_range():
+    cells = pd.DataFrame({"target_epsilon": [1.0, 3.0], "max_grad_norm": [1.0, 1.0], "value": [1.0, 1.0]})
+    (lone, *_) = plots.sweep_heatmap(cells, mark_best=False).data  # one value, all 100 %
+    assert 0.9 <= lone.zmin < 1.0 and lone.zmax == 1.0  # never a scale stretched past 100 %
+    (fixed, *_) = plots.sweep_heatmap(cells, mark_best=False, value_range=(0.0, 1.0)).data
+    assert (fixed.zmin, fixed.zmax) == (0.0, 1.0)
+    spread = cells.assign(value=[0.52, 0.59])
+    (auto, *_) = plots.sweep_heatmap(spread, mark_best=False).data
+    assert (auto.zmin, auto.zmax) == (0.52, 0.59)
