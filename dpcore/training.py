@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import time
+import types
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -280,6 +281,27 @@ def _hooks_sample_norms(params: list[nn.Parameter]) -> torch.Tensor | None:
     return per_param.norm(2, dim=0)
 
 
+def _accumulate_by_clone(self: Any) -> None:
+    """``DPOptimizerFastGradientClipping.accumulate`` with ``clone`` where Opacus 1.6 uses ``copy.deepcopy``.
+
+    Same tensors, same values; deepcopy's Python-level bookkeeping cost ~0.15 ms of a ~2.3 ms
+    MLP step on CPU (bench/bench_step_time.py). Installed on the optimizer instance only.
+    """
+    for p in self.params:
+        if p.summed_grad is not None:
+            p.summed_grad.add_(p.grad)
+        else:
+            p.summed_grad = p.grad.detach().clone()
+
+
+def _speed_up_ghost_accumulation(optimizer: torch.optim.Optimizer) -> None:
+    """Give a ghost-clipping DP optimizer the faster ``accumulate`` (other optimizers are left alone)."""
+    from opacus.optimizers.optimizer_fast_gradient_clipping import DPOptimizerFastGradientClipping
+
+    if isinstance(optimizer, DPOptimizerFastGradientClipping):
+        optimizer.accumulate = types.MethodType(_accumulate_by_clone, optimizer)
+
+
 def _make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -365,6 +387,7 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
             noise_generator=noise_generator)
         if grad_sample_mode == "ghost":
             model, optimizer, criterion, loader = wrapped
+            _speed_up_ghost_accumulation(optimizer)
         else:
             model, optimizer, loader = wrapped
         epsilon_at = np.concatenate([[accounting.schedule_epsilon(prior_history, delta=cfg.target_delta,
