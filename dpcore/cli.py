@@ -341,12 +341,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _configure_report(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("identifier", metavar="RUN_OR_SWEEP", help="a run id or a sweep id (sw-...)")
+    parser.add_argument("identifier", metavar="RUN_OR_SWEEP",
+                        help="a run id, run ids joined by commas (a side-by-side comparison) or a sweep id (sw-...)")
     parser.add_argument("-o", "--output", help="HTML file to write (default dp-explorer-report-<id>.html)")
     parser.add_argument("--runs-dir", default=None, help="runs directory (default $DPEXPLORER_RUNS_DIR or ./runs)")
 
 
-@command("report", "write a self-contained HTML report (opens offline) of a run or a sweep", _configure_report)
+@command("report", "write a self-contained HTML report (opens offline) of a run, a comparison or a sweep",
+         _configure_report)
 def cmd_report(args: argparse.Namespace) -> int:
     from dpcore.report import report_filename, write_report
     from dpcore.runs import RunStore

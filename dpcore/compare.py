@@ -43,8 +43,8 @@ COMPARE_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("mia_tpr_at_1pct_fpr", "Attack TPR at 1 % FPR", "percent"),
     ("lira_auc", "Attack lab: LiRA AUC", "auc"),
     ("lira_tpr_at_1pct_fpr", "Attack lab: LiRA TPR at 1 % FPR", "percent"),
-    ("empirical_epsilon_lower", "Attack lab: empirical ε lower bound", "g"),
-    ("canary_epsilon_lower", "Attack lab: canary-audit ε lower bound", "g"),
+    ("empirical_epsilon_lower", "Attack lab: empirical ε lower bound", "bound"),
+    ("canary_epsilon_lower", "Attack lab: canary-audit ε lower bound", "bound"),
     ("noise_multiplier", "Noise multiplier σ", "sigma"),
     ("max_grad_norm", "Clipping bound C", "g"),
     ("final_clip_fraction", "Clipped (last epoch)", "percent0"),
@@ -337,6 +337,8 @@ def _format_cell(value: Any, how: str, row: Mapping[str, Any]) -> str:
         return f"{number * 100:+.1f}"
     if how == "auc":
         return f"{number:.3f}"
+    if how == "bound":  # an ε lower bound, as precise as the ε it is compared with
+        return f"{number:.2f}"
     if how == "sigma":
         return f"{number:.3f}"
     if how == "int":

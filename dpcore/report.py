@@ -1,4 +1,5 @@
-"""Self-contained HTML reports of one run or one sweep, for reviews: one file that opens offline.
+"""Self-contained HTML reports of one run, of runs side by side, or of a sweep, for reviews: one file that
+opens offline.
 
 A report holds the dataset and model, the config, epsilon and delta with the accountant and
 sigma, accuracy against the non-private baseline, the membership-attack results and empirical
@@ -592,6 +593,68 @@ def sweep_report(store: RunStore, sweep_id: str) -> str:
                        subtitle=f"Sweep {sweep.id} · created {sweep.created} · generated {env['generated']}")
 
 
+# ---------------------------------------------------------------------- several runs side by side
+def comparison_report(store: RunStore, run_ids: Sequence[str],
+                      *, thresholds: Mapping[str, float] | None = None) -> str:
+    """The HTML report of runs ``run_ids`` side by side: what the Runs page's comparison shows, for a review.
+
+    The comparison table, the overlaid ε, clipping, accuracy and ROC charts, each run's four
+    checks, and the environment. Needs two or more distinct runs (DPExplorerError otherwise;
+    RunNotFound for an unknown id).
+    """
+    from dpcore import compare, plots
+
+    ids = list(dict.fromkeys(run_ids))
+    if len(ids) < 2:
+        raise DPExplorerError(f"a comparison report needs two or more runs, got {len(ids)}; "
+                              "for one run, ask for its own report")
+    records = [store.get(run_id) for run_id in ids]
+    frame = compare.compare_runs(store, ids)
+    data = compare.overlays(store, ids)
+    table = compare.comparison_table(frame)
+    colors = plots.run_colors(list(data.labels.values()))
+    deltas = {value for value in frame["target_delta"] if isinstance(value, float) and math.isfinite(value)}
+    env = environment(device=None)
+    thresholds = dict(thresholds or {})
+
+    table_rows = [(index, *row) for index, row in zip(table.index, table.itertuples(index=False), strict=True)]
+    shared = f"Shared by all {len(ids)} runs: {', '.join(data.shared)}." if data.shared else ""
+    runs_html = (_table(table_rows, ("", *table.columns), align_numbers=True)
+                 + f'<p class="muted">{_esc(shared)} ε at each run\'s own δ; accuracies on held-out data; attack '
+                   "AUC 0.5 = chance. A continuation counts the ε of its parent too.</p>")
+    # A run without a target ε has no 'within budget' check: one column per check any run has.
+    checks = {record.id: {c.name: c for c in summary_checks(record.config, record.summary, **thresholds)}
+              for record in records}
+    names = list(dict.fromkeys(name for by_name in checks.values() for name in by_name))
+    check_rows = [(_esc(data.labels.get(record.id, record.name)),
+                   *(_badge(checks[record.id][name].passed) if name in checks[record.id] else _badge(None)
+                     for name in names), _esc(record.id)) for record in records]
+    checks_html = (_table(check_rows, ("run", *names, "run id"), raw=True)
+                   + '<p class="muted">The four checks of <code>python -m dpcore check</code>; each run\'s own '
+                     "report lists the measured values and thresholds. A run without DP fails the ε checks by "
+                     "design: it has no guarantee.</p>")
+    figures = [
+        plots.epsilon_chart(data.steps, delta=deltas.pop() if len(deltas) == 1 else None, colors=colors),
+        plots.clip_fraction_chart(data.steps, colors=colors),
+        plots.accuracy_chart(data.epochs, colors=colors),
+        plots.roc_chart(data.roc, colors=colors),
+    ]
+    missing_roc = f" No attack stored for: {', '.join(data.without_roc)}." if data.without_roc else ""
+    sections: list[tuple[str, Content]] = [
+        ("Runs", runs_html),
+        ("Training and attack", Figures(figures, "ε spent per step (runs without DP are not drawn), share of "
+                                                 "per-sample gradients clipped per step, test (solid) and train "
+                                                 "(dashed) accuracy per epoch, and each run's loss-threshold "
+                                                 "attack ROC." + missing_roc)),
+        ("Checks", checks_html),
+        ("How to read this", _explain("bands", "baseline", "auc", "clip_fraction")),
+        ("Environment", _environment_section(env, trained_on=", ".join(sorted({r.device for r in records
+                                                                                  if r.device})) or None)),
+    ]
+    subtitle = f"Runs {', '.join(ids)} · generated {env.get('generated', '')} by DP Explorer"
+    return render_html(f"DP Explorer comparison: {len(ids)} runs", sections, subtitle=subtitle)
+
+
 def _devices(states: Sequence[Any]) -> str:
     devices = sorted({m.run.device for m in states if m.run is not None and m.run.device})
     return ", ".join(devices) or "-"
@@ -599,9 +662,12 @@ def _devices(states: Sequence[Any]) -> str:
 
 # ---------------------------------------------------------------------- entry points
 def report_for(store: RunStore, identifier: str) -> str:
-    """The HTML report of a sweep (when ``identifier`` is a stored sweep id) or of a run."""
+    """The HTML report of a sweep (a stored sweep id), of runs side by side (run ids joined by commas,
+    as in the Runs page's address ``?run=a,b``) or of one run."""
     from dpcore import sweeps
 
+    if "," in identifier:
+        return comparison_report(store, [part.strip() for part in identifier.split(",") if part.strip()])
     if sweeps.sweep_exists(store, identifier):
         return sweep_report(store, identifier)
     if sweeps.is_sweep_id(identifier):
@@ -628,6 +694,7 @@ __all__ = [
     "Figures",
     "ReportRun",
     "attack_rows",
+    "comparison_report",
     "environment",
     "figures_html",
     "fmt",

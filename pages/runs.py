@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dpcore import compare, plots
+from dpcore import compare, plots, report
 from dpcore.errors import DPExplorerError
 from dpcore.explain import explain
 from dpcore.resume import plan_resume, resume_problem
@@ -199,6 +199,12 @@ def _comparison(store: RunStore, ids: list[str]) -> None:
         st.warning(str(err))
         return
     table = compare.comparison_table(frame)
+    identifier = ",".join(ids)
+    st.download_button("Comparison report (HTML)", data=lambda: report.report_for(store, identifier),
+                       file_name=report.report_filename(f"compare-{len(ids)}-runs-{ids[0]}"), mime="text/html",
+                       icon=":material/description:", on_click="ignore", key="runs-cmp-report",
+                       help="This comparison in one HTML file that opens offline: the table, the four charts and "
+                            "every run's checks, for a review.")
     st.dataframe(table, width="stretch", height=ROW_PX * (len(table) + 1) + 3,
                  column_config={"_index": st.column_config.TextColumn("", width=230)})
     shared = f"All {len(ids)} runs: {', '.join(data.shared)}. " if data.shared else ""
@@ -318,8 +324,12 @@ def _continue(store: RunStore, record: RunRecord) -> None:
 
 
 def _downloads(store: RunStore, record: RunRecord) -> None:
-    st.caption("Metrics as CSV (one row per optimizer step or per epoch; ε at the run's δ, fractions 0-1) and "
-               "the summary as JSON (config, results, attack, checks).")
+    st.caption("A report for reviewers (one HTML file that opens offline), the metrics as CSV (one row per "
+               "optimizer step or per epoch; ε at the run's δ, fractions 0-1) and the summary as JSON (config, "
+               "results, attack, checks).")
+    st.download_button("Report (HTML)", data=lambda: report.run_report(store, record.id),
+                       file_name=report.report_filename(record.id), mime="text/html", icon=":material/description:",
+                       on_click="ignore", key=f"runs-download-report-{record.id}", width="stretch")
     for table, label, icon in (("steps", "Steps (CSV)", ":material/table_rows:"),
                                ("epochs", "Epochs (CSV)", ":material/calendar_view_week:")):
         st.download_button(label, data=compare.export_metrics_csv(store, record.id, table=table),

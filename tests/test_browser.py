@@ -53,11 +53,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory) -> Iterator[str]:
-    """A running dashboard on a free localhost port with an empty runs directory."""
+def runs_dir(tmp_path_factory) -> Path:
+    """The runs directory of the dashboard under test (empty when the server starts)."""
+    return tmp_path_factory.mktemp("browser-runs")
+
+
+@pytest.fixture(scope="module")
+def app_url(runs_dir) -> Iterator[str]:
+    """A running dashboard on a free localhost port."""
     _require_browser()
     port = _free_port()
-    env = {**os.environ, "DPEXPLORER_RUNS_DIR": str(tmp_path_factory.mktemp("browser-runs"))}
+    env = {**os.environ, "DPEXPLORER_RUNS_DIR": str(runs_dir)}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
@@ -158,3 +164,29 @@ def test_deep_link_on_a_fresh_server_goes_through_the_app(app_url, page):
     assert nav.get_by_text("Attack lab").count() == 1
     assert nav.get_by_text("ui", exact=True).count() == 0
     page.locator('[data-testid="stSidebar"]').get_by_text("Job queue").wait_for()  # app.py's own sidebar
+
+
+def test_comparison_link_opens_the_comparison_and_downloads_its_report(app_url, runs_dir, page):
+    """A shared ?run=a,b link shows both runs side by side; the report button downloads one HTML file."""
+    from dpcore.config import TrainConfig
+    from dpcore.evaluation import record_result
+    from dpcore.runs import RunStore
+    from dpcore.training import train
+
+    store = RunStore(runs_dir)
+    ids = []
+    for cfg in (TrainConfig(dataset="synthetic", noise_multiplier=1.0, epochs=1, device="cpu"),
+                TrainConfig(dataset="synthetic", private=False, epochs=1, device="cpu")):
+        run_id = store.create_run(cfg, name=f"browser compare {len(ids)}")
+        store.set_status(run_id, "running")
+        record_result(store, run_id, train(cfg))
+        ids.append(run_id)
+    page.goto(f"{app_url}/runs?run={','.join(ids)}")
+    page.get_by_role("heading", name="Compare 2 runs").wait_for()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Comparison report (HTML)").click()
+    target = ARTIFACTS / "comparison-report.html"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    download.value.save_as(target)
+    text = target.read_text(encoding="utf-8")
+    assert "DP Explorer comparison: 2 runs" in text and all(run_id in text for run_id in ids)

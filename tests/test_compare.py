@@ -182,6 +182,7 @@ def test_attack_lab_results_appear_in_overview_and_comparison(store):
     table = compare.comparison_table(compare.compare_runs(store, [attacked, plain]))
     assert "Attack lab: LiRA AUC" in table.index
     assert "Attack lab: empirical ε lower bound" in table.index
+    assert table.loc["Attack lab: empirical ε lower bound"].tolist() == ["0.35", "–"]
 
 
 def test_overview_without_any_attack_lab_run_still_has_the_columns(store):

@@ -141,6 +141,8 @@ def test_selecting_two_runs_compares_them(runs):
                for key in ("runs-cmp-eps", "runs-cmp-clip", "runs-cmp-acc", "runs-cmp-roc"))
     assert at.selectbox(key="runs-open").value == ids["private"]  # the full view of the first selected run
     assert at.query_params["run"] == f"{ids['private']},{ids['baseline']}"
+    # drawn; the file is built on click by report.report_for (tests/test_report.py and the browser test)
+    assert "Comparison report (HTML)" in [b.proto.label for b in at.get("download_button")]
 
 
 def test_a_shared_link_reopens_the_comparison(runs):
@@ -161,7 +163,7 @@ def test_delete_needs_confirmation(runs):
     assert not [b for b in at.button if b.key == f"runs-delete-{run_id}"]  # closed popover: nothing drawn
     at = open_popover(at, "download", run_id)
     labels = [element.proto.label for element in at.get("download_button")]
-    assert labels == ["Steps (CSV)", "Epochs (CSV)", "Summary (JSON)"]
+    assert labels == ["Report (HTML)", "Steps (CSV)", "Epochs (CSV)", "Summary (JSON)"]
     at = open_popover(at, "delete", run_id)
     delete = button(at, f"runs-delete-{run_id}")
     assert delete.disabled

@@ -11,6 +11,7 @@ import pytest
 from dpcore import report, sweeps
 from dpcore.cli import main
 from dpcore.config import TrainConfig, guidance
+from dpcore.errors import DPExplorerError
 from dpcore.runs import RunStore
 
 SPEC = sweeps.SweepSpec(base=TrainConfig(dataset="synthetic", epochs=1), epsilons=(3.0,), max_grad_norms=(1.0,),
@@ -148,6 +149,28 @@ def test_cli_report_writes_the_file_and_rejects_unknown_ids(store, trained, tmp_
     assert main(["report", "sw-20000101-000000-000000", "--runs-dir", str(store.root)]) == 2
     err = capsys.readouterr().err
     assert "no run with id 'no-such-run'" in err and "no sweep" in err
+
+
+def test_comparison_report_puts_the_runs_side_by_side(store, trained, tmp_path):
+    _, _, ids = trained
+    private, baseline = store.get(ids["private"]), store.get(ids["baseline"])
+    html = report.report_for(store, f"{ids['private']}, {ids['baseline']}")  # as in the Runs page's ?run=a,b
+    page = Page(html)
+    assert page.text.startswith("DP Explorer comparison: 2 runs") and page.external == []
+    assert html.count("* plotly.js v") == 1 and html.count("Plotly.newPlot") == 4  # ε, clipping, accuracy, ROC
+    assert f"{private.summary['final_epsilon']:.2f}" in page.text and "∞ (no DP)" in page.text
+    assert f"{private.summary['test_accuracy'] * 100:.1f} %" in page.text
+    assert f"{baseline.summary['test_accuracy'] * 100:.1f} %" in page.text
+    # one checks row per run; the baseline has no target, so 'within budget' is n/a for it, not a shifted column
+    checks_table = html[html.index("<h2>Checks</h2>"):]
+    checks_table = checks_table[:checks_table.index("</table>")]
+    rows = checks_table.split("<tr>")[2:]
+    assert len(rows) == 2 and all(row.count('class="badge') == 4 for row in rows)
+    assert "badge na" in rows[1] and ids["baseline"] in rows[1]
+    assert main(["report", f"{ids['private']},{ids['baseline']}", "-o", str(tmp_path / "cmp.html"),
+                 "--runs-dir", str(store.root)]) == 0
+    with pytest.raises(DPExplorerError, match="two or more runs"):
+        report.comparison_report(store, [ids["private"], ids["private"]])
 
 
 def test_attack_rows_name_each_attack_once():
