@@ -29,6 +29,7 @@ def main() -> None:
     from pages import ui
 
     navigation = build_navigation()
+    ui.require_store()
     ui.render_sidebar()
     navigation.run()
 

@@ -441,7 +441,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 a check failed, 2 bad input)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # argparse leaves these to the top parser, whose error would not name the command
+            where = f"{args.command} --help" if args.command else "--help"
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see `python -m dpcore {where}`)")
         if not args.command:
             parser.print_help()
             return EXIT_USAGE

@@ -123,6 +123,25 @@ class RunActive(DPExplorerError):
     """The operation needs a finished run, but the run is still queued or running."""
 
 
+class StoreUnavailable(DPExplorerError, OSError):
+    """The runs directory cannot be used: not a folder, not writable, or its database is unreadable."""
+
+
+def _reason(err: BaseException) -> str:
+    """What is wrong with a runs directory and what to do, for StoreUnavailable."""
+    elsewhere = "point DPEXPLORER_RUNS_DIR (or --runs-dir) at a folder you can write to"
+    if isinstance(err, sqlite3.DatabaseError):
+        return (f"its database {DB_NAME} cannot be read ({err}). Move that file aside to start an empty store "
+                f"there, or {elsewhere}.")
+    if isinstance(err, FileExistsError):
+        return f"{err.filename} is a file, not a folder; {elsewhere}."
+    if isinstance(err, NotADirectoryError):
+        return f"a part of {err.filename} is a file, not a folder; {elsewhere}."
+    if isinstance(err, PermissionError):
+        return f"no permission to write to {err.filename or 'it'}; {elsewhere}."
+    return f"{err.strerror or err}; {elsewhere}." if isinstance(err, OSError) else f"{err}; {elsewhere}."
+
+
 # ---------------------------------------------------------------------- process identity
 def _boot_id() -> str:
     try:
@@ -339,9 +358,12 @@ class RunStore:
         self.db_path = self.root / DB_NAME
         self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "artifacts").mkdir(exist_ok=True)
-        self._init_schema()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            (self.root / "artifacts").mkdir(exist_ok=True)
+            self._init_schema()
+        except (OSError, sqlite3.DatabaseError) as err:
+            raise StoreUnavailable(f"cannot use {self.root} as the runs directory: {_reason(err)}") from err
         self.recovered: list[str] = self.recover()
 
     def __repr__(self) -> str:

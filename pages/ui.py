@@ -44,8 +44,19 @@ def _store(root: str) -> RunStore:
 
 
 def store() -> RunStore:
-    """The process-wide run store for the configured runs directory."""
+    """The process-wide run store for the configured runs directory (StoreUnavailable if it cannot be used)."""
     return _store(str(runs.default_root()))
+
+
+def require_store() -> None:
+    """Stop the page with an explanation when the runs directory cannot be used (app.py calls it first)."""
+    try:
+        store()
+    except runs.StoreUnavailable as err:
+        st.error(f"**DP Explorer cannot start:** {err}", icon=":material/folder_off:")
+        st.caption("Runs are stored in the folder named by DPEXPLORER_RUNS_DIR (default: ./runs next to where "
+                   "you started the app). Fix the folder, then reload this page.")
+        st.stop()
 
 
 def queue() -> JobQueue:

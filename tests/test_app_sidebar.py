@@ -80,3 +80,14 @@ def test_opening_the_app_continues_a_sweep_a_restart_interrupted(isolated_dirs, 
     assert [m.state for m in states] == [DONE, DONE] and len(trained) == 2
     at.run()
     assert not any("Continued" in toast.value for toast in at.toast)  # said once per session
+
+
+def test_an_unusable_runs_directory_is_explained_not_a_traceback(tmp_path, monkeypatch):
+    a_file = tmp_path / "runs-is-a-file"
+    a_file.write_text("not a folder")
+    monkeypatch.setenv("DPEXPLORER_RUNS_DIR", str(a_file))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    (error,) = at.error
+    assert "DP Explorer cannot start" in error.value and "is a file, not a folder" in error.value

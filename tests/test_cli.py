@@ -39,13 +39,15 @@ def test_train_json_is_machine_readable(capsys, tmp_path):
         (["train", "--target-epsilon", "abc"], "invalid float value: 'abc'"),
         (["train", "--epochs", "3"], "needs target_epsilon or noise_multiplier"),
         (["train", "--dataset", "nope", "--target-epsilon", "3"], "nope"),
-        (["train", "--bogus-flag"], "unrecognized arguments: --bogus-flag"),
+        (["train", "--bogus-flag"], "unrecognized arguments: --bogus-flag (see `python -m dpcore train --help`)"),
+        (["report", "x", "--runs-dir", "{file}"], "is a file, not a folder; point DPEXPLORER_RUNS_DIR"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["train", "--target-epsilon", "3", "--target-delta", "0.5"], "target_delta must be below 1/N"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(capsys, argv, fragment):
-    code = main(argv)
+def test_bad_input_exits_2_with_one_line(capsys, tmp_path, argv, fragment):
+    (tmp_path / "a-file").write_text("not a folder")
+    code = main([arg.replace("{file}", str(tmp_path / "a-file")) for arg in argv])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1 and err.startswith("error: ")

@@ -18,6 +18,7 @@ from dpcore.config import TrainConfig
 from dpcore.errors import DPExplorerError
 from dpcore.runs import (
     CANCELLED,
+    DB_NAME,
     DONE,
     EPOCH_COLUMNS,
     FAILED,
@@ -28,6 +29,7 @@ from dpcore.runs import (
     RunActive,
     RunNotFound,
     RunStore,
+    StoreUnavailable,
     default_root,
     own_token,
     process_token,
@@ -328,6 +330,22 @@ def test_restart_keeps_runs_and_interrupts_orphans(store, tmp_path):
         sleeper.kill()
         sleeper.wait()
     assert reopened.recover() == [alive]
+
+
+def test_unusable_runs_directories_say_what_is_wrong_and_change_nothing(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    with pytest.raises(StoreUnavailable, match="a-file is a file, not a folder; point DPEXPLORER_RUNS_DIR"):
+        RunStore(a_file)
+    with pytest.raises(StoreUnavailable, match=r"a part of .*a-file/runs is a file, not a folder"):
+        RunStore(a_file / "runs")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / DB_NAME).write_bytes(b"not sqlite " * 100)
+    with pytest.raises(StoreUnavailable, match=rf"database {DB_NAME} cannot be read .* Move that file aside"):
+        RunStore(damaged)
+    assert (damaged / DB_NAME).read_bytes() == b"not sqlite " * 100  # the damaged store is left for recovery
+    assert a_file.read_text() == "not a folder"
 
 
 def test_own_token_is_stable_and_distinct():
