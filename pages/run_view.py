@@ -360,10 +360,12 @@ def render_cards(record: RunRecord, *, final_epsilon: float, test_accuracy: floa
                     f"{summary.get('steps', record.steps_done)} steps.")
         if cfg.get("target_epsilon") is not None:
             eps_help += f" Target: {cfg['target_epsilon']:g}."
-        target = f" · target {cfg['target_epsilon']:g}" if cfg.get("target_epsilon") is not None else ""
+        # Short notes: five cards share the row, and a longer note is cut off.
+        note = (f"{accountant}, target {cfg['target_epsilon']:g}" if cfg.get("target_epsilon") is not None
+                else f"{accountant} accountant")
         cols[0].metric(f"ε spent (δ = {delta:g})", ui.fmt(final_epsilon, ".2f"), help=eps_help,
-                       delta=f"{accountant} accountant{target}", **NOTE, **CARD)
-        clip_bound = f"clipping bound C = {cfg['max_grad_norm']:g}" if cfg.get("max_grad_norm") is not None else None
+                       delta=note, **NOTE, **CARD)
+        clip_bound = f"C = {cfg['max_grad_norm']:g}" if cfg.get("max_grad_norm") is not None else None
         cols[1].metric("Noise σ", ui.fmt(_number(summary.get("noise_multiplier")), ".3f"),
                        help=HELP["sigma"] + (" Calibrated to reach the target ε after all epochs."
                                              if cfg.get("target_epsilon") is not None else " Set by hand."),

@@ -137,8 +137,8 @@ def test_train_shows_live_run_then_summary_roc_and_checks(app):
     assert not app.exception
     metrics = {metric.label: metric for metric in app.metric}
     assert metrics["ε spent (δ = 1e-05)"].value == f"{record.summary['final_epsilon']:.2f}"
-    assert metrics["ε spent (δ = 1e-05)"].proto.delta == "RDP accountant · target 3"
-    assert metrics["Noise σ"].proto.delta == "clipping bound C = 1"
+    assert metrics["ε spent (δ = 1e-05)"].proto.delta == "RDP, target 3"
+    assert metrics["Noise σ"].proto.delta == "C = 1"
     assert metrics["Attack AUC"].value == f"{record.summary['mia_auc']:.3f}"
     assert metrics["Test accuracy"].value == f"{record.summary['test_accuracy']:.1%}"
     assert "pp vs no DP" in metrics["Test accuracy"].proto.delta  # gap to the linked baseline
