@@ -157,7 +157,10 @@ def epsilon_curve(*, noise_multiplier: float, sample_rate: float, steps: Sequenc
 
     RDP is computed exactly at every point from one RDP vector (RDP adds up over
     steps); GDP is exact everywhere; PRV is exact at up to PRV_GRID_POINTS
-    points including the last and linearly interpolated between them.
+    points, geometrically spaced and including the first and the last, and linearly
+    interpolated between them. Epsilon rises fastest in the first steps, so an even
+    grid would underestimate it there by far more (0.18 vs 0.003 at q = 0.01,
+    sigma = 0.8 over 500 steps). Use ``max_steps_within`` for an exact stop.
     """
     steps_arr = np.asarray(steps, dtype=np.int64)
     if steps_arr.size == 0:
@@ -183,7 +186,8 @@ def epsilon_curve(*, noise_multiplier: float, sample_rate: float, steps: Sequenc
     if unique.size <= PRV_GRID_POINTS:
         grid = unique
     else:
-        grid = np.unique(np.linspace(unique[0], unique[-1], PRV_GRID_POINTS).round().astype(np.int64))
+        spaced = np.geomspace(max(int(unique[0]), 1), int(unique[-1]), PRV_GRID_POINTS).round().astype(np.int64)
+        grid = np.unique(np.concatenate([[unique[0]], spaced, [unique[-1]]]))
     values = np.array([schedule_epsilon([*prior, (noise_multiplier, sample_rate, int(n))], delta=delta,
                                         accountant=accountant) for n in grid])
     return np.interp(steps_arr, grid, values)

@@ -398,6 +398,15 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
                                          accountant=cfg.accountant, prior=prior_history)])
         if cfg.epsilon_limit is not None:
             max_steps = min(planned_steps, int(np.searchsorted(epsilon_at, cfg.epsilon_limit, side="right")) - 1)
+            if cfg.accountant == "prv" and max_steps > 0:
+                # The PRV curve is interpolated between exact points: confirm the stop exactly, so the
+                # hard limit holds even where the interpolation runs below the true epsilon.
+                exact = accounting.schedule_epsilon([*prior_history, (noise_multiplier, sample_rate, max_steps)],
+                                                    delta=cfg.target_delta, accountant="prv")
+                if exact > cfg.epsilon_limit:
+                    max_steps = accounting.max_steps_within(
+                        cfg.epsilon_limit, noise_multiplier=noise_multiplier, sample_rate=sample_rate,
+                        delta=cfg.target_delta, accountant="prv", prior=prior_history, upper=max_steps)
 
     params = [p for p in model.parameters() if p.requires_grad]
     use_memory_manager = (cfg.private and cfg.physical_batch_size is not None

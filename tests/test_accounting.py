@@ -34,6 +34,16 @@ def test_curve_is_exact_at_end_and_monotone():
         assert curve[-1] == pytest.approx(end, rel=1e-6)
 
 
+def test_interpolated_prv_curve_stays_close_to_exact_in_the_first_steps():
+    """Epsilon rises fastest early on; the geometric PRV grid keeps the interpolation within 0.01 there."""
+    steps = np.arange(1, 501)
+    curve = accounting.epsilon_curve(noise_multiplier=0.8, sample_rate=0.01, steps=steps, delta=1e-5,
+                                     accountant="prv")
+    for n in (2, 5, 8, 13, 40, 150, 439):
+        exact = accounting.epsilon_for(noise_multiplier=0.8, sample_rate=0.01, steps=n, delta=1e-5, accountant="prv")
+        assert curve[n - 1] == pytest.approx(exact, abs=0.01)
+
+
 def test_prior_history_is_spent_first():
     fresh = accounting.epsilon_curve(noise_multiplier=1.0, sample_rate=0.05, steps=[100], delta=1e-5)[0]
     resumed = accounting.epsilon_curve(noise_multiplier=1.0, sample_rate=0.05, steps=[100], delta=1e-5,

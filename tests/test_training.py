@@ -122,6 +122,19 @@ def test_epsilon_limit_stops_before_exceeding():
     assert len(result.epochs) >= 1  # the partial epoch is still evaluated
 
 
+def test_epsilon_limit_is_exact_with_the_interpolated_prv_curve():
+    """PRV's per-step curve is interpolated; the hard stop must still never pass the limit, and not stop early."""
+    from dpcore import accounting
+
+    cfg = TrainConfig(dataset="synthetic", noise_multiplier=0.8, batch_size=8, epochs=5, accountant="prv",
+                      epsilon_limit=0.7, seed=0)  # q = 0.01, 500 planned steps; the limit falls in the first ten
+    result = train(cfg)
+    exact_max = accounting.max_steps_within(0.7, noise_multiplier=0.8, sample_rate=0.01, delta=cfg.target_delta,
+                                            accountant="prv")
+    assert result.status == "epsilon_limit" and result.final_epsilon <= 0.7
+    assert result.steps == exact_max
+
+
 def test_should_stop_cancels_cleanly():
     calls = []
 
