@@ -278,6 +278,11 @@ def guidance(cfg: TrainConfig, n: int, *, grad_norms: Any = None) -> list[Guidan
                                   f"batch {batch} is small for sigma {sigma:.2f}: the noise on each averaged "
                                   f"gradient is {noise_to_signal:.0%} of the clipping bound. Larger batches "
                                   f"(256+) average the noise away at the same epsilon."))
+    if not cfg.poisson_sampling:
+        notes.append(Guidance("poisson_sampling", "warning",
+                              "Poisson sampling is off: batches are shuffled instead, but the accountants assume "
+                              "Poisson sampling, so the ε reported is not a proven guarantee for this run "
+                              "(shuffled batches can leak more). Turn it on for a real guarantee."))
     if (cfg.optimizer == "sgd" and cfg.lr > 1.0) or (cfg.optimizer == "adam" and cfg.lr > 0.01):
         notes.append(Guidance("lr", "warning",
                               f"lr {cfg.lr:g} is high for DP-SGD with {cfg.optimizer}: noisy steps that large "

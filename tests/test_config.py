@@ -79,6 +79,9 @@ def test_guidance_flags_weak_epsilon_large_delta_small_batch_and_high_lr():
     assert "batch_size" in _fields(guidance(TrainConfig(target_epsilon=1.0, batch_size=4), n=800))
     assert "lr" in _fields(guidance(TrainConfig(target_epsilon=3.0, optimizer="sgd", lr=5.0), n=800))
     assert "target_epsilon" in _fields(guidance(TrainConfig(target_epsilon=0.5), n=800))
+    shuffled = guidance(TrainConfig(target_epsilon=3.0, poisson_sampling=False), n=800)
+    assert any(n.field == "poisson_sampling" and "not a proven guarantee" in n.message for n in shuffled)
+    assert "poisson_sampling" not in _fields(guidance(TrainConfig(target_epsilon=3.0), n=800))
 
 
 def test_guidance_on_clipping_bound_uses_probed_norms():
