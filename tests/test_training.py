@@ -238,3 +238,24 @@ def test_probe_suggests_a_bound_clipping_about_two_thirds():
     assert len(norms) > 500 and np.all(norms > 0)
     bound = suggest_max_grad_norm(norms)
     assert 0.5 <= float(np.mean(norms > bound)) <= 0.8
+
+
+def test_device_selection_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    """The GPU path's choice and wording, with torch's CUDA and MPS probes faked (no GPU needed)."""
+    from dpcore.training import describe_device, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    assert describe_device(torch.device("cpu")).startswith("cpu (")
+    with pytest.raises(ConfigError, match="no CUDA GPU is available; use device 'auto' or 'cpu'"):
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match="MPS is not available"):
+        resolve_device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "NVIDIA Test GPU")
+    assert resolve_device("auto") == torch.device("cuda")
+    assert describe_device(resolve_device("auto")) == "cuda:0 (NVIDIA Test GPU)"
