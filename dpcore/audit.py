@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_ATTACKS",
     "AttackOptions",
     "TargetRun",
+    "attack_history",
     "attack_runner",
     "epsilon_table",
     "estimate_seconds",
@@ -473,6 +474,42 @@ def _save_result(store: RunStore, run_id: str, result: dict[str, Any],
     partial_json = folder / f".{ATTACK_FILE}.{token}.partial"
     partial_json.write_text(json.dumps(result, indent=1, allow_nan=False))
     os.replace(partial_json, folder / ATTACK_FILE)
+
+
+HISTORY_COLUMNS = ["finished", "status", "attacks", "reference models", "canaries", "seed", "best AUC",
+                   "strongest attack", "ε lower bound", "canary ε lower bound", "seconds", "job id"]
+
+
+def attack_history(store: RunStore, run_id: str) -> pd.DataFrame:
+    """Every attack-lab job on run ``run_id``, newest first: options, outcome and headline numbers.
+
+    The attack page shows the newest result in full; this table keeps the earlier ones in view
+    (e.g. a quick pool against a thorough one). Numbers come from each job's summary, so a
+    cancelled or failed job has none. Columns: ``HISTORY_COLUMNS``.
+    """
+    rows = []
+    for job in store.records(kind=ATTACK_KIND, group=run_id):
+        options = (job.config.get("extra") or {}).get("attack") or {}
+        summary = job.summary
+        aucs = {name: summary.get(f"{name.replace('-', '_')}_auc") for name in attack_lib.ATTACKS}
+        aucs = {name: value for name, value in aucs.items() if isinstance(value, (int, float))}
+        strongest = max(aucs, key=aucs.get) if aucs else None
+        rows.append({
+            "finished": job.finished or job.created,
+            "status": job.status,
+            "attacks": ", ".join(attack_lib.ATTACKS[name].title if name in attack_lib.ATTACKS else name
+                                 for name in options.get("attacks", [])),
+            "reference models": options.get("n_models"),
+            "canaries": int(options.get("canaries") or 0),
+            "seed": options.get("seed"),
+            "best AUC": aucs[strongest] if strongest else None,
+            "strongest attack": attack_lib.ATTACKS[strongest].title if strongest else None,
+            "ε lower bound": summary.get("empirical_epsilon_lower"),
+            "canary ε lower bound": summary.get("canary_epsilon_lower"),
+            "seconds": summary.get("seconds"),
+            "job id": job.id,
+        })
+    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 
 
 def summary_fields(result: Mapping[str, Any]) -> dict[str, Any]:

@@ -384,7 +384,24 @@ def main() -> None:
                 icon=":material/policy:")
     else:
         _results(record, result, scores)
+    if jobs:
+        _history(store, record.id, count=len(jobs))
     _quick_start(queue, expanded=False)
+
+
+def _history(store: RunStore, run_id: str, *, count: int) -> None:
+    """Every attack job on this run, so an earlier result (say, a quick pool) stays comparable with the newest."""
+    with st.expander(f"All attacks on this run ({count})", icon=":material/history:"):
+        st.caption("Newest first. The page above shows the newest finished result in full; earlier ones keep "
+                   "their headline numbers here. Lower bounds are in nats, at the run's δ.")
+        st.dataframe(audit.attack_history(store, run_id), hide_index=True, width="stretch",
+                     column_config={
+                         "finished": st.column_config.DatetimeColumn("Finished", format="distance"),
+                         "best AUC": st.column_config.NumberColumn(format="%.3f"),
+                         "ε lower bound": st.column_config.NumberColumn(format="%.2f"),
+                         "canary ε lower bound": st.column_config.NumberColumn(format="%.2f"),
+                         "seconds": st.column_config.NumberColumn("Seconds", format="%.1f"),
+                     })
 
 
 @st.fragment(run_every=POLL_S)

@@ -141,6 +141,14 @@ def test_attack_job_through_the_queue_and_its_cancellation(tmp_path):
     record = queue.wait(slow, timeout=30)
     assert record.status == CANCELLED and record.steps_done < 64
     assert audit.load_attack_result(queue.store, target)["options"]["n_models"] == 2  # earlier result kept
+    history = audit.attack_history(queue.store, target)
+    assert history["job id"].tolist() == [slow, attack]  # newest first
+    assert history["status"].tolist() == [CANCELLED, DONE]
+    assert history["reference models"].tolist() == [64, 2]
+    done = history.iloc[1]
+    assert done["attacks"] == "Loss threshold, RMIA"
+    assert done["best AUC"] == pytest.approx(queue.store.get(attack).summary["rmia_auc"])
+    assert done["strongest attack"] == "RMIA" and pd.isna(history.iloc[0]["best AUC"])
 
 
 def test_bad_options_and_targets_are_clear_errors(store, leaky_run):

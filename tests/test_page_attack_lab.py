@@ -86,3 +86,6 @@ def test_submitting_an_attack_creates_a_job_and_shows_its_result():
     at.run()
     assert not at.exception and list(at.dataframe[0].value["attack"]) == ["Loss threshold", "RMIA"]
     assert store.get(run_id).summary["rmia_auc"] is not None
+    assert any(expander.label == "All attacks on this run (1)" for expander in at.expander)
+    history = next(frame.value for frame in at.dataframe if "job id" in frame.value.columns)
+    assert history["job id"].tolist() == [attack_jobs[0].id] and history["reference models"].tolist() == [8]
