@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dpcore import plots
+from dpcore import plots, report
 from dpcore.checks import seed_checks
 from dpcore.errors import DPExplorerError
 from dpcore.evaluation import MIA_DONE, MIA_FAILED, MIA_PENDING, find_baseline, load_roc
@@ -291,6 +291,11 @@ def render_result(record: RunRecord, *, store: RunStore, queue: JobQueue | None 
     steps, epochs = _metrics(store, record.id)
     if record.status == FAILED and steps.empty:
         return  # nothing was trained: the error says it all
+    st.download_button("Report (HTML)", data=lambda: report.run_report(store, record.id),
+                       file_name=report.report_filename(record.id), mime="text/html", on_click="ignore",
+                       icon=":material/description:", key=f"{key}-report-{record.id}",
+                       help="This run in one HTML file that opens offline, for a review: its numbers, checks, "
+                            "charts, settings and environment. Built when you click.")
     baseline, baseline_epochs = _baseline(store, record)
     summary = record.summary
     private = bool(record.config.get("private", True))

@@ -324,12 +324,8 @@ def _continue(store: RunStore, record: RunRecord) -> None:
 
 
 def _downloads(store: RunStore, record: RunRecord) -> None:
-    st.caption("A report for reviewers (one HTML file that opens offline), the metrics as CSV (one row per "
-               "optimizer step or per epoch; ε at the run's δ, fractions 0-1) and the summary as JSON (config, "
-               "results, attack, checks).")
-    st.download_button("Report (HTML)", data=lambda: report.run_report(store, record.id),
-                       file_name=report.report_filename(record.id), mime="text/html", icon=":material/description:",
-                       on_click="ignore", key=f"runs-download-report-{record.id}", width="stretch")
+    st.caption("Metrics as CSV (one row per optimizer step or per epoch; ε at the run's δ, fractions 0-1) and "
+               "the summary as JSON (config, results, attack, checks). The HTML report is in the run's view below.")
     for table, label, icon in (("steps", "Steps (CSV)", ":material/table_rows:"),
                                ("epochs", "Epochs (CSV)", ":material/calendar_view_week:")):
         st.download_button(label, data=compare.export_metrics_csv(store, record.id, table=table),

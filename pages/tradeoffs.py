@@ -366,7 +366,7 @@ def _member_rows(store: Any, sweep: sweeps.Sweep, points: pd.DataFrame) -> pd.Da
 
 # ---------------------------------------------------------------------- the selected run
 def selected_run(store: Any, known: set[str]) -> None:
-    """The run picked on a chart or in the table: the shared run view, a report button and a link."""
+    """The run picked on a chart or in the table: the shared run view (with its report) and a link."""
     run_id = _get("run")
     if not run_id:
         st.caption("Click a point, a heatmap cell or a table row to open that run here.")
@@ -380,19 +380,11 @@ def selected_run(store: Any, known: set[str]) -> None:
     if close.button("Close", icon=":material/close:", key="tradeoffs_close_run"):
         _open_run(None)
         st.rerun()
-    actions = st.columns(2)
-    with actions[0]:
-        st.download_button("Report of this run (HTML)", data=lambda: report.run_report(store, run_id),
-                           file_name=report.report_filename(run_id), mime="text/html", on_click="ignore",
-                           icon=":material/download:", key="tradeoffs_run_report",
-                           help="A self-contained HTML file (opens offline) with this run's numbers, checks and "
-                                "charts, for reviews.")
-    with actions[1]:
-        try:
-            st.page_link("pages/runs.py", label="Open in the Runs page", icon=":material/table_view:",
-                         query_params={"run": run_id})
-        except Exception:  # the page is not in the navigation (e.g. this page run on its own)
-            pass
+    try:
+        st.page_link("pages/runs.py", label="Open in the Runs page", icon=":material/table_view:",
+                     query_params={"run": run_id})
+    except Exception:  # the page is not in the navigation (e.g. this page run on its own)
+        pass
     try:
         run_view = importlib.import_module("pages.run_view")
     except ImportError:

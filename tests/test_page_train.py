@@ -150,6 +150,7 @@ def test_train_shows_live_run_then_summary_roc_and_checks(app):
     assert any("Membership-inference ROC" in spec and "chance" in spec for spec in specs)
     assert any("Privacy spent" in spec for spec in specs) and any("Clipped gradients" in spec for spec in specs)
     assert "Trained for all" in texts(app.success)
+    assert "Report (HTML)" in [button.proto.label for button in app.get("download_button")]
 
     # continue the finished run for one more epoch: a new run, linked to this one, spending on top
     app.number_input(key=f"train-more-epochs-{run_id}").set_value(1).run()
