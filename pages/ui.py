@@ -37,7 +37,6 @@ def route_through_app() -> None:
         st.rerun()
 
 
-
 @st.cache_resource(show_spinner=False)
 def _store(root: str) -> RunStore:
     return RunStore(root)
