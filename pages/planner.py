@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from dpcore import accounting, plots
-from dpcore.config import TrainConfig, guidance
+from dpcore.config import TrainConfig, guidance, recipe_for
 from dpcore.errors import DPExplorerError
 from dpcore.explain import epsilon_sentence, explain, format_significant
 from pages import ui
@@ -28,9 +28,10 @@ CUSTOM = "custom"
 CURVE_SIGMAS = (0.5, 0.8, 1.0, 1.5, 2.0, 4.0, 8.0)
 CURVE_CAP = (2.5, 12.0)  # curves ending above max(2.5 x the larger of target and your epsilon, 12) are left out
 TARGET_RANGE = (0.5, 16.0)
-DEFAULTS: dict[str, Any] = {
-    "dataset": "digits", "n": 1437, "size_by": "batch", "batch_size": 256, "sample_rate": 0.01, "epochs": 40,
-    "target_delta": 1e-5, "noise_multiplier": 4.0, "target_epsilon": 3.0, "handoff": "noise_multiplier",
+DEFAULTS: dict[str, Any] = {  # the digits recipe's batch and epochs, and a sigma that lands near epsilon 3
+    "dataset": "digits", "n": 1437, "size_by": "batch", "batch_size": recipe_for("digits")["batch_size"],
+    "sample_rate": 0.01, "epochs": recipe_for("digits")["epochs"], "target_delta": 1e-5, "noise_multiplier": 2.7,
+    "target_epsilon": 3.0, "handoff": "noise_multiplier",
 }
 # setting -> (widget key, parser of its URL text); the URL uses TrainConfig's field names where they exist
 FIELDS: dict[str, tuple[str, Any]] = {

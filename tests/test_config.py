@@ -12,7 +12,7 @@ from dpcore.config import guidance
 
 def test_recipe_fills_unset_knobs_and_keeps_given_ones():
     cfg = TrainConfig(dataset="digits", target_epsilon=3.0, lr=0.05).resolve()
-    assert (cfg.model, cfg.batch_size, cfg.epochs, cfg.optimizer, cfg.lr) == ("mlp", 256, 40, "sgd", 0.05)
+    assert (cfg.model, cfg.batch_size, cfg.epochs, cfg.optimizer, cfg.lr) == ("mlp", 256, 15, "sgd", 0.05)
 
 
 @pytest.mark.parametrize(

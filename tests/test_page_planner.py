@@ -11,6 +11,7 @@ from dpcore import accounting
 
 PAGE = "../pages/planner.py"
 TIMEOUT = 60  # the first run imports opacus/torch and computes PRV cold
+STEPS = 6 * 15  # digits recipe: 1437 members in batches of 256 (q = 1/6), 15 epochs
 
 
 def epsilon_text(eps: float) -> str:
@@ -46,8 +47,8 @@ def sigma_of(at: AppTest) -> float:
 def test_defaults_show_three_accountants_matching_epsilon_for(page):
     shown, sigma = metrics(page), sigma_of(page)
     sampling = accounting.sampling_for(n=1437, batch_size=256)  # digits' members, default batch
-    steps = sampling.steps(40)
-    assert sampling.sample_rate == pytest.approx(1 / 6) and steps == 240
+    steps = sampling.steps(15)
+    assert sampling.sample_rate == pytest.approx(1 / 6) and steps == STEPS
     for name in ("rdp", "prv", "gdp"):
         eps = accounting.epsilon_for(noise_multiplier=sigma, sample_rate=sampling.sample_rate, steps=steps,
                                      delta=1e-5, accountant=name)
@@ -63,7 +64,7 @@ def test_changing_sigma_changes_the_numbers(page):
     after = metrics(page)
     for name in ("RDP ε", "PRV ε", "GDP ε"):
         assert float(after[name]) > float(before[name])  # less noise, more epsilon
-    eps = accounting.epsilon_for(noise_multiplier=sigma / 2, sample_rate=1 / 6, steps=240, delta=1e-5)
+    eps = accounting.epsilon_for(noise_multiplier=sigma / 2, sample_rate=1 / 6, steps=STEPS, delta=1e-5)
     assert after["RDP ε"] == epsilon_text(eps)
     assert page.query_params["noise_multiplier"] == str(sigma / 2)
 
@@ -73,10 +74,10 @@ def test_inverse_sigma_meets_the_target(page):
     label = next(label for label in metrics(page) if label.startswith("σ needed"))
     sigma = float(metrics(page)[label])
     sampling = accounting.sampling_for(n=1437, batch_size=256)
-    eps = accounting.epsilon_for(noise_multiplier=sigma, sample_rate=sampling.sample_rate, steps=240, delta=1e-5)
+    eps = accounting.epsilon_for(noise_multiplier=sigma, sample_rate=sampling.sample_rate, steps=STEPS, delta=1e-5)
     assert 1.99 <= eps <= 2.0  # meets the target, and is not wastefully large
     calibrated = accounting.noise_for_epsilon(target_epsilon=2.0, delta=1e-5, sample_rate=sampling.sample_rate,
-                                              steps=240)
+                                              steps=STEPS)
     assert sigma == pytest.approx(calibrated, rel=2e-3)  # what training would calibrate
 
 
@@ -130,7 +131,7 @@ def test_use_on_train_page_stores_the_handoff(page):
     page.radio(key="planner_handoff_mode").set_value("target_epsilon").run()
     page.button(key="planner_use").click().run()
     handoff = page.session_state["planner_handoff"]
-    assert handoff["config"] == {"dataset": "digits", "batch_size": 256, "epochs": 40, "target_delta": 1e-5,
+    assert handoff["config"] == {"dataset": "digits", "batch_size": 256, "epochs": 15, "target_delta": 1e-5,
                                  "accountant": "rdp", "target_epsilon": 3.0}
-    assert handoff["n"] == 1437 and handoff["steps"] == 240
+    assert handoff["n"] == 1437 and handoff["steps"] == STEPS
     assert set(handoff["epsilon"]) == {"rdp", "prv", "gdp"}

@@ -63,7 +63,7 @@ def test_renders_synthetic_defaults_and_resets_recipe_on_dataset_change(app):
     app.number_input(key="train_w_epochs").set_value(3).run()
     app.selectbox(key="train_w_dataset").select("digits").run()
     assert not app.exception
-    assert app.number_input(key="train_w_epochs").value == 40  # digits recipe, not the 3 typed before
+    assert app.number_input(key="train_w_epochs").value == 15  # digits recipe, not the 3 typed before
     assert app.number_input(key="train_w_batch_size").value == 256
     assert app.selectbox(key="train_w_optimizer").value == "sgd"
     assert set(app.selectbox(key="train_w_model").options) >= {"CNN (GroupNorm)", "MLP (GroupNorm)"}
