@@ -902,6 +902,8 @@ def accountant_comparison_chart(df: pd.DataFrame | None, *, title: str | None = 
         customdata=customdata, hovertemplate=hover + "<extra></extra>", width=0.55,
     ))
     fig.update_yaxes(range=[0, top])
+    # a gutter right of the last bar, where the ε bands print their names
+    fig.update_xaxes(range=[-0.5, int(finite.sum()) - 0.5 + 0.45])
     if not finite.all():
         add_note(fig, f"no finite ε from: {', '.join(names[~finite])}")
     return fig
