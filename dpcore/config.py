@@ -232,12 +232,15 @@ class Guidance:
     message: str
 
 
-def guidance(cfg: TrainConfig, n: int, *, grad_norms: Any = None) -> list[Guidance]:
+def guidance(cfg: TrainConfig, n: int, *, grad_norms: Any = None,
+             noise_multiplier: float | None = None) -> list[Guidance]:
     """Non-fatal advice for ``cfg`` trained on ``n`` examples.
 
     ``grad_norms`` (optional array of per-sample gradient norms from a probe)
-    enables the advice about the clipping bound. Invalid configs give no advice:
-    call ``validate`` first for those.
+    enables the advice about the clipping bound. ``noise_multiplier`` is the sigma
+    the run will use, when the caller has calibrated it already (so the advice quotes
+    the same number); otherwise it is calibrated here with RDP and the trainer's
+    sampling. Invalid configs give no advice: call ``validate`` first for those.
     """
     from dpcore import accounting  # local: accounting imports opacus, keep config light
 
@@ -265,19 +268,21 @@ def guidance(cfg: TrainConfig, n: int, *, grad_norms: Any = None) -> list[Guidan
             notes.append(Guidance("target_epsilon", "info",
                                   f"epsilon {eps:g} < 1 is a strong guarantee; expect a clear accuracy loss."))
     batch = min(cfg.batch_size, n)
-    sample_rate = batch / n
-    try:
-        sigma = cfg.noise_multiplier if eps is None else accounting.noise_for_epsilon(
-            target_epsilon=eps, delta=cfg.target_delta, sample_rate=sample_rate,
-            epochs=cfg.epochs, accountant="rdp")
-    except Exception:
-        sigma = None
+    sigma = noise_multiplier if noise_multiplier is not None else cfg.noise_multiplier
+    if sigma is None:
+        try:
+            sampling = accounting.sampling_for(n=n, batch_size=batch)  # q = 1 / ceil(n / batch), as trained
+            sigma = accounting.noise_for_epsilon(target_epsilon=eps, delta=cfg.target_delta,
+                                                 sample_rate=sampling.sample_rate, steps=sampling.steps(cfg.epochs),
+                                                 accountant="rdp")
+        except Exception:
+            sigma = None
     if sigma is not None:
         # Noise std on the averaged gradient, relative to the clipping bound.
         noise_to_signal = sigma / batch
         if noise_to_signal > 0.05:
             notes.append(Guidance("batch_size", "warning",
-                                  f"batch {batch} is small for sigma {sigma:.2f}: the noise on each averaged "
+                                  f"batch {batch} is small for sigma {sigma:.3f}: the noise on each averaged "
                                   f"gradient is {noise_to_signal:.0%} of the clipping bound. Larger batches "
                                   f"(256+) average the noise away at the same epsilon."))
     if not cfg.poisson_sampling:

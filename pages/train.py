@@ -243,9 +243,8 @@ def csv_header(path: str) -> list[str]:
 def privacy_plan(mode: str, target_epsilon: float | None, noise_multiplier: float | None, delta: float,
                  n: int, batch_size: int, epochs: int, accountant: str) -> tuple[float, float, int, float]:
     """(sigma, epsilon after all epochs, steps, sample rate) the trainer will use for these settings."""
-    steps_per_epoch = math.ceil(n / batch_size)  # the trainer's len(loader): one epoch of the member set
-    sample_rate = 1.0 / steps_per_epoch
-    steps = steps_per_epoch * epochs
+    sampling = accounting.sampling_for(n=n, batch_size=batch_size)  # the trainer's q = 1 / ceil(n / batch)
+    sample_rate, steps = sampling.sample_rate, sampling.steps(epochs)
     if mode == "epsilon":
         sigma = accounting.noise_for_epsilon(target_epsilon=target_epsilon, delta=delta, sample_rate=sample_rate,
                                              steps=steps, accountant=accountant)
@@ -543,21 +542,24 @@ def check_config(settings: dict[str, Any], loaded: data.SplitData | None) -> Tra
     except ConfigError as err:
         st.error(f"**Fix this setting to train:** {err}", icon=":material/error:")
         return None
+    plan = None
+    if cfg.private:
+        try:
+            plan = privacy_plan(cfg.mode, cfg.target_epsilon, cfg.noise_multiplier, cfg.target_delta, n,
+                                cfg.batch_size, cfg.epochs, cfg.accountant)
+        except DPExplorerError as err:
+            st.error(f"**Cannot plan this run:** {err}", icon=":material/error:")
+            return None
     probe = current_probe(settings)
-    notes = guidance(cfg, n, grad_norms=probe.get("norms") if probe and "norms" in probe else None)
+    notes = guidance(cfg, n, grad_norms=probe.get("norms") if probe and "norms" in probe else None,
+                     noise_multiplier=plan[0] if plan else None)  # the σ quoted below, not a second estimate
     for note in notes:
         if note.level == "warning":
             st.warning(note.message, icon=":material/warning:")
         else:
             st.info(note.message, icon=":material/info:")
-    if cfg.private:
-        try:
-            sigma, epsilon, steps, rate = privacy_plan(cfg.mode, cfg.target_epsilon, cfg.noise_multiplier,
-                                                       cfg.target_delta, n, cfg.batch_size, cfg.epochs,
-                                                       cfg.accountant)
-        except DPExplorerError as err:
-            st.error(f"**Cannot plan this run:** {err}", icon=":material/error:")
-            return None
+    if plan is not None:
+        sigma, epsilon, steps, rate = plan
         what = (f"σ = **{sigma:.3f}** is calibrated so that" if cfg.mode == "epsilon"
                 else f"With σ = **{sigma:.3f}**,")
         st.markdown(f":material/calculate: {what} {steps:,} steps (sampling rate {rate:.2%} per step) spend "

@@ -84,6 +84,18 @@ def test_guidance_flags_weak_epsilon_large_delta_small_batch_and_high_lr():
     assert "poisson_sampling" not in _fields(guidance(TrainConfig(target_epsilon=3.0), n=800))
 
 
+def test_guidance_quotes_the_sigma_the_trainer_will_use():
+    from dpcore import accounting
+
+    cfg = TrainConfig(dataset="csv", target_epsilon=3.0, batch_size=64, epochs=20)
+    # 240 examples in batches of 64: the trainer samples at q = 1/ceil(240/64) = 1/4, not 64/240
+    sigma = accounting.noise_for_epsilon(target_epsilon=3.0, delta=1e-5, sample_rate=0.25, steps=80)
+    (note,) = [n for n in guidance(cfg, n=240) if n.field == "batch_size"]
+    assert f"sigma {sigma:.3f}" in note.message
+    (given,) = [n for n in guidance(cfg, n=240, noise_multiplier=3.555) if n.field == "batch_size"]
+    assert "sigma 3.555" in given.message
+
+
 def test_guidance_on_clipping_bound_uses_probed_norms():
     norms = [10.0] * 100
     notes = guidance(TrainConfig(target_epsilon=3.0, max_grad_norm=100.0), n=800, grad_norms=norms)
