@@ -65,7 +65,7 @@ def schedule_epsilon(history: Sequence[Segment], *, delta: float, accountant: st
         return rdp_epsilon(noise_multiplier=sigma, sample_rate=sample_rate, steps=steps, delta=delta)
     acc = make_accountant(accountant, history)
     try:
-        return float(acc.get_epsilon(delta=delta))
+        return max(float(acc.get_epsilon(delta=delta)), 0.0)  # see rdp_epsilon: a large delta can give < 0
     except (ValueError, RuntimeError, OverflowError) as err:
         if accountant == "prv":  # PRV's domain breaks down at very large epsilon; RDP still answers
             return schedule_epsilon(history, delta=delta, accountant="rdp")
@@ -116,9 +116,11 @@ def _noise_for_epsilon(target_epsilon: float, delta: float, sample_rate: float, 
 
     start = 1.0 if accountant == "rdp" else _noise_for_epsilon(target_epsilon, delta, sample_rate, steps, "rdp",
                                                                prior)
+    why = ("the budget already spent may exceed it, or raise the target" if prior else
+           "raise the target, or train for fewer steps (fewer epochs or a larger batch)")
     return _smallest_sigma(epsilon_of, target_epsilon, start=start, xtol=1e-4,
-                           unreachable=f"no noise multiplier reaches epsilon {target_epsilon:g} at delta {delta:g}; "
-                                       "the budget already spent may exceed it, or raise the target")
+                           unreachable=f"no noise multiplier up to 5000 reaches epsilon {target_epsilon:g} at delta "
+                                       f"{delta:g} in {steps:,} steps; {why}")
 
 
 def _smallest_sigma(epsilon_of: Callable[[float], float], target_epsilon: float, *, start: float, xtol: float,
@@ -174,7 +176,8 @@ def epsilon_curve(*, noise_multiplier: float, sample_rate: float, steps: Sequenc
         per_step = rdp_analysis.compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=1,
                                             orders=RDP_ORDERS)
         return np.array([
-            rdp_analysis.get_privacy_spent(orders=RDP_ORDERS, rdp=prior_rdp + per_step * int(n), delta=delta)[0]
+            max(rdp_analysis.get_privacy_spent(orders=RDP_ORDERS, rdp=prior_rdp + per_step * int(n), delta=delta)[0],
+                0.0)
             if n > 0 or prior else 0.0
             for n in steps_arr
         ])
@@ -383,7 +386,8 @@ def rdp_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delt
             best, improved, index = value, True, index + direction
         if improved:  # unimodal: the other side cannot do better
             break
-    return best
+    # With a large delta the RDP conversion goes below 0, which only says epsilon 0 already holds.
+    return max(best, 0.0)
 
 
 def rdp_noise_for_epsilon(*, target_epsilon: float, delta: float, sample_rate: float, steps: int,

@@ -249,17 +249,22 @@ def _headline(settings: dict[str, Any], sampling: accounting.Sampling, steps: in
     st.subheader(f"ε after {settings['epochs']} epochs at σ = {sigma:g}")
     left, right = st.columns([3, 2.2])
     cards = left.columns(3)
-    eps = {name: _epsilon(name, sigma, sampling.sample_rate, steps, delta) for name in ("rdp", "gdp")}
+    eps = {"rdp": _epsilon("rdp", sigma, sampling.sample_rate, steps, delta)}
+    try:  # GDP is an approximation that has no answer for some schedules (tiny σ, large δ): say so on its card
+        eps["gdp"], gdp_problem = _epsilon("gdp", sigma, sampling.sample_rate, steps, delta), None
+    except DPExplorerError:
+        eps["gdp"], gdp_problem = math.nan, "GDP has no answer for this schedule (σ too small or δ too large)"
     cards[0].metric("RDP ε", epsilon_text(eps["rdp"]), border=True,
                     help=accounting.ACCOUNTANT_TITLES["rdp"] + ". The Train page's default accountant.")
     prv_card = cards[1].empty()
     prv_card.metric("PRV ε", "…", help=accounting.ACCOUNTANT_TITLES["prv"], border=True)
-    cards[2].metric("GDP ε", epsilon_text(eps["gdp"]), help=accounting.ACCOUNTANT_TITLES["gdp"], border=True)
+    cards[2].metric("GDP ε", epsilon_text(eps["gdp"]) if gdp_problem is None else "n/a",
+                    help=accounting.ACCOUNTANT_TITLES["gdp"], border=True)
     with cards[0]:
         st.caption(f"{plots.epsilon_band(eps['rdp'])} guarantee")
     prv_note = cards[1].empty()
     with cards[2]:
-        st.caption(":material/warning: approximation; can underestimate ε")
+        st.caption(f":material/warning: {gdp_problem or 'approximation; can underestimate ε'}")
     chart = right.empty()
     with chart:
         st.info("PRV is computing… the chart appears when it is done.", icon=":material/hourglass_top:")
@@ -272,10 +277,11 @@ def _headline(settings: dict[str, Any], sampling: accounting.Sampling, steps: in
     def fill_prv() -> None:
         try:
             eps["prv"] = _epsilon("prv", sigma, sampling.sample_rate, steps, delta)
-        except DPExplorerError as err:
+        except DPExplorerError:
             eps["prv"] = math.nan
-            prv_note.caption(f"PRV could not evaluate this schedule: {err}")
-        prv_card.metric("PRV ε", epsilon_text(eps["prv"]), help=accounting.ACCOUNTANT_TITLES["prv"], border=True)
+            prv_note.caption(":material/warning: PRV has no answer for this schedule (σ too small or δ too large)")
+        prv_card.metric("PRV ε", epsilon_text(eps["prv"]) if math.isfinite(eps["prv"]) else "n/a",
+                        help=accounting.ACCOUNTANT_TITLES["prv"], border=True)
         if math.isfinite(eps["prv"]) and eps["prv"] == eps["rdp"]:
             prv_note.caption("PRV gave up at this large ε; RDP's value is shown")
         table = pd.DataFrame({"accountant": ["rdp", "prv", "gdp"],

@@ -173,3 +173,19 @@ def test_sigma_curve_rows_are_exact_pairs_covering_the_range():
         noise_multiplier=row.noise_multiplier, sample_rate=1 / 6, steps=240, delta=1e-5), rel=1e-12)
     with pytest.raises(ConfigError, match="increasing"):
         accounting.sigma_curve(sample_rate=0.1, steps=10, delta=1e-5, epsilon_range=(4.0, 1.0))
+
+
+def test_a_large_delta_gives_epsilon_zero_not_a_negative_number():
+    for name in ("rdp", "prv"):
+        assert accounting.epsilon_for(noise_multiplier=2.7, sample_rate=1 / 6, steps=90, delta=0.5,
+                                      accountant=name) >= 0.0
+    curve = accounting.epsilon_curve(noise_multiplier=2.7, sample_rate=1 / 6, steps=[1, 45, 90], delta=0.5)
+    assert (curve >= 0).all()
+
+
+def test_an_unreachable_target_says_why_for_a_fresh_and_a_continued_run():
+    with pytest.raises(ConfigError, match=r"in 90 steps; raise the target, or train for fewer steps"):
+        accounting.noise_for_epsilon(target_epsilon=1e-4, delta=1e-5, sample_rate=1 / 6, steps=90)
+    with pytest.raises(ConfigError, match="the budget already spent may exceed it"):
+        accounting.noise_for_epsilon(target_epsilon=1.0, delta=1e-5, sample_rate=1 / 6, steps=90,
+                                     prior=[(0.5, 1 / 6, 90)])

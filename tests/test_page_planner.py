@@ -135,3 +135,16 @@ def test_use_on_train_page_stores_the_handoff(page):
                                  "accountant": "rdp", "target_epsilon": 3.0}
     assert handoff["n"] == 1437 and handoff["steps"] == STEPS
     assert set(handoff["epsilon"]) == {"rdp", "prv", "gdp"}
+
+
+@pytest.mark.parametrize("inputs", [{"noise_multiplier": 0.3}, {"target_delta": 0.5}])
+def test_an_accountant_without_an_answer_leaves_the_rest_of_the_page(page, inputs):
+    """GDP (and PRV) have no answer for some schedules; RDP, the charts and the hand-off must stay."""
+    set_inputs(page, **inputs)
+    assert not page.exception and not page.error
+    shown = metrics(page)
+    assert shown["GDP ε"] == "n/a" and shown["RDP ε"] not in ("n/a", "-")
+    assert any("GDP has no answer for this schedule" in caption.value for caption in page.caption)
+    assert page.button(key="planner_use") is not None
+    chart_ids = " ".join(chart.proto.id for chart in page.get("plotly_chart"))
+    assert "planner_chart_epochs" in chart_ids and "planner_chart_accountants" in chart_ids
