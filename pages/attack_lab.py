@@ -244,13 +244,21 @@ def _dataset(config_json: str) -> Any:
     return load_for_config(TrainConfig.from_dict(json.loads(config_json)).resolve())
 
 
-def _headline(result: dict[str, Any]) -> None:
-    strongest = result["attacks"][result["strongest_attack"]]
+def _headline(result: dict[str, Any], evaluation: str = "target") -> None:
+    """Four cards: the strongest attack's AUC and TPR in the chosen evaluation, then the two ε bounds."""
+    ran = result["attacks"] if evaluation == "target" else result["pool_evaluation"]
+    entries = {name: entry for name, entry in ran.items() if "auc" in entry}
+    if evaluation == "target" and result["strongest_attack"] in entries:
+        strongest = entries[result["strongest_attack"]]
+    else:  # leave-one-out: the strongest attack there, which need not be the target's strongest
+        strongest = max(entries.values(), key=lambda entry: entry["auc"])
+    where = "" if evaluation == "target" else " (reference models)"
     epsilon = result["epsilon"]
     point = next((p for p in strongest["operating_points"] if math.isclose(p["target_fpr"], 0.1)), None)
     cols = st.columns(4)
-    cols[0].metric(f"AUC · {strongest['title']}", f"{strongest['auc']:.3f}", help=HELP["auc"], border=True)
-    cols[1].metric("TPR at 10 % FPR", ui.fmt(point["tpr"] if point else None, ".1%"), help=HELP["tpr"], border=True)
+    cols[0].metric(f"AUC · {strongest['title']}{where}", f"{strongest['auc']:.3f}", help=HELP["auc"], border=True)
+    cols[1].metric(f"TPR at 10 % FPR{where}", ui.fmt(point["tpr"] if point else None, ".1%"), help=HELP["tpr"],
+                   border=True)
     cols[2].metric("Accountant ε (upper bound)", ui.fmt(epsilon["accountant"] if epsilon["accountant"] is not None
                                                         else math.inf, ".2f"), help=HELP["accountant"], border=True)
     cols[3].metric("Empirical ε (lower bound)", f"{epsilon['lower_bound']:.2f}", help=HELP["lower"], border=True)
@@ -264,16 +272,16 @@ def _results(record: RunRecord, result: dict[str, Any], scores: dict[str, Any]) 
     titles = ", ".join(entry["title"] for entry in result["attacks"].values())
     st.caption(f"Computed {result['created'][:19].replace('T', ' ')} UTC · {pool_text} · took "
                f"{_duration(result['seconds'])} · attacks: {titles}")
-    _headline(result)
-
     evaluation = "target"
     if result.get("pool_evaluation"):
         evaluation = st.segmented_control(
             "Evaluate on", list(EVALUATIONS), default="target", format_func=EVALUATIONS.get,
             help="This run's model: the real question, but its ROC rests on few non-members. Reference models "
                  "(leave-one-out): each reference model in turn is attacked with the others, giving many more "
-                 "members and non-members and so resolvable low-FPR numbers for models trained this way.",
+                 "members and non-members and so resolvable low-FPR numbers for models trained this way. The ε "
+                 "bounds and the score histogram are always this run's model's.",
         ) or "target"
+    _headline(result, evaluation)
     entries = {name: e for name, e in (result["attacks"] if evaluation == "target"
                                         else result["pool_evaluation"]).items() if "roc" in e}
     curves = audit.roc_curves(result, evaluation=evaluation)
@@ -300,10 +308,12 @@ def _results(record: RunRecord, result: dict[str, Any], scores: dict[str, Any]) 
                                  index=names.index(result["strongest_attack"]) if result["strongest_attack"] in names
                                  else 0)
             members, non_members = scores[shown]
-            st.plotly_chart(plots.score_histogram(members, non_members, title="Member vs non-member scores"),
+            st.plotly_chart(plots.score_histogram(members, non_members,
+                                                  title="Member vs non-member scores (this run's model)"),
                             width="stretch")
             st.caption("The further apart the two groups, the easier membership is to tell. Scores are this "
-                       "run's model's, higher = more likely a member.")
+                       "run's model's, higher = more likely a member"
+                       + (", whichever evaluation is chosen above." if result.get("pool_evaluation") else "."))
     with right:
         st.plotly_chart(plots.epsilon_audit_chart(audit.epsilon_table(result), confidence=audit.CONFIDENCE),
                         width="stretch")

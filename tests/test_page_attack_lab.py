@@ -66,6 +66,15 @@ def test_stored_result_shows_roc_table_and_epsilon_chart():
     assert len(exposed) == audit.TOP_K and {"member index", "score", "x0"} <= set(exposed.columns)
     assert not at.error
 
+    # leave-one-out on the reference models: the cards follow the table, not the target's numbers
+    next(control for control in at.segmented_control if control.label == "Evaluate on").set_value("pool").run()
+    assert not at.exception
+    pooled = at.dataframe[0].value.set_index("attack")
+    auc_card = next(m for m in at.metric if m.label.startswith("AUC · ") and m.label.endswith("(reference models)"))
+    title = auc_card.label.removeprefix("AUC · ").removesuffix(" (reference models)")
+    assert pooled.loc[title, "AUC"].startswith(auc_card.value)
+    assert auc_card.value == max(entry.split()[0] for entry in pooled["AUC"] if not entry.startswith("not run"))
+
 
 def test_submitting_an_attack_creates_a_job_and_shows_its_result():
     store = RunStore(default_root())
