@@ -85,6 +85,7 @@ def _quick_start(queue: Any, *, expanded: bool) -> None:
                 st.error(str(err))
                 return
             st.session_state[RUN_KEY] = run_id
+            st.query_params["run"] = run_id  # the page follows the new run: it waits for it, then opens it
             st.toast("Training queued" + (" with an attack behind it." if attack_too else "."),
                      icon=":material/schedule:")
             st.rerun()
@@ -373,6 +374,11 @@ def main() -> None:
             _progress_fragment_for_any(store)
         return
 
+    wanted = st.query_params.get("run")
+    if wanted and store.exists(wanted) and store.get(wanted).active:
+        _wait_for(store.get(wanted))
+        _quick_start(queue, expanded=False)
+        return
     record = _choose_run(runs)
     _run_cards(record)
     jobs = _attack_jobs(store, record.id)
@@ -412,6 +418,26 @@ def _history(store: RunStore, run_id: str, *, count: int) -> None:
                          "canary ε lower bound": st.column_config.NumberColumn(format="%.2f"),
                          "seconds": st.column_config.NumberColumn("Seconds", format="%.1f"),
                      })
+
+
+def _wait_for(record: RunRecord) -> None:
+    """The run in the address is still training: say so, follow it, and open it when it is done."""
+    st.info(f"**{record.name}** is {record.status}; the Attack lab opens it here when it finishes"
+            + (" (its attack job is queued behind it)." if _attack_jobs(ui.store(), record.id) else "."),
+            icon=":material/hourglass_top:")
+    if st.button("Pick a finished run instead", icon=":material/list:", key="attack_lab_stop_waiting"):
+        del st.query_params["run"]
+        st.session_state.pop(RUN_KEY, None)
+        st.rerun()
+    _training_fragment(record.id)
+
+
+@st.fragment(run_every=POLL_S)
+def _training_fragment(run_id: str) -> None:
+    record = ui.store().get(run_id)
+    if not record.active:
+        st.rerun()  # finished: redraw the page, which now lists and opens it
+    st.progress(record.progress or 0.0, text=f"Training: {record.progress or 0.0:.0%}")
 
 
 @st.fragment(run_every=POLL_S)

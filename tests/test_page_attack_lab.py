@@ -98,3 +98,22 @@ def test_submitting_an_attack_creates_a_job_and_shows_its_result():
     assert any(expander.label == "All attacks on this run (1)" for expander in at.expander)
     history = next(frame.value for frame in at.dataframe if "job id" in frame.value.columns)
     assert history["job id"].tolist() == [attack_jobs[0].id] and history["reference models"].tolist() == [8]
+
+
+def test_training_a_new_run_here_follows_it_and_opens_it_when_done():
+    store = RunStore(default_root())
+    old = _finished_run(store)
+    at = _page()
+    assert at.selectbox[0].value == old
+    quick = next(button for button in at.button if button.label == "Train")
+    at.checkbox[-1].uncheck()  # no attack job behind it: keeps the test short
+    quick.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    new = at.query_params["run"]
+    new = new[0] if isinstance(new, list) else new
+    assert new != old and store.get(new).kind == "train"
+    waiting = any("the Attack lab opens it here when it finishes" in info.value for info in at.info)
+    assert waiting or store.get(new).status == DONE  # a very fast machine may finish before the rerun
+    assert jobs.get_queue().wait(new, timeout=60).status == DONE
+    at.run()
+    assert at.selectbox[0].value == new  # the new run, not the one chosen before
