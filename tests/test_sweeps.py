@@ -343,6 +343,8 @@ def test_charts_carry_the_baseline_error_bars_and_run_ids_for_clicks():
     assert any(trace.name.startswith("non-private baseline") for trace in auc.data)
     with pytest.raises(ConfigError):
         plots.attack_vs_epsilon_chart(front, metric="accuracy")
+    tpr = plots.attack_vs_epsilon_chart(front, metric="mia_tpr_at_1pct_fpr")
+    assert tpr.layout.yaxis.tickformat == "~%"  # 0.5 %, 1 %, 1.5 %: small rates keep their decimals
 
     heat = plots.sweep_heatmap(sweeps.heatmap_data(points))
     cells = next(trace for trace in heat.data if trace.name == "cells")
