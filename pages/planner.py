@@ -362,7 +362,7 @@ def _handoff(settings: dict[str, Any], sampling: accounting.Sampling, eps: dict[
     def store() -> None:
         st.session_state[HANDOFF_KEY] = {**handoff, "epsilon": dict(eps)}
 
-    columns = st.columns([1.6, 1.1, 3])
+    columns = st.columns([2.2, 1.4, 2.1])  # wide enough for the button's label at 1400 px
     columns[0].button("Use these settings on the Train page", type="primary", on_click=store,
                       icon=":material/send:", key="planner_use",
                       help="Stores the dataset, batch size, epochs, δ and the privacy budget for the Train page.")
