@@ -121,14 +121,14 @@ class TrainConfig:
         return "sigma" if self.noise_multiplier is not None and self.target_epsilon is None else "epsilon"
 
     def label(self) -> str:
-        """Short human label, e.g. 'digits mlp, eps 3' or 'digits mlp, no DP'."""
+        """Short human label, e.g. 'digits mlp, eps 3, C 1, seed 42' or 'digits mlp, no DP, seed 42'.
+
+        A run without DP neither clips nor adds noise, so its label names no clipping bound.
+        """
         cfg = self.resolve()
         if not cfg.private:
-            privacy = "no DP"
-        elif cfg.target_epsilon is not None:
-            privacy = f"eps {cfg.target_epsilon:g}"
-        else:
-            privacy = f"sigma {cfg.noise_multiplier:g}"
+            return f"{cfg.dataset} {cfg.model}, no DP, seed {cfg.seed}"
+        privacy = f"eps {cfg.target_epsilon:g}" if cfg.target_epsilon is not None else f"sigma {cfg.noise_multiplier:g}"
         return f"{cfg.dataset} {cfg.model}, {privacy}, C {cfg.max_grad_norm:g}, seed {cfg.seed}"
 
     # ------------------------------------------------------------------ validation

@@ -72,8 +72,9 @@ TOPICS: dict[str, str] = {
     "accountants": (
         "**Accountants** turn (σ, sampling rate, steps) into ε. RDP is fast and slightly loose; PRV is "
         "the tightest numerically but slower; GDP is a fast central-limit approximation that can "
-        "underestimate ε for few steps. All three are upper bounds on the true privacy loss of the "
-        "same training procedure."
+        "underestimate ε for few steps. RDP and PRV are upper bounds on the privacy loss of the same "
+        "training procedure (PRV up to a small numerical error it accounts for); GDP is an approximation, "
+        "not a bound, so report RDP or PRV."
     ),
     "epsilon_limit": (
         "**Epsilon limit** is a hard stop: training ends before the step that would spend more than this "
