@@ -87,9 +87,12 @@ def short_labels(names: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     """Labels that keep only what tells runs apart, and the name parts they all share.
 
     Names are split at ', '; parts found in every name are dropped (when something is left of
-    each), e.g. 'digits mlp, eps 3, C 1, seed 42' and 'digits mlp, no DP, C 1, seed 42' become
-    'digits mlp, eps 3' and 'digits mlp, no DP' with shared parts ['C 1', 'seed 42']. Falls back to
+    each), e.g. 'digits mlp, eps 3, C 1, seed 42' and 'digits mlp, no DP, seed 42' become
+    'eps 3, C 1' and 'no DP' with shared parts ['digits mlp', 'seed 42']. Falls back to
     ``unique_labels`` when that would make two labels equal. Returns ({run id: label}, shared parts).
+
+    >>> short_labels({"a": "digits mlp, eps 3, C 1, seed 42", "b": "digits mlp, no DP, seed 42"})
+    ({'a': 'eps 3, C 1', 'b': 'no DP'}, ['digits mlp', 'seed 42'])
     """
     if len(names) < 2:
         return unique_labels(names), []
