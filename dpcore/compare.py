@@ -351,6 +351,9 @@ def _format_cell(value: Any, how: str, row: Mapping[str, Any]) -> str:
 
         per_step = _number(row.get("ms_per_step"))
         extra = f" ({per_step:.0f} ms/step)" if math.isfinite(per_step) else ""
+        total, own = _number(row.get("steps")), number * 1000 / per_step if math.isfinite(per_step) else math.nan
+        if math.isfinite(own) and math.isfinite(total) and round(own) < total:  # a continuation: its own steps
+            extra = f" for its last {round(own):,} steps ({per_step:.0f} ms/step)"
         return (f"{number:.1f} s" if number < 1 else format_duration(number)) + extra
     return f"{number:g}"
 

@@ -187,14 +187,14 @@ def config_line(record: RunRecord) -> str:
             parts.append(f"ε limit {cfg['epsilon_limit']:g}")
     else:
         parts.append("no DP (baseline)")
-    if cfg.get("epochs") is not None:
-        parts.append(f"{cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''}")
+    parent = (cfg.get("extra") or {}).get("resume_from")
+    if cfg.get("epochs") is not None:  # a continuation's config holds the epochs it adds
+        parts.append(f"{'+' if parent else ''}{cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''}")
     if cfg.get("batch_size") is not None:
         parts.append(f"batch {cfg['batch_size']}")
     if cfg.get("optimizer") is not None and cfg.get("lr") is not None:
         parts.append(f"{cfg['optimizer']} lr {cfg['lr']:g}")
     parts.append(f"seed {cfg.get('seed')}")
-    parent = (cfg.get("extra") or {}).get("resume_from")
     if parent:
         parts.append(f"continues run {parent}")
     if record.device:

@@ -102,6 +102,10 @@ def test_compare_runs_side_by_side(store):
     assert table.loc["Test accuracy"].tolist() == ["80.0 %", "95.0 %"]
     assert table.loc["Attack AUC (0.5 = chance)"].tolist() == ["0.600", "0.700"]
     assert table.loc["Training time", private_label] == "2 s (500 ms/step)"
+    continued = fake_run(store, PRIVATE)
+    store.update_summary(continued, steps=9)  # 6 steps were its parent's; it trained the last 3 in 1.5 s
+    cells = compare.comparison_table(compare.compare_runs(store, [continued, baseline]))
+    assert cells.loc["Training time"].iloc[0] == "2 s for its last 3 steps (500 ms/step)"
     assert "ε hard limit" not in table.index  # empty for every run: left out
     with pytest.raises(RunNotFound):
         compare.compare_runs(store, ["nope"])
