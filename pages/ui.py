@@ -105,7 +105,7 @@ def page_link(page: str, *, label: str, icon: str | None = None, help: str | Non
     except StreamlitAPIException:
         st.caption(f"{label}: open it from the navigation menu.")
 
-QUEUE_POLL_S = 2.0
+QUEUE_POLL_S = 1.0  # as often as the run view, so the two never show different progress for long
 
 
 def render_sidebar() -> None:
