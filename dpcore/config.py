@@ -121,15 +121,18 @@ class TrainConfig:
         return "sigma" if self.noise_multiplier is not None and self.target_epsilon is None else "epsilon"
 
     def label(self) -> str:
-        """Short human label, e.g. 'digits mlp, eps 3, C 1, seed 42' or 'digits mlp, no DP, seed 42'.
+        """Short human label, e.g. 'digits mlp, eps 3, C 1, seed 42' or 'digits mlp, no DP, seed 42, 300 epochs'.
 
-        A run without DP neither clips nor adds noise, so its label names no clipping bound.
+        A run without DP neither clips nor adds noise, so its label names no clipping bound. The
+        epochs are named when they differ from the dataset's recipe, so such runs are told apart.
         """
         cfg = self.resolve()
+        epochs = "" if cfg.epochs == recipe_for(cfg.dataset)["epochs"] else \
+            f", {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
         if not cfg.private:
-            return f"{cfg.dataset} {cfg.model}, no DP, seed {cfg.seed}"
+            return f"{cfg.dataset} {cfg.model}, no DP, seed {cfg.seed}{epochs}"
         privacy = f"eps {cfg.target_epsilon:g}" if cfg.target_epsilon is not None else f"sigma {cfg.noise_multiplier:g}"
-        return f"{cfg.dataset} {cfg.model}, {privacy}, C {cfg.max_grad_norm:g}, seed {cfg.seed}"
+        return f"{cfg.dataset} {cfg.model}, {privacy}, C {cfg.max_grad_norm:g}, seed {cfg.seed}{epochs}"
 
     # ------------------------------------------------------------------ validation
     def validate(self, n: int | None = None) -> TrainConfig:

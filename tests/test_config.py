@@ -108,3 +108,10 @@ def test_guidance_on_clipping_bound_uses_probed_norms():
 def test_sensible_config_gets_no_warnings():
     notes = guidance(TrainConfig(dataset="digits", target_epsilon=3.0), n=1437)
     assert [n for n in notes if n.level == "warning"] == []
+
+
+def test_labels_name_what_tells_runs_apart():
+    assert TrainConfig(dataset="digits", target_epsilon=3.0).label() == "digits mlp, eps 3, C 1, seed 42"
+    assert TrainConfig(dataset="digits", private=False).label() == "digits mlp, no DP, seed 42"  # no clipping
+    assert TrainConfig(dataset="digits", private=False, epochs=300).label() == "digits mlp, no DP, seed 42, 300 epochs"
+    assert TrainConfig(dataset="synthetic", noise_multiplier=1.0, epochs=1).label().endswith(", 1 epoch")
