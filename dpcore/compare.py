@@ -410,6 +410,26 @@ def overlays(store: RunStore, ids: Sequence[str]) -> Overlays:
     return result
 
 
+def overlay_charts(frame: pd.DataFrame, data: Overlays) -> tuple[dict[str, str], dict[str, Any]]:
+    """(colour per run label, {'eps', 'clip', 'acc', 'roc': figure}) for runs compared side by side.
+
+    ``frame`` is ``compare_runs`` output and ``data`` ``overlays`` output for the same runs. The
+    ε chart names δ only when every private run shares one. The Runs page and the comparison
+    report draw these same four charts.
+    """
+    from dpcore import plots
+
+    colors = plots.run_colors(list(data.labels.values()))
+    deltas = {value for value in frame["target_delta"] if isinstance(value, float) and math.isfinite(value)}
+    delta = deltas.pop() if len(deltas) == 1 else None
+    return colors, {
+        "eps": plots.epsilon_chart(data.steps, delta=delta, colors=colors),
+        "clip": plots.clip_fraction_chart(data.steps, colors=colors),
+        "acc": plots.accuracy_chart(data.epochs, colors=colors),
+        "roc": plots.roc_chart(data.roc, colors=colors),
+    }
+
+
 # ---------------------------------------------------------------------- exports
 def export_filename(run_id: str, what: str) -> str:
     """Download name, e.g. 'dp-explorer-<run id>-steps.csv' (``what``: 'steps', 'epochs' or 'summary')."""
@@ -508,6 +528,7 @@ __all__ = [
     "filter_runs",
     "load_roc",
     "mode_label",
+    "overlay_charts",
     "overlays",
     "runs_overview",
     "short_labels",

@@ -602,7 +602,7 @@ def comparison_report(store: RunStore, run_ids: Sequence[str],
     checks, and the environment. Needs two or more distinct runs (DPExplorerError otherwise;
     RunNotFound for an unknown id).
     """
-    from dpcore import compare, plots
+    from dpcore import compare
 
     ids = list(dict.fromkeys(run_ids))
     if len(ids) < 2:
@@ -612,8 +612,6 @@ def comparison_report(store: RunStore, run_ids: Sequence[str],
     frame = compare.compare_runs(store, ids)
     data = compare.overlays(store, ids)
     table = compare.comparison_table(frame)
-    colors = plots.run_colors(list(data.labels.values()))
-    deltas = {value for value in frame["target_delta"] if isinstance(value, float) and math.isfinite(value)}
     env = environment(device=None)
     thresholds = dict(thresholds or {})
 
@@ -633,12 +631,8 @@ def comparison_report(store: RunStore, run_ids: Sequence[str],
                    + '<p class="muted">The four checks of <code>python -m dpcore check</code>; each run\'s own '
                      "report lists the measured values and thresholds. A run without DP fails the ε checks by "
                      "design: it has no guarantee.</p>")
-    figures = [
-        plots.epsilon_chart(data.steps, delta=deltas.pop() if len(deltas) == 1 else None, colors=colors),
-        plots.clip_fraction_chart(data.steps, colors=colors),
-        plots.accuracy_chart(data.epochs, colors=colors),
-        plots.roc_chart(data.roc, colors=colors),
-    ]
+    _, charts = compare.overlay_charts(frame, data)
+    figures = list(charts.values())
     missing_roc = f" No attack stored for: {', '.join(data.without_roc)}." if data.without_roc else ""
     sections: list[tuple[str, Content]] = [
         ("Runs", runs_html),

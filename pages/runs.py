@@ -210,31 +210,25 @@ def _comparison(store: RunStore, ids: list[str]) -> None:
     shared = f"All {len(ids)} runs: {', '.join(data.shared)}. " if data.shared else ""
     st.caption(shared + "ε at each run's own δ; accuracies on held-out data; attack AUC 0.5 = chance. A "
                "continuation counts the ε of its parent too: privacy spent only grows.")
-    colors = plots.run_colors(list(data.labels.values()))
-    deltas = {value for value in frame["target_delta"] if isinstance(value, float) and math.isfinite(value)}
-    delta = deltas.pop() if len(deltas) == 1 else None
-    charts = [
-        ("eps", plots.epsilon_chart(data.steps, delta=delta, colors=colors),
-         "Privacy spent after each optimizer step (lower is more private). Runs without DP are named under "
-         "the title, not drawn."),
-        ("clip", plots.clip_fraction_chart(data.steps, colors=colors),
-         "Share of per-sample gradients clipped to the bound C in each step; 50-80 % usually trains best."),
-        ("acc", plots.accuracy_chart(data.epochs, colors=colors),
-         "Test accuracy (solid) and train accuracy (dashed) per epoch. A wide gap means the model memorises "
-         "its training data."),
-        ("roc", plots.roc_chart(data.roc, colors=colors),
-         "Membership-inference ROC of each run's loss-threshold attack (AUC in the table above): the closer "
-         "to the dotted diagonal (chance), the less the model gives away."
-         + (f" No attack stored for: {', '.join(data.without_roc)}." if data.without_roc else "")),
-    ]
+    colors, figures = compare.overlay_charts(frame, data)
+    captions = {
+        "eps": "Privacy spent after each optimizer step (lower is more private). Runs without DP are named under "
+               "the title, not drawn.",
+        "clip": "Share of per-sample gradients clipped to the bound C in each step; 50-80 % usually trains best.",
+        "acc": "Test accuracy (solid) and train accuracy (dashed) per epoch. A wide gap means the model memorises "
+               "its training data.",
+        "roc": "Membership-inference ROC of each run's loss-threshold attack (AUC in the table above): the closer "
+               "to the dotted diagonal (chance), the less the model gives away."
+               + (f" No attack stored for: {', '.join(data.without_roc)}." if data.without_roc else ""),
+    }
     # One colour key for all four charts: long run names would wrap into tall legends in half-width charts.
     st.markdown(_colour_key(colors), unsafe_allow_html=True)
     columns = st.columns(2, gap="large")
-    for index, (name, figure, caption) in enumerate(charts):
+    for index, (name, figure) in enumerate(figures.items()):
         figure.update_layout(showlegend=False)
         with columns[index % 2]:
             st.plotly_chart(plots.finish_figure(figure), key=f"runs-cmp-{name}")
-            st.caption(caption)
+            st.caption(captions[name])
 
 
 def _colour_key(colors: dict[str, str]) -> str:
