@@ -29,6 +29,7 @@ import torch
 # Imported here, not inside functions: jobs run on worker threads, and a lazy import there can race with
 # Streamlit's reloader dropping a changed module from sys.modules.
 from dpcore import attacks as attack_lib
+from dpcore import gradient_canaries
 from dpcore.config import TrainConfig
 from dpcore.data import SplitData, load_for_config, preview_images, preview_table
 from dpcore.errors import ConfigError, DPExplorerError
@@ -46,6 +47,8 @@ __all__ = [
     "TargetRun",
     "attack_history",
     "attack_runner",
+    "black_box_canary_audit",
+    "canary_sentence",
     "epsilon_table",
     "estimate_seconds",
     "load_attack_result",
@@ -58,6 +61,7 @@ __all__ = [
     "summary_fields",
     "tpr_table",
     "vulnerable_members",
+    "white_box_canary_audit",
 ]
 
 ATTACK_KIND = "attack"
@@ -70,10 +74,24 @@ TOP_K = 16
 # Confidence of every interval and of the combined lower bound; each of k attacks gets alpha / k
 # (Bonferroni), so the largest of their bounds still holds with this confidence.
 CONFIDENCE = 0.95
-# One-run canary audit: guess "in" for the top and "out" for the bottom 10 % of canary scores each.
-CANARY_GUESS_FRACTION = 0.1
-DEFAULT_CANARIES = 256
+# One-run canary audit: black-box (mislabelled input canaries, one extra training) or white-box (Dirac gradient
+# canaries in a DP-SGD loop with the run's sigma, q, C and steps; see dpcore.gradient_canaries). The guess counts
+# are attack_lib.ONE_RUN_GUESS_SHARES of the canaries, Bonferroni-corrected for that choice.
+CANARY_MODES: dict[str, str] = {
+    "black-box": "black-box: mislabelled training examples, scored from the final model's outputs",
+    "white-box": "white-box: gradient canaries, scored from every step's privatised gradient",
+}
+DEFAULT_CANARY_MODE = "white-box"
+DEFAULT_CANARIES_BY_MODE: dict[str, int] = {"black-box": 256, "white-box": 4000}
+DEFAULT_CANARIES = DEFAULT_CANARIES_BY_MODE["black-box"]
 MIN_CANARIES = 20
+MAX_CANARIES = 20_000
+CANARY_COMPARE_NOTE = (
+    "The canary audit is its own training run (black-box: fewer members, so another sample rate q; white-box: "
+    "the run's σ, q and steps with gradient canaries), so its bound must be compared with that run's own ε, "
+    "shown beside it, not with the target run's ε. Its power is the largest ε it could certify were every "
+    "guess right: a run whose ε exceeds the power cannot be caught overspending by this audit."
+)
 # Reference models train on half of (members + non-members); training time scales about linearly.
 POOL_NOTE = (
     "Reference models are trained with the target's exact settings (model, optimizer, epochs, batch size, "
@@ -100,13 +118,15 @@ class _Stopped(Exception):
 class AttackOptions:
     """What to run against a target run: attack names (keys of ``attack_lib.ATTACKS``), reference-pool size
     ``n_models`` (even; ignored when no chosen attack needs references), ``seed`` of the pool halves and
-    bootstraps, and ``canaries`` (0 = no one-run canary audit, else the number of canaries)."""
+    bootstraps, ``canaries`` (0 = no one-run canary audit, else the number of canaries) and ``canary_mode``
+    (a key of ``CANARY_MODES``)."""
 
     target_run_id: str
     attacks: tuple[str, ...] = DEFAULT_ATTACKS
     n_models: int = attack_lib.POOL_SIZES["standard"]
     seed: int = 0
     canaries: int = 0
+    canary_mode: str = DEFAULT_CANARY_MODE
 
     @property
     def needs_pool(self) -> bool:
@@ -142,19 +162,24 @@ class AttackOptions:
         if 0 < self.canaries < MIN_CANARIES:
             raise ConfigError(f"a canary audit needs at least {MIN_CANARIES} canaries to say anything, got "
                               f"{self.canaries}; use 0 to skip it")
+        if self.canaries > MAX_CANARIES:
+            raise ConfigError(f"at most {MAX_CANARIES} canaries, got {self.canaries}")
+        if self.canary_mode not in CANARY_MODES:
+            raise ConfigError(f"canary_mode must be one of {', '.join(CANARY_MODES)}, got {self.canary_mode!r}")
         return options
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return {"target_run_id": self.target_run_id, "attacks": list(self.attacks), "n_models": self.n_models,
-                "seed": self.seed, "canaries": self.canaries}
+                "seed": self.seed, "canaries": self.canaries, "canary_mode": self.canary_mode}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> AttackOptions:
         """Inverse of ``to_dict``."""
         return cls(target_run_id=str(values["target_run_id"]), attacks=tuple(values.get("attacks", DEFAULT_ATTACKS)),
                    n_models=int(values.get("n_models", attack_lib.POOL_SIZES["standard"])),
-                   seed=int(values.get("seed", 0)), canaries=int(values.get("canaries", 0)))
+                   seed=int(values.get("seed", 0)), canaries=int(values.get("canaries", 0)),
+                   canary_mode=str(values.get("canary_mode", "black-box")))
 
 
 # ---------------------------------------------------------------------- the target
@@ -208,7 +233,10 @@ def reference_config(config: TrainConfig, *, noise_multiplier: float | None, epo
                      ) -> TrainConfig:
     """The config reference models (and the canary model) train with: the target's resolved config with
     sigma fixed to the target's ``noise_multiplier`` (a private run is not re-calibrated for half-size
-    training sets), no epsilon limit, and ``epochs_done`` epochs when the target stopped early."""
+    training sets), no epsilon limit, and ``epochs_done`` epochs when the target stopped early. The target's
+    ``reproducible`` switch is kept: reference and canary models draw secret noise and batches unless the
+    target followed its seed; their own seeds fix only their initial weights (the pool halves follow the
+    pool's seed)."""
     config = config.resolve()
     changes: dict[str, Any] = {"epsilon_limit": None, "extra": {}}
     if config.private:
@@ -264,6 +292,7 @@ def run_attack_suite(
     n_models: int = 16,
     seed: int = 0,
     canaries: int = 0,
+    canary_mode: str = DEFAULT_CANARY_MODE,
     top_k: int = TOP_K,
     should_stop: Callable[[], bool] | None = None,
     on_progress: ProgressCallback | None = None,
@@ -275,8 +304,11 @@ def run_attack_suite(
     Builds (or loads from the run's artifacts) a pool of ``n_models`` reference models trained like the
     target (see ``reference_config``), runs each attack in ``attacks`` against the target's members and
     non-members, evaluates it leave-one-out on the pool too, and computes a lower bound on epsilon (nats,
-    at the run's delta) from each attack's scores. With ``canaries`` > 0 one extra model is trained with
-    that many mislabelled canaries for a one-run audit. ``on_progress(done, total, phase)`` counts trained
+    at the run's delta) from each attack's scores. With ``canaries`` > 0 a one-run canary audit runs too:
+    ``canary_mode`` 'black-box' trains one extra model with that many mislabelled canaries, 'white-box' one
+    DP-SGD run with the target's sigma, q, C and steps and that many gradient canaries (see
+    ``white_box_canary_audit``); either stores its own run's epsilon and the audit's power beside its bound.
+    ``on_progress(done, total, phase)`` counts trained
     models. Writes ``attack.json`` and ``attack_scores.npz`` into the run's artifacts and headline numbers
     into its summary (see ``summary_fields``). Returns None, storing nothing, when ``should_stop()``
     answered True. Raises ``ConfigError``/``DPExplorerError`` for bad options or a run that cannot be attacked.
@@ -289,19 +321,19 @@ def run_attack_suite(
         torch.set_num_threads(int(threads))
     try:
         return _run_attack_suite(store, target_run_id, attacks=attacks, n_models=n_models, seed=seed,
-                                 canaries=canaries, top_k=top_k, should_stop=should_stop, on_progress=on_progress,
-                                 attack_run_id=attack_run_id)
+                                 canaries=canaries, canary_mode=canary_mode, top_k=top_k, should_stop=should_stop,
+                                 on_progress=on_progress, attack_run_id=attack_run_id)
     finally:
         if threads is not None:
             torch.set_num_threads(previous)
 
 
 def _run_attack_suite(store: RunStore, target_run_id: str, *, attacks: Sequence[str], n_models: int, seed: int,
-                      canaries: int, top_k: int, should_stop: Callable[[], bool] | None,
+                      canaries: int, canary_mode: str, top_k: int, should_stop: Callable[[], bool] | None,
                       on_progress: ProgressCallback | None, attack_run_id: str | None) -> dict[str, Any] | None:
 
     started = time.perf_counter()
-    options = AttackOptions(target_run_id, tuple(attacks), n_models, seed, canaries).validate()
+    options = AttackOptions(target_run_id, tuple(attacks), n_models, seed, canaries, canary_mode).validate()
     stop = should_stop or (lambda: False)
     target = load_target(store, target_run_id)
     data, cfg = target.data, target.config
@@ -312,7 +344,7 @@ def _run_attack_suite(store: RunStore, target_run_id: str, *, attacks: Sequence[
     if options.needs_pool and ref_cfg.batch_size > pool_size // 2:
         raise ConfigError(f"the run's batch size {ref_cfg.batch_size} is larger than the {pool_size // 2} examples "
                           "each reference model trains on; attack a run with a smaller batch size")
-    n_canaries = min(options.canaries, data.n_members // 2)
+    n_canaries = min(options.canaries, data.n_members // 2) if options.canary_mode == "black-box" else options.canaries
     total = (options.n_models if options.needs_pool else 0) + (1 if n_canaries else 0)
     progress = on_progress or (lambda done, total, phase: None)
     if stop():
@@ -330,8 +362,13 @@ def _run_attack_suite(store: RunStore, target_run_id: str, *, attacks: Sequence[
     if n_canaries:
         if stop():
             return None
-        progress(total - 1, total, "training the canary model")
-        canary_info = _canary_audit(data, ref_cfg, n_canaries, options.seed, stop)
+        progress(total - 1, total, f"training the canary model ({options.canary_mode})")
+        if options.canary_mode == "white-box":
+            canary_info = white_box_canary_audit(data, cfg, summary, n_canaries=n_canaries, seed=options.seed,
+                                                 should_stop=stop)
+        else:
+            canary_info = black_box_canary_audit(data, ref_cfg, n_canaries=n_canaries, seed=options.seed,
+                                                 should_stop=stop)
         if canary_info is None:
             return None
     progress(total, total, "scoring the attacks")
@@ -442,20 +479,53 @@ def _leave_one_out(pool: attack_lib.ReferencePool, name: str, seed: int) -> dict
             "tpr_at_fpr_raw": {f"{f:g}": result.tpr_at_fpr(f) for f in attack_lib.DEFAULT_FPRS}}
 
 
-def _canary_audit(data: SplitData, ref_cfg: TrainConfig, n_canaries: int, seed: int,
-                  stop: Callable[[], bool]) -> dict[str, Any] | None:
-    """Train one model with mislabelled canaries and run the one-run audit; None when stopped."""
+def black_box_canary_audit(data: SplitData, ref_cfg: TrainConfig, *, n_canaries: int, seed: int,
+                           should_stop: Callable[[], bool] | None = None) -> dict[str, Any] | None:
+    """Train one model (``ref_cfg``, seed + 1) on the members with ``n_canaries`` of them mislabelled and each
+    kept with probability 1/2, score the canaries from its outputs and run the one-run audit at several guess
+    counts (``attack_lib.one_run_audit_best``). Returns the stored dict: the bound (nats), ``power`` (nats),
+    ``mode``, and the canary run's own ``accountant_epsilon`` at ``delta`` with its ``accountant``,
+    ``noise_multiplier``, ``sample_rate``, ``steps`` and ``n_members`` (its training set is smaller than the
+    target's, so its q and epsilon differ); None when stopped."""
     canaries = attack_lib.make_canaries(data, n_canaries, seed=seed)
     run = train(dataclasses.replace(ref_cfg, seed=int(ref_cfg.seed) + 1),
-                data=_with_members(data, canaries.x_train, canaries.y_train), should_stop=stop)
+                data=_with_members(data, canaries.x_train, canaries.y_train), should_stop=should_stop)
     if run.status == "cancelled":
         return None
     scores = attack_lib.score_canaries(run.model, canaries)
-    guesses = max(1, round(CANARY_GUESS_FRACTION * n_canaries))
-    bound = attack_lib.one_run_audit(scores, canaries.included, k_pos=guesses, k_neg=guesses,
-                                  delta=ref_cfg.target_delta, confidence=CONFIDENCE)
-    return {**bound.to_dict(), "canaries": n_canaries, "accountant_epsilon": json_number(run.final_epsilon),
-            "test_accuracy": json_number(run.test_accuracy), "seconds": round(run.seconds, 3)}
+    bound = attack_lib.one_run_audit_best(scores, canaries.included, delta=ref_cfg.target_delta,
+                                          confidence=CONFIDENCE)
+    return {**bound.to_dict(), "mode": "black-box", "canaries": n_canaries,
+            "power": attack_lib.one_run_audit_power(bound, confidence=CONFIDENCE),
+            "accountant_epsilon": json_number(run.final_epsilon), "delta": ref_cfg.target_delta,
+            "accountant": ref_cfg.accountant if ref_cfg.private else None,
+            "noise_multiplier": run.noise_multiplier, "sample_rate": run.sample_rate, "steps": run.steps,
+            "n_members": len(canaries.x_train), "test_accuracy": json_number(run.test_accuracy),
+            "seconds": round(run.seconds, 3), "note": CANARY_COMPARE_NOTE}
+
+
+def white_box_canary_audit(data: SplitData, config: TrainConfig, summary: Mapping[str, Any], *, n_canaries: int,
+                           seed: int, should_stop: Callable[[], bool] | None = None) -> dict[str, Any] | None:
+    """White-box one-run audit of the schedule a run trained with: ``summary``'s noise multiplier (none without
+    DP), sample rate and steps, ``config``'s model, optimizer and clipping bound, with ``n_canaries`` gradient
+    canaries (at most half the model's parameters: more are cut to that). Returns the stored dict like
+    ``black_box_canary_audit`` (its ``accountant_epsilon`` is the epsilon of that schedule), None when stopped."""
+    sigma = summary.get("noise_multiplier") if config.private else None
+    sample_rate = summary.get("sample_rate")
+    steps = summary.get("steps")
+    if not sample_rate or not steps:
+        raise DPExplorerError("the run's summary has no sample rate or step count; train it again to audit it")
+    model, _ = fresh_model(config, data)
+    n_canaries = min(int(n_canaries), gradient_canaries.max_gradient_canaries(model))
+    found = gradient_canaries.gradient_canary_audit(
+        config, data, n_canaries=n_canaries, noise_multiplier=sigma, sample_rate=float(sample_rate),
+        steps=int(steps), seed=seed, confidence=CONFIDENCE, should_stop=should_stop)
+    if found is None:
+        return None
+    info = gradient_canaries.audit_summary(found)
+    info.update(mode="white-box", accountant_epsilon=json_number(found.accountant_epsilon),
+                n_members=data.n_members, note=CANARY_COMPARE_NOTE)
+    return info
 
 
 def _save_result(store: RunStore, run_id: str, result: dict[str, Any],
@@ -477,7 +547,8 @@ def _save_result(store: RunStore, run_id: str, result: dict[str, Any],
 
 
 HISTORY_COLUMNS = ["finished", "status", "attacks", "reference models", "canaries", "seed", "best AUC",
-                   "strongest attack", "ε lower bound", "canary ε lower bound", "seconds", "job id"]
+                   "strongest attack", "ε lower bound", "canary ε lower bound", "canary power",
+                   "canary run's ε", "seconds", "job id"]
 
 
 def attack_history(store: RunStore, run_id: str) -> pd.DataFrame:
@@ -500,12 +571,15 @@ def attack_history(store: RunStore, run_id: str) -> pd.DataFrame:
             "attacks": ", ".join(attack_lib.ATTACKS[name].title if name in attack_lib.ATTACKS else name
                                  for name in options.get("attacks", [])),
             "reference models": options.get("n_models"),
-            "canaries": int(options.get("canaries") or 0),
+            "canaries": (f"{int(options.get('canaries') or 0)} {options.get('canary_mode', 'black-box')}"
+                         if options.get("canaries") else "0"),
             "seed": options.get("seed"),
             "best AUC": aucs[strongest] if strongest else None,
             "strongest attack": attack_lib.ATTACKS[strongest].title if strongest else None,
             "ε lower bound": summary.get("empirical_epsilon_lower"),
             "canary ε lower bound": summary.get("canary_epsilon_lower"),
+            "canary power": summary.get("canary_epsilon_power"),
+            "canary run's ε": summary.get("canary_accountant_epsilon"),
             "seconds": summary.get("seconds"),
             "job id": job.id,
         })
@@ -516,7 +590,9 @@ def summary_fields(result: Mapping[str, Any]) -> dict[str, Any]:
     """Flat numbers for the run's summary (so they show in the Runs table): ``<attack>_auc`` and
     ``<attack>_tpr_at_1pct_fpr`` per attack (hyphens become underscores; None for attacks not run),
     ``lira_auc``/``lira_tpr_at_1pct_fpr`` (online LiRA, else offline), ``empirical_epsilon_lower`` (nats,
-    the largest attack-based bound), ``canary_epsilon_lower``, ``attack_models`` and ``attack_run_id``.
+    the largest attack-based bound), ``canary_epsilon_lower`` with ``canary_epsilon_power`` (the most that audit
+    could certify), ``canary_accountant_epsilon`` (the canary run's own epsilon, what its bound is compared
+    with; None without DP) and ``canary_mode``, ``attack_models`` and ``attack_run_id``.
     TPR at 1 % FPR is the raw ROC value; fewer than 1000 non-members make it rest on under 10 false positives.
     """
     fields: dict[str, Any] = {}
@@ -536,6 +612,9 @@ def summary_fields(result: Mapping[str, Any]) -> dict[str, Any]:
         empirical_epsilon_lower=epsilon.get("lower_bound"),
         empirical_epsilon_attack=epsilon.get("lower_bound_attack"),
         canary_epsilon_lower=canary["epsilon_lower"] if canary else None,
+        canary_epsilon_power=canary.get("power") if canary else None,
+        canary_accountant_epsilon=canary.get("accountant_epsilon") if canary else None,
+        canary_mode=canary.get("mode", "black-box") if canary else None,
         attack_strongest=result.get("strongest_attack"),
         attack_models=pool["n_models"] if pool else 0,
         attack_run_id=result.get("attack_run_id"),
@@ -616,13 +695,15 @@ def tpr_table(result: Mapping[str, Any], *, evaluation: str = "target") -> pd.Da
 def epsilon_table(result: Mapping[str, Any]) -> pd.DataFrame:
     """Rows for ``plots.epsilon_audit_chart``: the accountant's epsilon (an upper bound; NaN without DP)
     and each lower bound (per attack, and the canary audit when run). Columns: label, kind ('upper' or
-    'lower'), epsilon (nats), detail (a sentence for the hover)."""
+    'lower'), epsilon (nats), detail (a sentence for the hover), and for the canary audit's row
+    ``compare_epsilon`` (its own run's accountant epsilon, the one its bound must be compared with; NaN
+    elsewhere and without DP) and ``power`` (nats, the most that audit could certify; NaN elsewhere)."""
     epsilon = result.get("epsilon", {})
     target = result.get("target", {})
     delta = target.get("target_delta")
     accountant = epsilon.get("accountant")
     rows = [{
-        "label": "accountant (guarantee)", "kind": "upper",
+        "label": "this run's accountant (guarantee)", "kind": "upper",
         "epsilon": float(accountant) if accountant is not None else math.nan,
         "detail": (f"ε ≤ {accountant:.2f} at δ = {delta:g} ({target.get('accountant')})" if accountant is not None
                    else "no upper bound: trained without differential privacy"),
@@ -637,11 +718,36 @@ def epsilon_table(result: Mapping[str, Any]) -> pd.DataFrame:
                                f"(threshold attack on this run's members and non-members)"})
     canary = epsilon.get("canary")
     if canary:
-        rows.append({"label": "canary audit (one run)", "kind": "lower", "epsilon": float(canary["epsilon_lower"]),
-                     "detail": f"ε ≥ {canary['epsilon_lower']:.2f} with {100 * (1 - canary['alpha']):.0f} % confidence "
-                               f"({canary['counts']['correct']} of {canary['counts']['guesses']} guesses right on "
-                               f"{canary['canaries']} canaries)"})
-    return pd.DataFrame(rows, columns=["label", "kind", "epsilon", "detail"])
+        own = canary.get("accountant_epsilon")
+        power = canary.get("power")
+        rows.append({"label": f"canary audit ({canary.get('mode', 'black-box')})", "kind": "lower",
+                     "epsilon": float(canary["epsilon_lower"]), "detail": canary_sentence(canary),
+                     "compare_epsilon": float(own) if own is not None else math.nan,
+                     "power": float(power) if power is not None else math.nan})
+    return pd.DataFrame(rows, columns=["label", "kind", "epsilon", "detail", "compare_epsilon", "power"])
+
+
+def canary_sentence(canary: Mapping[str, Any]) -> str:
+    """One sentence on a stored canary audit: its bound and confidence, the guesses it rests on, its power, and
+    the canary run's own epsilon (delta, accountant) that the bound must be compared with."""
+    counts = canary.get("counts", {})
+    mode = canary.get("mode", "black-box")
+    own = canary.get("accountant_epsilon")
+    power = canary.get("power")
+    delta = canary.get("delta")
+    text = (f"{mode} canary audit: ε ≥ {canary['epsilon_lower']:.2f} with {100 * (1 - canary['alpha']):.0f} % "
+            f"confidence ({counts.get('correct')} of {counts.get('guesses')} guesses right on {canary['canaries']} "
+            "canaries)")
+    if power is not None:
+        text += f"; power {power:.2f} (the most {counts.get('power_guesses', counts.get('guesses'))} right guesses " \
+                "could certify)"
+    if own is not None:
+        detail = ", ".join(part for part in (f"δ = {delta:g}" if delta else "", canary.get("accountant") or "") if part)
+        text += f". Compare with the canary run's own ε = {own:.2f}" + (f" ({detail})" if detail else "") + \
+            ", not the target's ε"
+    else:
+        text += ". The canary run has no DP, so no ε to compare with"
+    return text + "."
 
 
 def vulnerable_members(result: Mapping[str, Any], data: SplitData, *, attack: str | None = None,
@@ -685,6 +791,7 @@ def submit_attack(
     n_models: int = 16,
     seed: int = 0,
     canaries: int = 0,
+    canary_mode: str = DEFAULT_CANARY_MODE,
 ) -> str:
     """Queue an attack evaluation of a training run; return the id of the new run of kind 'attack'.
 
@@ -692,7 +799,7 @@ def submit_attack(
     is the target's id. Options are validated here, so bad input fails before anything is queued. A
     target that is still queued or running may be attacked: the job waits for it to finish.
     """
-    options = AttackOptions(target_run_id, tuple(attacks), n_models, seed, canaries).validate()
+    options = AttackOptions(target_run_id, tuple(attacks), n_models, seed, canaries, canary_mode).validate()
     record = queue.store.get(target_run_id)
     if record.kind != "train":
         raise DPExplorerError(f"run {target_run_id} is a {record.kind!r} job; pick a training run to attack")
@@ -725,7 +832,8 @@ def attack_runner(run_id: str, store: RunStore, should_stop: Callable[[], bool])
         store.update_summary(run_id, phase=phase)
 
     result = run_attack_suite(store, options.target_run_id, attacks=options.attacks, n_models=options.n_models,
-                              seed=options.seed, canaries=options.canaries, should_stop=should_stop,
+                              seed=options.seed, canaries=options.canaries, canary_mode=options.canary_mode,
+                              should_stop=should_stop,
                               on_progress=on_progress, attack_run_id=run_id)
     if result is not None:
         store.update_summary(run_id, target_run_id=options.target_run_id, phase="done", seconds=result["seconds"],

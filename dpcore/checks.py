@@ -1,19 +1,25 @@
 """The seed's four privacy/utility checks, as data: each with its threshold, measured value and verdict.
 
 Used by the train page (pass/fail badges), reports and ``python -m dpcore check``
-(a privacy gate for users' CI). Thresholds default to the seed's test suite.
+(a privacy gate for users' CI). Thresholds default to the seed's test suite. ``run_checks``
+checks the budget with a proven bound (``dpcore.caveats``), never a GDP approximation, and
+fails a reproducible run (noise that followed the seed) unless explicitly allowed.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from dpcore.caveats import NO_BOUND_TEXT, REPRODUCIBLE_GATE_TEXT, epsilon_status
 
 WITHIN_BUDGET = "epsilon within budget"
 MEANINGFUL_EPSILON = "meaningful epsilon"
 ATTACK_NEAR_CHANCE = "membership attack near chance"
 USEFUL = "model is useful"
+SECRET_NOISE = "noise kept secret"
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,8 @@ class Check:
     def value_text(self, *, epsilon_format: str = ".3f") -> str:
         """The measured value as people read it: '70.5%', 'AUC 0.535', 'ε = 3.000', 'ε = ∞' or 'not measured'."""
         value = self.value
+        if self.name == SECRET_NOISE:
+            return "seeded noise (reproducible)"
         if value is None or math.isnan(value):
             return "not measured"
         if self.name == USEFUL:
@@ -43,28 +51,76 @@ class Check:
 
 def seed_checks(*, final_epsilon: float, target_epsilon: float | None, test_accuracy: float,
                 mia_auc: float | None, max_epsilon: float = 10.0, max_auc: float = 0.60,
-                min_accuracy: float = 0.55, budget_slack: float = 1.1) -> list[Check]:
+                min_accuracy: float = 0.55, budget_slack: float = 1.1, checked_by: str | None = None,
+                no_bound: str | None = None, reproducible: bool = False,
+                allow_reproducible: bool = False) -> list[Check]:
     """The four checks: epsilon within budget, epsilon meaningful, attack near chance, model useful.
 
     ``final_epsilon`` is inf for a non-private run, which fails both epsilon checks
-    on purpose: a baseline has no guarantee.
+    on purpose: a baseline has no guarantee. ``final_epsilon`` should be a proven bound;
+    ``checked_by`` names the accountant that gave it (shown in the descriptions). ``no_bound``
+    is the reason no proven bound exists (a run without Poisson sampling): both epsilon checks
+    then fail with that reason. A ``reproducible`` run (noise that followed the seed) gets a
+    fifth check, failed unless ``allow_reproducible``.
     """
     def verdict(value: float | None, ok: bool) -> bool | None:
         return None if value is None or (isinstance(value, float) and math.isnan(value)) else ok
 
+    by = f", by the {checked_by.upper()} accountant" if checked_by and no_bound is None else ""
     checks = []
     if target_epsilon is not None:
         bound = budget_slack * target_epsilon
-        checks.append(Check(WITHIN_BUDGET,
-                            f"epsilon spent is at most {budget_slack:g} x the target ({target_epsilon:g})",
-                            final_epsilon, bound, verdict(final_epsilon, final_epsilon <= bound)))
-    checks.append(Check(MEANINGFUL_EPSILON, f"epsilon spent is below {max_epsilon:g}",
-                        final_epsilon, max_epsilon, verdict(final_epsilon, final_epsilon < max_epsilon)))
+        description = f"epsilon spent is at most {budget_slack:g} x the target ({target_epsilon:g}){by}"
+        checks.append(Check(WITHIN_BUDGET, f"{description}; {no_bound}" if no_bound else description,
+                            final_epsilon, bound,
+                            False if no_bound else verdict(final_epsilon, final_epsilon <= bound)))
+    description = f"epsilon spent is below {max_epsilon:g}{by}"
+    checks.append(Check(MEANINGFUL_EPSILON, f"{description}; {no_bound}" if no_bound else description,
+                        final_epsilon, max_epsilon,
+                        False if no_bound else verdict(final_epsilon, final_epsilon < max_epsilon)))
     checks.append(Check(ATTACK_NEAR_CHANCE, f"loss-threshold attack AUC below {max_auc:g}",
                         mia_auc, max_auc, verdict(mia_auc, mia_auc is not None and mia_auc < max_auc)))
     checks.append(Check(USEFUL, f"test accuracy above {min_accuracy:g}",
                         test_accuracy, min_accuracy, verdict(test_accuracy, test_accuracy > min_accuracy)))
+    if reproducible:
+        checks.append(Check(SECRET_NOISE,
+                            f"{REPRODUCIBLE_GATE_TEXT}; allowed by --allow-reproducible" if allow_reproducible
+                            else f"DP noise and batch sampling must not follow the seed; this run is "
+                                 f"{REPRODUCIBLE_GATE_TEXT}",
+                            None, 0.0, allow_reproducible))
     return checks
+
+
+def run_checks(config: Mapping[str, Any], summary: Mapping[str, Any], *, max_epsilon: float = 10.0,
+               max_auc: float = 0.60, min_accuracy: float = 0.55, allow_reproducible: bool = False,
+               final_epsilon: float | None = None) -> list[Check]:
+    """The privacy gate's checks for a run's config and summary (a stored run or a fresh result).
+
+    The epsilon checks compare a proven bound (``dpcore.caveats.epsilon_status``: the run's own
+    RDP/PRV ε, or the RDP ε of a GDP run's schedule) with the thresholds, never a GDP
+    approximation; a run without Poisson sampling has no bound and fails them. A reproducible
+    run (or one stored before the noise became secret) fails an extra check unless
+    ``allow_reproducible``. ``final_epsilon`` overrides the summary's (an active run's latest ε).
+    """
+    status = epsilon_status(config=config, summary=summary, epsilon=final_epsilon)
+    private = status.private
+    if not private:
+        checked = math.inf
+    elif status.bound is not None:
+        checked = status.bound
+    else:
+        checked = status.epsilon
+    accuracy = summary.get("test_accuracy")
+    auc = summary.get("mia_auc")
+    return seed_checks(final_epsilon=checked, target_epsilon=config.get("target_epsilon") if private else None,
+                       test_accuracy=float(accuracy) if isinstance(accuracy, (int, float)) else math.nan,
+                       mia_auc=float(auc) if isinstance(auc, (int, float)) else None, max_epsilon=max_epsilon,
+                       max_auc=max_auc, min_accuracy=min_accuracy,
+                       checked_by=status.bound_accountant if private else None,
+                       no_bound=NO_BOUND_TEXT if status.no_proven_bound else (
+                           "no proven bound: the schedule was not stored" if status.bound is None
+                           and math.isfinite(checked) and not status.is_guarantee else None),
+                       reproducible=status.reproducible, allow_reproducible=allow_reproducible)
 
 
 def all_passed(checks: list[Check]) -> bool:

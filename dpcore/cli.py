@@ -38,7 +38,12 @@ FIELD_HELP = {
     "accountant": "privacy accountant: rdp, prv or gdp",
     "grad_sample_mode": "per-sample gradients: auto, hooks, ghost or functorch",
     "poisson_sampling": "Poisson sampling of batches (what the accounting assumes)",
-    "seed": "random seed (runs on CPU are reproducible)",
+    "seed": "seed of the model initialisation (the split is fixed; reference pools have their own seed); DP noise "
+            "and batch sampling use fresh OS entropy unless --reproducible",
+    "reproducible": "noise and batch sampling follow --seed: reproducible, NOT private against anyone who knows "
+                    "the seed",
+    "validation_fraction": "share of the members held out of training as a fixed validation set, in [0, 0.5) "
+                           "(sweeps default to 0.1 and choose on it, never on the non-members)",
     "device": "auto, cpu, cuda or mps",
     "epsilon_limit": "hard stop: never take a step that would spend more than this epsilon",
     "data_path": "CSV file for --dataset csv",
@@ -114,8 +119,17 @@ def _configure_datasets(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fetch", metavar="NAME", help="download NAME into the local cache")
 
 
+def _print_caveats(status: Any) -> None:
+    """One line per caveat of a run's epsilon (``dpcore.caveats``), and the proven bound beside it."""
+    if status.note(".3f"):
+        print(f"epsilon is not a plain guarantee: {status.text('.3f', symbol='epsilon')}")
+    for explanation in status.explanations():
+        print(f"  note: {explanation}")
+
+
 @command("train", "train one model (DP or baseline) and print per-epoch metrics", _configure_train)
 def cmd_train(args: argparse.Namespace) -> int:
+    from dpcore.caveats import epsilon_status
     from dpcore.evaluation import membership_summary, save_roc, train_and_evaluate
 
     cfg = config_from_args(args)
@@ -129,6 +143,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     result, attack = train_and_evaluate(cfg, on_epoch=on_epoch)
     summary = {**result.summary(), **(membership_summary(attack) if attack is not None else {})}
+    status = epsilon_status(config=result.config, summary=summary)
+    summary.update(status.to_dict())
     if args.output:
         result.save(args.output)
         if attack is not None:
@@ -142,6 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"({result.config.accountant}), sigma {_fmt(result.noise_multiplier)}, "
               f"max_grad_norm {result.config.max_grad_norm:g}, {result.steps} steps, "
               f"final clip fraction {_fmt(result.final_clip_fraction, '.0%')}")
+        _print_caveats(status)
     else:
         print("no differential privacy (baseline): epsilon is unbounded")
     for fix in result.fixes:
@@ -174,7 +191,13 @@ def _configure_attack(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=int, default=POOL_SIZES["standard"], metavar="M",
                         help=f"reference models, even (presets {POOL_SIZES}; default {POOL_SIZES['standard']})")
     parser.add_argument("--canaries", type=int, default=0, metavar="N",
-                        help="also run a one-run canary audit with N canaries (one extra training; 0 = skip)")
+                        help="also run a one-run canary audit with N canaries (one extra training; 0 = skip; "
+                             "white-box: up to 4000 finish in seconds on synthetic/digits, at most half the "
+                             "model's parameters; black-box: at most half the members)")
+    parser.add_argument("--canary-mode", choices=["white-box", "black-box"], default="white-box",
+                        help="white-box (default): gradient canaries inserted into a DP-SGD run with this run's "
+                             "sigma, q, C and steps, scored from every step's privatised gradient, the strongest "
+                             "one-run audit; black-box: mislabelled training examples scored from the final model")
     parser.add_argument("--seed", type=int, default=0, help="seed of the reference-pool halves and bootstraps")
     parser.add_argument("--runs-dir", default=None, help="runs directory (default $DPEXPLORER_RUNS_DIR or ./runs)")
     parser.add_argument("--json", action="store_true", help="print the stored result as JSON only")
@@ -189,7 +212,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
     queue = jobs.get_queue(args.runs_dir)
     attack_id = audit.submit_attack(queue, args.run_id, attacks=args.attacks.split(","), n_models=args.models,
-                                    seed=args.seed, canaries=args.canaries)
+                                    seed=args.seed, canaries=args.canaries, canary_mode=args.canary_mode)
     last_phase = None
     try:
         while (record := queue.store.get(attack_id)).active:
@@ -214,6 +237,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
     bounds = audit.epsilon_table(result)
     for row in bounds.itertuples():
         print(f"{row.label}: {row.detail}")
+    if result["epsilon"].get("canary"):
+        print(audit.CANARY_COMPARE_NOTE)
     print(f"stored in {queue.store.artifacts_path(args.run_id) / audit.ATTACK_FILE} ({result['seconds']:.1f} s)")
     return EXIT_OK
 
@@ -257,7 +282,7 @@ def _configure_sweep(parser: argparse.ArgumentParser) -> None:
 def sweep_spec_from_args(args: argparse.Namespace) -> Any:
     """The SweepSpec the ``sweep`` flags describe (grid flags win over their one-value config flags)."""
     from dpcore.errors import ConfigError
-    from dpcore.sweeps import DEFAULT_EPSILONS, SweepSpec
+    from dpcore.sweeps import DEFAULT_EPSILONS, DEFAULT_VALIDATION_FRACTION, SweepSpec
 
     if args.noise_multiplier is not None:
         raise ConfigError("a sweep calibrates the noise to each target epsilon; use --epsilons instead of "
@@ -268,8 +293,9 @@ def sweep_spec_from_args(args: argparse.Namespace) -> Any:
     epsilons = args.epsilons or ([args.target_epsilon] if args.target_epsilon is not None else DEFAULT_EPSILONS)
     clips = args.max_grad_norms or [base.resolve().max_grad_norm]
     seeds = args.seeds or [args.seed if args.seed is not None else 0]
+    fraction = args.validation_fraction if args.validation_fraction is not None else DEFAULT_VALIDATION_FRACTION
     return SweepSpec(base=base, epsilons=tuple(epsilons), max_grad_norms=tuple(clips), seeds=tuple(seeds),
-                     include_baseline=args.include_baseline)
+                     include_baseline=args.include_baseline, validation_fraction=fraction)
 
 
 @command("sweep", "train a grid of target epsilons x clipping bounds x seeds (resumable), print the frontier; "
@@ -279,6 +305,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import time
 
     from dpcore import sweeps
+    from dpcore.caveats import epsilon_status
     from dpcore.jobs import JobQueue
     from dpcore.progress import format_duration
     from dpcore.runs import DONE, FAILED, RunStore
@@ -315,8 +342,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                     reported.add(member.run_id)
                     summary = member.run.summary
                     done = sum(m.state == DONE for m in states)
+                    note = epsilon_status(config=member.run.config, summary=summary).note(".3f")
                     print(f"[{done}/{len(states)}] {member.key}: {member.state}  "
-                          f"epsilon {_fmt(summary.get('final_epsilon'))}  "
+                          f"epsilon {_fmt(summary.get('final_epsilon'))}{f' ({note})' if note else ''}  "
                           f"test acc {_fmt(summary.get('test_accuracy'))}  "
                           f"AUC {_fmt(summary.get('mia_auc'))}"
                           + (f"  ({member.run.error_message})" if member.state == FAILED else ""), flush=True)
@@ -333,8 +361,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     front = sweeps.frontier(sweeps.run_points(sweeps.sweep_runs(store, sweep)))
     if not front.empty:
         print()
-        print(front[["label", "epsilon", "max_grad_norm", "test_accuracy", "test_accuracy_std", "mia_auc",
-                     "mia_tpr_at_1pct_fpr", "n_runs"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        from dpcore.explain import SELECTION_COST
+
+        print(front[["label", "epsilon", "max_grad_norm", "chosen_on", "validation_accuracy", "test_accuracy",
+                     "test_accuracy_std", "mia_auc", "mia_tpr_at_1pct_fpr", "n_runs"]].to_string(
+                         index=False, float_format=lambda v: f"{v:.3f}"))
+        note = sweeps.frontier_note(front)
+        print(("\nNOTE: " + note + "\n" if note else "\n") + SELECTION_COST.replace("ε", "epsilon"))
     print(f"\n{progress.done}/{progress.total} runs done. Report: "
           f"python -m dpcore report {sweep.id} -o report.html")
     return EXIT_OK if progress.status == "done" else EXIT_CHECK_FAILED
@@ -381,11 +414,16 @@ def _configure_check(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-accuracy", type=_fraction, default=0.55, metavar="X",
                         help="fail when the test accuracy is not above X (default 0.55)")
     parser.add_argument("--report", metavar="FILE", help="also write an HTML report of this run to FILE")
+    parser.add_argument("--allow-reproducible", action="store_true",
+                        help="let a --reproducible run pass (its noise follows the seed: NOT private against anyone "
+                             "who knows the seed; for tests and teaching only)")
     parser.add_argument("--json", action="store_true", help="print the checks as JSON only")
 
 
 @command("check", "privacy gate for CI: train, attack, run the four checks; exit 1 if any fails", _configure_check)
 def cmd_check(args: argparse.Namespace) -> int:
+    from dpcore.caveats import epsilon_status
+    from dpcore.checks import SECRET_NOISE
     from dpcore.evaluation import membership_summary, train_and_evaluate
     from dpcore.report import ReportRun, run_report_html, summary_checks
 
@@ -402,24 +440,35 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     result, attack = train_and_evaluate(cfg, on_epoch=on_epoch)
     summary = {**result.summary(), **(membership_summary(attack) if attack is not None else {})}
+    status = epsilon_status(config=result.config, summary=summary)
+    summary.update(status.to_dict())
     config = result.config.to_dict()
     thresholds = dict(max_epsilon=args.max_epsilon, max_auc=args.max_auc, min_accuracy=args.min_accuracy)
-    checks = summary_checks(config, summary, **thresholds)
+    checks = summary_checks(config, summary, **thresholds, allow_reproducible=args.allow_reproducible)
+    checked_by = status.bound_accountant if status.bound is not None else None
     failed = [check for check in checks if check.passed is not True]
     if args.report:
         run = ReportRun.from_result(result, attack=attack, summary=summary)
-        Path(args.report).write_text(run_report_html(run, thresholds=thresholds), encoding="utf-8")
+        Path(args.report).write_text(run_report_html(run, thresholds={
+            **thresholds, "allow_reproducible": args.allow_reproducible}), encoding="utf-8")
     if quiet:
-        print(json.dumps({"passed": not failed, "checks": [c.to_dict() for c in checks], "summary": summary},
+        print(json.dumps({"passed": not failed, "checks": [c.to_dict() for c in checks], "summary": summary,
+                          "epsilon_checked": status.bound, "epsilon_checked_by": checked_by},
                          indent=2, default=str))
         return EXIT_CHECK_FAILED if failed else EXIT_OK
     epsilon = "inf (no DP)" if not result.config.private else _fmt(result.final_epsilon)
     print(f"epsilon {epsilon} at delta {result.config.target_delta:g}, test accuracy "
           f"{_fmt(result.test_accuracy)}, loss-attack AUC {_fmt(summary.get('mia_auc'))}")
+    if result.config.private:
+        _print_caveats(status)
+        if checked_by is not None:
+            print(f"budget checked with the {checked_by.upper()} accountant (a proven bound): "
+                  f"epsilon {_fmt(status.bound)}")
     width = max(len(check.name) for check in checks)
     for check in checks:
         verdict = {True: "PASS", False: "FAIL", None: "N/A "}[check.passed]
-        print(f"{verdict}  {check.name:<{width}}  {_fmt(check.value)}  ({check.description})")
+        value = "seeded" if check.name == SECRET_NOISE else _fmt(check.value)
+        print(f"{verdict}  {check.name:<{width}}  {value}  ({check.description})")
     if args.report:
         print(f"report: {args.report}")
     if failed:

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dpcore import tradeoff
+from dpcore.caveats import epsilon_status
 from dpcore.errors import DPExplorerError
 from dpcore.resume import CONTINUATION_SUFFIX, parent_of
 from dpcore.runs import ACTIVE_STATUSES, RUNNING, RunRecord, RunStore
@@ -27,13 +29,15 @@ METRIC_TABLES = ("steps", "epochs")
 SUMMARY_FORMAT = "dp-explorer run summary, version 1"
 
 #: Summary fields the attack lab (dpcore.audit) stores with a run, shown beside the training numbers.
-ATTACK_LAB_FIELDS = ("lira_auc", "lira_tpr_at_1pct_fpr", "empirical_epsilon_lower", "canary_epsilon_lower")
+ATTACK_LAB_FIELDS = ("lira_auc", "lira_tpr_at_1pct_fpr", "empirical_epsilon_lower", "canary_epsilon_lower",
+                     "canary_accountant_epsilon", "canary_epsilon_power")
 
 #: Rows of the side-by-side table: (column of ``compare_runs``, label with unit, how to format).
 COMPARE_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("status_label", "Status", "text"),
     ("privacy", "Privacy setting", "text"),
     ("final_epsilon", "ε spent (at δ)", "epsilon"),
+    ("epsilon_note", "ε caveat (proven bound)", "text"),
     ("target_delta", "δ", "g"),
     ("epsilon_limit", "ε hard limit", "g"),
     ("test_accuracy", "Test accuracy", "percent"),
@@ -45,6 +49,9 @@ COMPARE_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("lira_tpr_at_1pct_fpr", "Attack lab: LiRA TPR at 1 % FPR", "percent"),
     ("empirical_epsilon_lower", "Attack lab: empirical ε lower bound", "bound"),
     ("canary_epsilon_lower", "Attack lab: canary-audit ε lower bound", "bound"),
+    ("canary_accountant_epsilon", "Attack lab: the canary run's own ε (compare the canary bound with this)",
+     "bound"),
+    ("canary_epsilon_power", "Attack lab: canary-audit power (the most it could certify)", "bound"),
     ("noise_multiplier", "Noise multiplier σ", "sigma"),
     ("max_grad_norm", "Clipping bound C", "g"),
     ("final_clip_fraction", "Clipped (last epoch)", "percent0"),
@@ -140,13 +147,14 @@ def runs_overview(store: RunStore, *, live: bool = True, kind: str | None = "tra
     Added columns: ``epsilon`` (spent; inf for no-DP runs; for active runs the latest value
     when ``live``), ``accuracy`` (test accuracy, live for active runs), ``mode_label``,
     ``privacy`` ('target ε 3', 'fixed σ 1', 'no DP (ε = ∞)'), ``status_label``, ``progress``
-    (fraction of steps done, None when unknown), ``created_at`` (UTC datetime) and
+    (fraction of steps done, None when unknown), ``created_at`` (UTC datetime), ``epsilon_note``
+    (``dpcore.caveats``: why the ε is not a guarantee, with its proven bound; '' when it is one) and
     ``resumed_from`` (parent id of a continuation).
     """
     frame = store.list_runs(kind=kind)
     if frame.empty:
         for column in ("epsilon", "accuracy", "mode_label", "privacy", "status_label", "progress", "created_at",
-                       "resumed_from"):
+                       "resumed_from", "epsilon_note"):
             frame[column] = pd.Series(dtype="object")
         return frame
     frame = frame.copy()
@@ -180,6 +188,10 @@ def runs_overview(store: RunStore, *, live: bool = True, kind: str | None = "tra
     frame["privacy"] = [_privacy_text(records[run_id].config, records[run_id].summary)
                         if run_id in records and records[run_id].kind == "train" else "–" for run_id in frame["id"]]
     frame["resumed_from"] = [parent_of(records[run_id]) if run_id in records else None for run_id in frame["id"]]
+    frame["epsilon_note"] = [epsilon_status(config=records[run_id].config, summary=records[run_id].summary,
+                                            epsilon=None if math.isnan(eps) else eps).note(".2f")
+                             if run_id in records and records[run_id].kind == "train" else ""
+                             for run_id, eps in zip(frame["id"], frame["epsilon"], strict=True)]
     return frame
 
 
@@ -252,6 +264,7 @@ def _run_numbers(store: RunStore, record: RunRecord) -> dict[str, Any]:
             test_accuracy, train_accuracy = live_test, live_train
     if not private:
         epsilon = math.inf
+    status = epsilon_status(config=config, summary=summary, epsilon=epsilon if private else None)
     mia_auc = _number(summary.get("mia_auc"))
     if not math.isfinite(mia_auc):
         roc = load_roc(store, record.id)
@@ -274,6 +287,9 @@ def _run_numbers(store: RunStore, record: RunRecord) -> dict[str, Any]:
         "mode": mode,
         "privacy": _privacy_text(config, summary),
         "final_epsilon": epsilon,
+        "epsilon_note": (status.note(".2f") or "none: a proven bound") if private else None,
+        "epsilon_bound": _number(status.bound) if status.bound is not None else math.nan,
+        "caveat_marks": status.marked_label("")[2:-1] if status.caveats else "",
         "target_epsilon": _number(config.get("target_epsilon")) if private else math.nan,
         "target_delta": _number(config.get("target_delta")) if private else math.nan,
         "epsilon_limit": _number(config.get("epsilon_limit")) if private else math.nan,
@@ -318,8 +334,15 @@ def compare_runs(store: RunStore, ids: Sequence[str]) -> pd.DataFrame:
         frame = pd.DataFrame(columns=["id", "name", "label", *[name for name, _, _ in COMPARE_FIELDS]])
         return frame.set_index("id")
     labels, _ = short_labels(dict(zip(frame["id"], frame["name"], strict=True)))
+    labels = {run_id: _marked(labels[run_id], marks) for run_id, marks in zip(frame["id"], frame["caveat_marks"],
+                                                                             strict=True)}
     frame.insert(2, "label", [labels[run_id] for run_id in frame["id"]])
     return frame.set_index("id")
+
+
+def _marked(label: str, marks: str) -> str:
+    """A run's short label with its ε caveat marks ('… (GDP approx.)'), as overlays' legends show it."""
+    return f"{label} ({marks})" if marks else label
 
 
 def _format_cell(value: Any, how: str, row: Mapping[str, Any]) -> str:
@@ -391,12 +414,16 @@ class Overlays:
     without_roc: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     shared: list[str] = field(default_factory=list)
+    bounds: dict[str, Any] = field(default_factory=dict)  # label -> dpcore.tradeoff.TradeoffCurve (runs with a ROC)
 
 
 def overlays(store: RunStore, ids: Sequence[str]) -> Overlays:
     """Step and epoch metrics and stored ROC curves of runs ``ids`` (RunNotFound for an unknown id)."""
     ordered = list(dict.fromkeys(ids))
-    labels, shared = short_labels({run_id: store.get(run_id).name for run_id in ordered})
+    records = {run_id: store.get(run_id) for run_id in ordered}
+    labels, shared = short_labels({run_id: record.name for run_id, record in records.items()})
+    labels = {run_id: epsilon_status(config=records[run_id].config, summary=records[run_id].summary)
+              .marked_label(label) for run_id, label in labels.items()}
     result = Overlays(labels=labels, shared=shared)
     for run_id in ordered:
         label = labels[run_id]
@@ -407,6 +434,9 @@ def overlays(store: RunStore, ids: Sequence[str]) -> Overlays:
             result.without_roc.append(label)
         else:
             result.roc.append((label, roc["fpr"], roc["tpr"], roc["auc"]))
+            result.bounds[label] = tradeoff.tradeoff_for_run(summary=records[run_id].summary,
+                                                             config=records[run_id].config,
+                                                             artifacts=store.artifacts_path(run_id))
     return result
 
 
@@ -426,7 +456,7 @@ def overlay_charts(frame: pd.DataFrame, data: Overlays) -> tuple[dict[str, str],
         "eps": plots.epsilon_chart(data.steps, delta=delta, colors=colors),
         "clip": plots.clip_fraction_chart(data.steps, colors=colors),
         "acc": plots.accuracy_chart(data.epochs, colors=colors),
-        "roc": plots.roc_chart(data.roc, colors=colors),
+        "roc": plots.roc_chart(data.roc, colors=colors, run_bounds=data.bounds),
     }
 
 
@@ -475,10 +505,11 @@ def export_summary_json(store: RunStore, run_id: str) -> bytes:
     Keys: format, id, name, kind, group, resumed_from, status, stop_status, stop_reason,
     error, created/started/finished (UTC ISO 8601), device, steps_done, total_steps, config
     (the resolved TrainConfig), summary (final_epsilon, accuracies, ...), membership_attack
-    (roc.json without the curve arrays, or null) and checks (the four seed checks). Numbers
+    (roc.json without the curve arrays, or null), epsilon (``dpcore.caveats``: whether the ε is a proven
+    bound, the bound of the same schedule, its caveats, ``reproducible``) and checks (the gate's checks). Numbers
     that are NaN or infinite are null (the baseline's epsilon is infinite: see summary.private).
     """
-    from dpcore.checks import seed_checks
+    from dpcore.checks import run_checks
 
     record = store.get(run_id)
     roc = load_roc(store, run_id)
@@ -487,10 +518,9 @@ def export_summary_json(store: RunStore, run_id: str) -> bytes:
     checks = []
     if record.kind == "train" and not record.active:
         auc = numbers["mia_auc"]
-        checks = [check.to_dict() for check in seed_checks(
-            final_epsilon=numbers["final_epsilon"],
-            target_epsilon=record.config.get("target_epsilon") if record.config.get("private", True) else None,
-            test_accuracy=numbers["test_accuracy"], mia_auc=auc if math.isfinite(auc) else None)]
+        checks = [check.to_dict() for check in run_checks(
+            record.config, {**record.summary, "test_accuracy": numbers["test_accuracy"],
+                            "mia_auc": auc if math.isfinite(auc) else None})]
     payload = {
         "format": SUMMARY_FORMAT,
         "id": record.id,
@@ -510,6 +540,7 @@ def export_summary_json(store: RunStore, run_id: str) -> bytes:
         "total_steps": record.total_steps,
         "config": record.config,
         "summary": record.summary,
+        "epsilon": epsilon_status(config=record.config, summary=record.summary).to_dict(),
         "membership_attack": attack,
         "checks": checks,
     }

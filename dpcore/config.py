@@ -42,6 +42,7 @@ MAX_EPOCHS = 1000
 MAX_BATCH_SIZE = 1_000_000
 MAX_EPSILON = 1000.0
 MAX_NOISE_MULTIPLIER = 1000.0
+MAX_VALIDATION_FRACTION = 0.5  # exclusive: most members must still train
 
 
 def recipe_for(dataset: str) -> dict[str, Any]:
@@ -56,9 +57,19 @@ class TrainConfig:
     Exactly one of ``target_epsilon`` (sigma is calibrated to reach it after
     ``epochs``) and ``noise_multiplier`` (sigma fixed) must be set when
     ``private`` is true. ``None`` knobs come from the dataset's recipe.
+    ``seed`` fixes what is safe to reproduce: the model's initial weights (and, elsewhere, the
+    member/non-member split is fixed and reference pools follow their own seed). The DP noise and
+    the Poisson batch sampling draw fresh operating-system entropy that is used once and never
+    stored, unless ``reproducible`` is true: then they follow the seed too, and the run is not
+    private against anyone who knows the seed (for tests and teaching only).
     ``epsilon_limit`` is a hard stop: training ends before a step would take the
     spent epsilon past it. ``physical_batch_size`` smaller than the logical batch
     uses Opacus' BatchMemoryManager (same steps, same accounting, less memory).
+    ``validation_fraction`` (in [0, 0.5)) holds a fixed, seed-independent slice of the members
+    out of training as a validation set for choosing hyperparameters (sweeps use 0.1), so no
+    choice looks at the non-members, who are the test set and the attack's negatives. The
+    held-out rows are neither trained on nor counted as members; N (for delta < 1/N and the
+    sampling rate) is the number of examples actually trained on.
 
     >>> cfg = TrainConfig(dataset="digits", target_epsilon=3.0).resolve()
     >>> (cfg.model, cfg.batch_size, cfg.optimizer)
@@ -82,6 +93,8 @@ class TrainConfig:
     grad_sample_mode: str = "auto"
     poisson_sampling: bool = True
     seed: int = 42
+    reproducible: bool = False
+    validation_fraction: float = 0.0
     device: str = "auto"
     epsilon_limit: float | None = None
     data_path: str | None = None
@@ -184,8 +197,12 @@ class TrainConfig:
             raise ConfigError(f"poisson_sampling must be true or false, got {cfg.poisson_sampling!r}")
         if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2**32:
             raise ConfigError(f"seed must be an integer in [0, 2^32), got {cfg.seed!r}")
+        if not isinstance(cfg.reproducible, bool):
+            raise ConfigError(f"reproducible must be true or false, got {cfg.reproducible!r}")
         if cfg.epsilon_limit is not None:
             _check_number("epsilon_limit", cfg.epsilon_limit, low=0.0, high=MAX_EPSILON)
+        _check_number("validation_fraction", cfg.validation_fraction, low=0.0, high=MAX_VALIDATION_FRACTION,
+                      low_inclusive=True, high_inclusive=False)
         if cfg.dataset == "csv" and not cfg.data_path:
             raise ConfigError("dataset 'csv' needs data_path (the CSV file) and label_column")
         return cfg
@@ -258,6 +275,13 @@ def guidance(cfg: TrainConfig, n: int, *, grad_norms: Any = None,
         notes.append(Guidance("target_delta", "warning",
                               f"delta {cfg.target_delta:g} is at or above 1/N = {1 / n:.2g}: the guarantee "
                               f"allows leaking a whole record. Use delta < 1/N, e.g. {_suggest_delta(n):g}."))
+    elif cfg.target_delta > 1.0 / (10 * n):
+        # Below 1/N but not well below: a mechanism that leaks each record with probability delta
+        # still exposes about delta * N whole records (0.8 at delta 1e-3 on 800 members).
+        notes.append(Guidance("target_delta", "warning",
+                              f"delta {cfg.target_delta:g} is not well below 1/N = {1 / n:.2g}: the guarantee "
+                              f"still allows leaking about {cfg.target_delta * n:.2g} whole records of N = {n}. "
+                              f"Use delta at most 1/(10 N) = {1 / (10 * n):.2g}, e.g. {_suggest_delta(n):g}."))
     eps = cfg.target_epsilon
     if eps is not None:
         if eps > 50:
@@ -293,6 +317,15 @@ def guidance(cfg: TrainConfig, n: int, *, grad_norms: Any = None,
                               "Poisson sampling is off: batches are shuffled instead, but the accountants assume "
                               "Poisson sampling, so the ε reported is not a proven guarantee for this run "
                               "(shuffled batches can leak more). Turn it on for a real guarantee."))
+    if cfg.accountant == "gdp":
+        notes.append(Guidance("accountant", "warning",
+                              "The GDP accountant is a central-limit approximation, not an upper bound: the true ε "
+                              "can be higher. The RDP bound of the same schedule is shown beside it; use RDP or "
+                              "PRV for a guarantee."))
+    if cfg.reproducible:
+        notes.append(Guidance("reproducible", "warning",
+                              "Reproducible run: the DP noise and batch sampling follow the seed, so it is not "
+                              "private against anyone who knows the seed. Use it for tests and teaching only."))
     if (cfg.optimizer == "sgd" and cfg.lr > 1.0) or (cfg.optimizer == "adam" and cfg.lr > 0.01):
         notes.append(Guidance("lr", "warning",
                               f"lr {cfg.lr:g} is high for DP-SGD with {cfg.optimizer}: noisy steps that large "

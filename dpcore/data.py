@@ -9,6 +9,7 @@ on the training seed.
 from __future__ import annotations
 
 import csv as _csv
+import dataclasses
 import difflib
 import functools
 import io
@@ -39,6 +40,7 @@ __all__ = [
     "MIN_CSV_ROWS",
     "NON_MEMBER_FRACTION",
     "SPLIT_SEED",
+    "VALIDATION_SEED",
     "DatasetInfo",
     "DatasetSpec",
     "SplitData",
@@ -48,15 +50,18 @@ __all__ = [
     "csv_columns",
     "dataset_status",
     "fetch_dataset",
+    "hold_out_validation",
     "list_datasets",
     "load_dataset",
     "load_for_config",
     "preview_images",
     "preview_table",
+    "validation_indices",
 ]
 
 SPLIT_SEED = 42  # fixed: the member/non-member split must not move with the training seed
 NON_MEMBER_FRACTION = 0.2
+VALIDATION_SEED = 4242  # fixed: the validation slice of the members must not move with the training seed
 MAX_CSV_ROWS = 200_000
 MAX_CSV_FEATURES = 1000  # columns after one-hot encoding
 MAX_CSV_CATEGORIES = 100  # distinct values in one categorical column
@@ -93,7 +98,10 @@ class SplitData:
     ``feature_mean``/``feature_std`` undo the standardisation (per channel for
     images, in [0, 1] pixel units; per feature for tabular data). ``raw`` (CSV
     only) holds the original member rows, in the order of ``x_members``.
-    Equality compares ``info`` and the four tensors only.
+    ``x_validation``/``y_validation`` (None unless a validation set was held out, see
+    ``hold_out_validation``) are member-side rows kept out of training: neither members (not
+    trained on, not attack positives) nor non-members (not test data, not attack negatives).
+    Equality compares ``info`` and the four member/non-member tensors only.
     """
 
     info: DatasetInfo
@@ -104,6 +112,8 @@ class SplitData:
     feature_mean: np.ndarray | None = field(default=None, repr=False)
     feature_std: np.ndarray | None = field(default=None, repr=False)
     raw: pd.DataFrame | None = field(default=None, repr=False)
+    x_validation: torch.Tensor | None = field(default=None, repr=False)
+    y_validation: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def members(self) -> TensorDataset:
@@ -124,6 +134,11 @@ class SplitData:
     def n_non_members(self) -> int:
         """Number of held-out examples."""
         return int(self.x_non_members.shape[0])
+
+    @property
+    def n_validation(self) -> int:
+        """Number of validation examples held out of training (0 when there is no validation set)."""
+        return 0 if self.x_validation is None else int(self.x_validation.shape[0])
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SplitData):
@@ -196,8 +211,59 @@ def load_dataset(name: str, *, data_path: Any = None, label_column: str | None =
 
 
 def load_for_config(cfg: TrainConfig, *, cache_dir: str | os.PathLike[str] | None = None) -> SplitData:
-    """Load the dataset ``cfg`` names (``cfg.dataset``, ``cfg.data_path``, ``cfg.label_column``)."""
-    return load_dataset(cfg.dataset, data_path=cfg.data_path, label_column=cfg.label_column, cache_dir=cache_dir)
+    """Load the dataset ``cfg`` names (``cfg.dataset``, ``cfg.data_path``, ``cfg.label_column``).
+
+    With ``cfg.validation_fraction`` > 0 the validation slice is held out of the members
+    (``hold_out_validation``), so the members are exactly the examples that run trains on: what
+    training, the membership attack on a stored run and delta < 1/N all need.
+    """
+    data = load_dataset(cfg.dataset, data_path=cfg.data_path, label_column=cfg.label_column, cache_dir=cache_dir)
+    fraction = float(getattr(cfg, "validation_fraction", 0.0) or 0.0)
+    return hold_out_validation(data, fraction=fraction) if fraction > 0 else data
+
+
+def validation_indices(y_members: np.ndarray | torch.Tensor, *, fraction: float) -> np.ndarray:
+    """Sorted member row indices of the validation slice: about ``fraction`` of each class, fixed.
+
+    Every member gets a random key from the fixed VALIDATION_SEED; each class gives up its
+    ``round(fraction x class size)`` lowest-keyed rows (keeping at least one to train on). The
+    slice depends only on the member labels and ``fraction``, never on the training seed, and a
+    larger fraction's slice contains a smaller one's.
+
+    >>> validation_indices(np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1]), fraction=0.5).size
+    5
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise DatasetError(f"validation fraction must be in [0, 1), got {fraction!r}")
+    labels = np.asarray(y_members.cpu() if isinstance(y_members, torch.Tensor) else y_members)
+    if fraction == 0.0 or labels.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    keys = np.random.default_rng(VALIDATION_SEED).random(labels.size)
+    chosen = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        take = min(round(fraction * rows.size), rows.size - 1)
+        chosen.append(rows[np.argsort(keys[rows], kind="stable")[:take]])
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def hold_out_validation(data: SplitData, *, fraction: float) -> SplitData:
+    """A copy of ``data`` whose members lose the validation slice (``validation_indices``) to ``x_validation``.
+
+    Non-members are unchanged; ``info.n_members`` counts the members left (those trained on);
+    CSV ``raw`` rows follow the members. Feature standardisation keeps the statistics of all
+    members. DatasetError when ``data`` already has a validation set.
+    """
+    if data.x_validation is not None:
+        raise DatasetError("this split already has a validation set; hold one out only once")
+    held = validation_indices(data.y_members, fraction=fraction)
+    keep = np.setdiff1d(np.arange(data.n_members), held)
+    held_t, keep_t = torch.from_numpy(held), torch.from_numpy(keep)
+    return dataclasses.replace(
+        data, info=dataclasses.replace(data.info, n_members=int(keep.size)),
+        x_members=data.x_members[keep_t], y_members=data.y_members[keep_t],
+        x_validation=data.x_members[held_t], y_validation=data.y_members[held_t],
+        raw=None if data.raw is None else data.raw.iloc[keep].reset_index(drop=True))
 
 
 def cache_dir_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:

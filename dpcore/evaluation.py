@@ -35,7 +35,7 @@ MIA_PENDING, MIA_DONE, MIA_FAILED, MIA_SKIPPED = "pending", "done", "failed", "s
 
 # Knobs that must match for a non-private run to count as the same training without DP.
 BASELINE_KEYS = ("dataset", "model", "seed", "data_path", "label_column")
-BASELINE_PREFERRED_KEYS = ("epochs", "batch_size", "lr", "optimizer", "momentum")
+BASELINE_PREFERRED_KEYS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "validation_fraction")
 
 
 # ---------------------------------------------------------------------- the attack
@@ -179,7 +179,7 @@ def find_baseline_for_config(store: RunStore, cfg: TrainConfig, *, exact: bool =
                              active: bool = False) -> RunRecord | None:
     """The newest finished non-private training run matching ``cfg`` on BASELINE_KEYS, or None.
 
-    Runs that also match on BASELINE_PREFERRED_KEYS (epochs, batch size, lr, optimizer, momentum)
+    Runs that also match on BASELINE_PREFERRED_KEYS (epochs, batch size, lr, optimizer, momentum, validation)
     come first; with ``exact`` only those count. ``active`` also accepts queued and running runs
     (to reuse a baseline that is on its way instead of training it twice).
     """

@@ -91,6 +91,20 @@ TOPICS: dict[str, str] = {
         "torchcsprng, which is not available). Fine for exploration; a production release should be "
         "retrained with a cryptographically secure generator."
     ),
+    "hyperparameter_choice": (
+        "**Choosing among runs costs privacy too.** A sweep trains k runs per ε (one per clipping bound "
+        "and seed) and keeps the best. DP Explorer makes every such choice on a *validation split carved "
+        "from the training side*: a fixed slice of the members held out of training (10 % in sweeps), so "
+        "the non-members, the test set and the attack's negatives, never take part in a choice and the "
+        "chosen run's test accuracy is measured on data no choice has seen. The validation rows are read "
+        "directly by the choice, so ε does not protect them; they are not trained on either. And the ε "
+        "shown is one run's: releasing the best of several DP runs can leak more than that. Papernot & "
+        "Steinke (*Hyperparameter Tuning with Renyi Differential Privacy*, ICLR 2022) show that with a "
+        "fixed number of runs the only general bound is composition (k runs can cost up to k times one "
+        "run's ε), while running a *random* number of times (e.g. Poisson or truncated negative "
+        "binomial) and releasing the best costs only a small, bounded overhead on one run's ε (their "
+        "random-stopping theorems). Count the whole search, not just the winner, when you state ε."
+    ),
     # ---- added for the Budget planner and Guide pages
     "dpsgd": (
         "**DP-SGD in three moves.** (1) *Clip*: compute each example's gradient separately and shrink "
@@ -138,6 +152,15 @@ TOPICS: dict[str, str] = {
         "**Guide**: this page. The ideas behind every number in the app, short enough for a demo."
     ),
 }
+
+
+#: One caption sentence for every place that shows a frontier (Tradeoffs page, sweep reports, CLI ``sweep``).
+SELECTION_COST = (
+    "The best clipping bound per ε is chosen on validation accuracy, on a fixed slice carved from the "
+    "training side (members held out of training), never on the non-members; the accuracy shown is the chosen "
+    "run's test accuracy, on non-members no choice has seen. The ε shown is one run's: choosing the best of "
+    "k runs costs privacy that it does not include (Papernot & Steinke, ICLR 2022; see the Guide)."
+)
 
 
 #: What each EPSILON_BANDS band means, for tables next to the numbers (same wording everywhere).
@@ -218,4 +241,44 @@ def epsilon_band_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["BAND_MEANINGS", "EPSILON_BANDS", "TOPICS", "epsilon_band_table", "epsilon_sentence", "explain"]
+__all__ = ["BAND_MEANINGS", "BOUND_CAPTION", "EPSILON_BANDS", "TOPICS", "attack_bound_sentence", "epsilon_band_table",
+           "epsilon_sentence", "explain"]
+
+
+#: Caption next to every ROC that carries the DP trade-off bound (run view, Attack lab, reports, planner).
+BOUND_CAPTION = (
+    "The dashed line is the most any membership attack can achieve under the DP guarantee of this schedule "
+    "(computed from its privacy accounting: TPR ≤ 1 − f(FPR), the trade-off curve of its privacy profile). "
+    "The shaded region above it is impossible for every attack, known or not; an empirical curve that "
+    "crossed it by more than its sampling error would mean a bug in the training or the accounting."
+)
+
+
+def attack_bound_sentence(*, bound_tpr: float, empirical_tpr: float | None = None, fpr: float = 0.01,
+                          attack: str = "this attack", caveat: str | None = None) -> str:
+    """'At most X % of members found at 1 % false alarms' (any attack, proven), with the attack's own figure.
+
+    ``bound_tpr`` and ``empirical_tpr`` are fractions (TPR at false-positive rate ``fpr``, also a
+    fraction); ``bound_tpr`` of 1 or more (no DP) says there is no limit. ``attack`` names whose TPR it is;
+    ``caveat`` (a ``TradeoffCurve.caveat``) replaces "proven by the DP guarantee".
+
+    >>> attack_bound_sentence(bound_tpr=0.0312, empirical_tpr=0.011)
+    'Any attack: at most 3.12 % of members found at 1 % false alarms (proven by the DP guarantee); this attack: 1.10 %.'
+    """
+    rate = f"{_percent(fpr)} false alarms"
+    if bound_tpr is None or not math.isfinite(bound_tpr) or bound_tpr >= 1:
+        head = f"Any attack: no proven limit at {rate} (no DP guarantee)"
+    else:
+        head = (f"Any attack: at most {_percent(bound_tpr)} of members found at {rate} "
+                f"({caveat or 'proven by the DP guarantee'})")
+    if empirical_tpr is None or not math.isfinite(empirical_tpr):
+        return head + "."
+    return f"{head}; {attack}: {_percent(empirical_tpr)}."
+
+
+def _percent(fraction: float) -> str:
+    """A fraction as a percentage with three significant digits: 0.0312 -> '3.12 %', 0.01 -> '1 %'."""
+    value = 100 * float(fraction)
+    if math.isclose(value, round(value), rel_tol=1e-9, abs_tol=1e-12) and value >= 1:
+        return f"{round(value)} %"
+    return f"{format_significant(value)} %"

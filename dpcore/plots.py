@@ -53,6 +53,7 @@ RUN_PALETTE: tuple[str, ...] = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#17becf", "#8c564b", "#e377c2", "#bcbd22",
 )
 BASELINE_COLOR = "#7f7f7f"
+WARNING_RING_COLOR = "#d97706"  # rings points whose ε is not a proven guarantee (dpcore.caveats)
 TARGET_COLOR = "#333333"
 LIMIT_COLOR = "#d62728"
 MEMBER_COLOR = "#d55e00"
@@ -609,8 +610,17 @@ def roc_chart(
     n_non_members: int | None = None,
     colors: Mapping[str, str] | None = None,
     title: str | None = "Membership-inference ROC",
+    bound: Any | None = None,
+    bound_epsilon: float | None = None,
+    run_bounds: Mapping[str, Any] | None = None,
 ) -> go.Figure:
     """ROC curves of membership-inference attacks, one per ``(label, fpr, tpr, auc)``, plus the chance diagonal.
+
+    ``bound`` (a ``dpcore.tradeoff.TradeoffCurve``, or ``(fpr, tpr_max)`` arrays) adds the most any
+    attacker can achieve under the run's DP guarantee, with the region above it (impossible for
+    every attack) shaded; ``bound_epsilon`` puts the run's ε into its legend name. ``run_bounds``
+    (curve label -> bound) draws one such line per run in the run's colour, unshaded, for overlays
+    of runs with different ε.
 
     Legend names carry the AUC. ``colors`` (label -> colour, e.g. ``run_colors``) keeps a run's colour
     the same as in the other charts; unnamed curves take the palette in order. ``log_scale=True`` uses
@@ -636,7 +646,7 @@ def roc_chart(
         else:
             positives = [f[f > 0] for _, f, _, _ in prepared]
             positives = [p.min() for p in positives if p.size]
-            fpr_floor = float(min(positives)) if positives else 1e-3
+            fpr_floor = float(min(positives)) if positives else (1e-5 if bound is not None else 1e-3)
         tpr_positive = [t[t > 0].min() for _, _, t, _ in prepared if (t > 0).any()]
         tpr_floor = float(min([fpr_floor, *tpr_positive]))
         diagonal = [fpr_floor, 1.0]
@@ -650,6 +660,8 @@ def roc_chart(
 
     fig.add_trace(go.Scatter(x=diagonal, y=diagonal, name="chance", mode="lines",
                              line=dict(color=BASELINE_COLOR, width=1.2, dash="dot"), hoverinfo="skip"))
+    if bound is not None:
+        add_tradeoff_bound(fig, bound, fpr_floor=fpr_floor, epsilon=bound_epsilon)
     for index, (label, fpr, tpr, auc) in enumerate(prepared):
         if log_scale:
             fpr, tpr = np.clip(fpr, fpr_floor, 1.0), np.clip(tpr, tpr_floor, 1.0)
@@ -659,8 +671,56 @@ def roc_chart(
             line=dict(color=(colors or {}).get(label, RUN_PALETTE[index % len(RUN_PALETTE)]), width=2, shape="hv"),
             hovertemplate="FPR %{x:.2%}<br>TPR %{y:.2%}",
         ))
-    if not prepared:
+        run_bound = (run_bounds or {}).get(label)
+        if run_bound is not None and not getattr(run_bound, "unlimited", False):
+            add_tradeoff_bound(fig, run_bound, fpr_floor=fpr_floor, shade=False, name=f"{label}: {BOUND_LABEL}",
+                               color=(colors or {}).get(label, RUN_PALETTE[index % len(RUN_PALETTE)]))
+    if not prepared and bound is None:
         add_no_data(fig)
+    return fig
+
+
+BOUND_LABEL = "most any attacker can achieve"
+BOUND_COLOR = "#8c2d04"
+IMPOSSIBLE_FILL = "rgba(140, 45, 4, 0.10)"
+
+
+def add_tradeoff_bound(fig: go.Figure, bound: Any, *, fpr_floor: float = 0.0, epsilon: float | None = None,
+                       shade: bool = True, name: str | None = None, color: str = BOUND_COLOR) -> go.Figure:
+    """Draw the DP trade-off bound on a ROC figure (rates as fractions): its line and the shaded region above it.
+
+    ``bound`` is a ``dpcore.tradeoff.TradeoffCurve`` (exact values at ``fpr_floor`` through ``tpr_at``)
+    or ``(fpr, tpr_max)`` arrays. Only FPR >= ``fpr_floor`` is drawn (the log axes' left edge). A
+    bound of 1 everywhere (no DP guarantee) is drawn as a line with no shading; ``shade=False``
+    draws only the line (``name``/``color`` then tell runs apart).
+    """
+    fpr, tpr = (bound.fpr, bound.tpr_max) if hasattr(bound, "tpr_max") else bound
+    fpr, tpr = np.asarray(fpr, dtype=float).ravel(), np.asarray(tpr, dtype=float).ravel()
+    keep = fpr >= fpr_floor
+    fpr, tpr = fpr[keep], tpr[keep]
+    if fpr_floor > 0 and (fpr.size == 0 or fpr[0] > fpr_floor):
+        edge = float(bound.tpr_at(fpr_floor)) if hasattr(bound, "tpr_at") else float(tpr[0] if tpr.size else 1.0)
+        fpr, tpr = np.concatenate([[fpr_floor], fpr]), np.concatenate([[edge], tpr])
+    if fpr.size == 0:
+        return fig
+    suffix = f" at ε = {epsilon:.3g}" if epsilon is not None and math.isfinite(epsilon) else ""
+    name = name or f"{BOUND_LABEL}{suffix}"
+    if getattr(bound, "caveat", None):
+        name += f" ({bound.caveat})"
+    if np.all(tpr >= 1.0):
+        fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{name}: no limit (no DP guarantee)",
+                                 line=dict(color=color, width=1.5, dash="dash"), hoverinfo="skip"))
+        return fig
+    if shade:
+        fig.add_trace(go.Scatter(
+            x=np.concatenate([fpr, fpr[::-1]]), y=np.concatenate([tpr, np.ones_like(tpr)]), fill="toself",
+            fillcolor=IMPOSSIBLE_FILL, line=dict(width=0), mode="lines", hoverinfo="skip",
+            name="impossible for any attack (DP guarantee)",
+        ))
+    fig.add_trace(go.Scatter(
+        x=fpr, y=tpr, mode="lines", name=name, line=dict(color=color, width=2 if shade else 1.3, dash="dash"),
+        hovertemplate="FPR %{x:.2%}<br>any attack: TPR at most %{y:.2%}",
+    ))
     return fig
 
 
@@ -972,7 +1032,8 @@ def privacy_utility_chart(df: pd.DataFrame | None, *, title: str | None = "Priva
 
     Columns: label, epsilon, test_accuracy (fraction 0..1), optional test_accuracy_std (error
     bars) and is_baseline (default: rows with non-finite epsilon). Several baseline rows are
-    averaged. EPSILON_BANDS shade the x axis.
+    averaged. EPSILON_BANDS shade the x axis. An optional ``epsilon_note`` column (``dpcore.caveats``)
+    rings the points whose ε is not a proven guarantee, with the note on hover.
     """
     fig = base_figure(title=title, x_title="ε (log scale)", y_title="test accuracy (%)")
     fig.update_yaxes(tickformat=".0%")
@@ -1004,6 +1065,14 @@ def privacy_utility_chart(df: pd.DataFrame | None, *, title: str | None = "Priva
         text=labels[private][order], customdata=np.nan_to_num(errors, nan=0.0),
         hovertemplate="%{text}<br>ε %{x:.3g}<br>test accuracy %{y:.1%} ± %{customdata:.1%}<extra></extra>",
     ))
+    if "epsilon_note" in df.columns:  # ε that is not a guarantee (dpcore.caveats): ringed, with its note
+        notes = df["epsilon_note"].fillna("").astype(str).to_numpy()[private][order]
+        flagged = notes != ""
+        if flagged.any():
+            fig.add_trace(go.Scatter(
+                x=xs[flagged], y=ys[flagged], name="ε not a proven guarantee", mode="markers",
+                marker=dict(size=16, symbol="circle-open", color=WARNING_RING_COLOR, line=dict(width=2)),
+                text=notes[flagged], hovertemplate="ε %{x:.3g}: %{text}<extra></extra>"))
     return fig
 
 
@@ -1142,6 +1211,9 @@ def epsilon_audit_chart(
     trained without DP) and optionally detail (hover text); ``dpcore.audit.epsilon_table`` builds it.
     Horizontal bars, the guarantee first; the stretch between the largest lower bound and the guarantee
     (where the true ε of this training procedure lies) is shaded. Lower bounds are at ``confidence``.
+    Optional columns ``compare_epsilon`` and ``power`` (nats, NaN where they do not apply) mark, on a lower
+    bound's row, the ε of the run that bound must be compared with (a labelled diamond: the canary audit is
+    its own run) and the most that audit could certify (an open circle).
     """
     fig = base_figure(title=title, x_title="ε (privacy loss, nats)", y_title=None,
                       height=max(200, 110 + 34 * (0 if df is None else len(df))))
@@ -1157,8 +1229,13 @@ def epsilon_audit_chart(
     fig.update_xaxes(range=[0, top], rangemode="tozero")
     fig.update_yaxes(autorange="reversed", showgrid=False, ticks="")
     fig.update_layout(bargap=0.35, margin_l=8)
-    if upper and lower:
-        fig.add_shape(type="rect", xref="x", yref="paper", x0=max(lower), x1=min(upper), y0=0, y1=1,
+    # A bound with its own run's ε (the canary audit) says nothing about where this run's ε lies: no gap from it.
+    own = (pd.to_numeric(df["compare_epsilon"], errors="coerce").tolist() if "compare_epsilon" in df.columns
+           else [math.nan] * len(df))
+    same_run = [e for e, k, o in zip(epsilon, kinds, own, strict=True)
+                if k == "lower" and math.isfinite(e) and not (o is not None and math.isfinite(o))]
+    if upper and same_run:
+        fig.add_shape(type="rect", xref="x", yref="paper", x0=max(same_run), x1=min(upper), y0=0, y1=1,
                       fillcolor=GAP_FILL, line_width=0, layer="below", name="unknown gap")
         add_note(fig, "the true ε lies in the shaded range")
     for x, name, color in [(u, "guarantee", UPPER_BOUND_COLOR) for u in upper[:1]]:
@@ -1176,6 +1253,25 @@ def epsilon_audit_chart(
             x=values, y=[labels[i] for i in rows], orientation="h", name=name,
             marker=dict(color=color, line=dict(width=0)), text=texts, textposition="outside", cliponaxis=False,
             customdata=[details[i] for i in rows], hovertemplate="%{customdata}<extra></extra>",
+        ))
+    for column, name, symbol, template in (
+            ("compare_epsilon", "its own run's ε (compare the bound with this)", "diamond", "its run's ε {:.2f}"),
+            ("power", "audit power (the most it could certify)", "circle-open", "power {:.2f}")):
+        if column not in df.columns:
+            continue
+        values = pd.to_numeric(df[column], errors="coerce").tolist()
+        rows = [i for i, value in enumerate(values) if value is not None and math.isfinite(value)]
+        if not rows:
+            continue
+        top = max(top, *(values[i] * 1.3 for i in rows))
+        fig.update_xaxes(range=[0, top])
+        fig.add_trace(go.Scatter(
+            x=[values[i] for i in rows], y=[labels[i] for i in rows], mode="markers+text", name=name,
+            marker=dict(symbol=symbol, size=12, color=UPPER_BOUND_COLOR if column == "compare_epsilon"
+                        else LOWER_BOUND_COLOR, line=dict(width=2, color=UPPER_BOUND_COLOR if column ==
+                                                          "compare_epsilon" else LOWER_BOUND_COLOR)),
+            text=[template.format(values[i]) for i in rows], textposition="top center", cliponaxis=False,
+            hovertemplate=f"{name}: %{{x:.2f}}<extra></extra>",
         ))
     if not upper:
         add_note(fig, "trained without DP: no upper bound")
@@ -1271,7 +1367,7 @@ def sweep_heatmap(
 
     Columns: target_epsilon, max_grad_norm, value (a fraction when ``percent``), optional
     value_std, n_runs, run_id (put in each cell's ``customdata`` so a click can open that run)
-    and is_best (outlined: the bound with the best accuracy for that epsilon, when
+    and is_best (outlined: the bound chosen for that epsilon, on validation accuracy, when
     ``mark_best``). Cells print their value; empty cells are runs that have not finished.
     ``value_range`` fixes the colour scale (e.g. (0, 1) for a share); otherwise it spans the
     values, and a lone value gets a scale around it instead of one stretched past 100 %.
@@ -1339,7 +1435,7 @@ def sweep_heatmap(
                 marker=dict(size=34, symbol="square-open", color="#d62728", line=dict(width=2.5)),
                 hoverinfo="skip",
             ))
-            add_note(fig, "red outline: best clipping bound for each ε")
+            add_note(fig, "red outline: the clipping bound chosen for each ε (best validation accuracy)")
     fig.update_xaxes(type="category", showgrid=False, ticks="")
     fig.update_yaxes(type="category", showgrid=False, ticks="")
     return fig

@@ -25,10 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dpcore import tradeoff as tradeoff_module
 from dpcore.attacks import ATTACKS
-from dpcore.checks import Check, all_passed, seed_checks
+from dpcore.caveats import EpsilonStatus, caveat_labels, epsilon_status
+from dpcore.checks import Check, all_passed, run_checks
 from dpcore.config import TrainConfig, guidance
 from dpcore.errors import DPExplorerError
+from dpcore.explain import BOUND_CAPTION, SELECTION_COST, attack_bound_sentence
 from dpcore.explain import format_number as fmt
 
 if TYPE_CHECKING:
@@ -47,7 +50,12 @@ ATTACK_FIELDS: dict[str, tuple[str, str]] = {
     "mia_epsilon_lower": ("ε lower bound from the loss attack (one model: an indication)", ".3f"),
     "empirical_epsilon_lower": ("empirical ε lower bound (attack lab, strongest attack)", ".3f"),
     "empirical_epsilon_attack": ("attack that gave the lower bound", "s"),
-    "canary_epsilon_lower": ("ε lower bound from the one-run canary audit", ".3f"),
+    "canary_epsilon_lower": ("ε lower bound from the one-run canary audit (compare with the canary run's ε below)",
+                             ".3f"),
+    "canary_accountant_epsilon": ("the canary run's own accountant ε: the one the canary bound must stay under "
+                                  "(not this run's ε)", ".3f"),
+    "canary_epsilon_power": ("canary audit power: the largest ε its guesses could certify were all right", ".3f"),
+    "canary_mode": ("canary audit kind (white-box: gradient canaries; black-box: mislabelled examples)", "s"),
     "attack_models": ("reference models used by the attack lab", "d"),
 }
 # Per-attack numbers of the attack lab, ``<attack>_<measure>`` (see ``dpcore.audit.summary_fields``).
@@ -100,6 +108,19 @@ class ReportRun:
     roc: dict[str, Any] | None = None
     group: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    artifacts: Path | None = None
+    accountant_history: list[tuple[float, float, int]] | None = None
+
+    def tradeoff_bound(self) -> Any:
+        """The most any membership attack can achieve on this run (``dpcore.tradeoff.TradeoffCurve``).
+
+        From the accountant history of a fresh result, else the stored checkpoint or summary.
+        """
+        from dpcore import tradeoff
+
+        if self.accountant_history is not None and self.private:
+            return tradeoff.tradeoff_from_history(self.accountant_history)
+        return tradeoff.tradeoff_for_run(summary=self.summary, config=self.config, artifacts=self.artifacts)
 
     @classmethod
     def from_record(cls, store: RunStore, record: RunRecord) -> ReportRun:
@@ -115,7 +136,7 @@ class ReportRun:
                    summary=dict(record.summary), steps=store.steps(record.id), epochs=store.epochs(record.id),
                    stop_status=record.stop_status, stop_reason=record.stop_reason, error=record.error_message,
                    created=record.created, finished=record.finished, device=record.device, roc=roc,
-                   group=record.group)
+                   group=record.group, artifacts=store.artifacts_path(record.id))
 
     @classmethod
     def from_result(cls, result: Any, *, attack: Any = None, summary: Mapping[str, Any] | None = None,
@@ -127,7 +148,8 @@ class ReportRun:
         return cls(id=None, name=name or result.config.label(), status="done", config=result.config.to_dict(),
                    summary={**result.summary(), **dict(summary or {})}, steps=result.history,
                    epochs=result.epochs, stop_status=result.status, stop_reason=result.stop_reason,
-                   device=result.device, roc=roc)
+                   device=result.device, roc=roc,
+                   accountant_history=[tuple(segment) for segment in getattr(result, "accountant_history", [])])
 
     @property
     def private(self) -> bool:
@@ -150,21 +172,25 @@ class ReportRun:
 
 
 def summary_checks(config: Mapping[str, Any], summary: Mapping[str, Any], *, max_epsilon: float = 10.0,
-                   max_auc: float = 0.60, min_accuracy: float = 0.55) -> list[Check]:
-    """The seed's four checks (``dpcore.checks.seed_checks``) for a stored run's config and summary.
+                   max_auc: float = 0.60, min_accuracy: float = 0.55, allow_reproducible: bool = False) -> list[Check]:
+    """The privacy gate's checks (``dpcore.checks.run_checks``) for a stored run's config and summary.
 
     A non-private run has epsilon = inf, so it fails the epsilon checks on purpose; a run
-    without an attack result gets ``passed=None`` for the attack check.
+    without an attack result gets ``passed=None`` for the attack check. The epsilon checks use
+    a proven bound (RDP for a GDP run); a reproducible run fails an extra check unless allowed.
     """
-    private = bool(config.get("private", True))
-    final = summary.get("final_epsilon")
-    final_epsilon = math.inf if not private else (float(final) if isinstance(final, (int, float)) else math.nan)
-    accuracy = summary.get("test_accuracy")
-    auc = summary.get("mia_auc")
-    return seed_checks(final_epsilon=final_epsilon, target_epsilon=config.get("target_epsilon") if private else None,
-                       test_accuracy=float(accuracy) if isinstance(accuracy, (int, float)) else math.nan,
-                       mia_auc=float(auc) if isinstance(auc, (int, float)) else None, max_epsilon=max_epsilon,
-                       max_auc=max_auc, min_accuracy=min_accuracy)
+    return run_checks(config, summary, max_epsilon=max_epsilon, max_auc=max_auc, min_accuracy=min_accuracy,
+                      allow_reproducible=allow_reproducible)
+
+
+def caveats_html(status: EpsilonStatus) -> str:
+    """A warning paragraph per caveat of a run's ε (``dpcore.caveats``), '' when its ε is a plain guarantee."""
+    if not status.caveats:
+        return ""
+    items = "".join(f"<li><strong>{_esc(caveat.label)}</strong>: {_esc(caveat.explanation)}</li>"
+                    for caveat in status.caveats)
+    return (f'<div class="explain warning"><p><strong>{_esc(status.text(".2f"))}</strong>: this ε is not a '
+            f"plain guarantee.</p><ul>{items}</ul></div>")
 
 
 def environment(*, device: str | None = None) -> dict[str, str]:
@@ -380,13 +406,15 @@ def run_report_html(run: ReportRun, *, baseline: ReportRun | None = None, env: M
     accountant = (summary.get("accountant") or config.get("accountant") or "rdp").upper()
     sigma = summary.get("noise_multiplier") or config.get("noise_multiplier")
     eps = run.final_epsilon
+    status = epsilon_status(config=config, summary=summary)
     accuracy = run.test_accuracy
     base_acc = baseline.test_accuracy if baseline is not None else math.nan
     gap = (accuracy - base_acc) if math.isfinite(base_acc) and math.isfinite(accuracy) else math.nan
 
     cards = [
         (f"ε spent (δ = {fmt(delta, 'g')})", fmt(eps, ".2f"),
-         f"{accountant} accountant" if run.private else "no DP: no guarantee"),
+         (f"{accountant} accountant" + (f"; {status.note('.2f')}" if status.note() else ""))
+         if run.private else "no DP: no guarantee"),
         ("noise multiplier σ", fmt(sigma, ".3f") if run.private else "-",
          f"C = {fmt(config.get('max_grad_norm'), 'g')}" if run.private else ""),
         ("test accuracy", fmt(accuracy, ".1%"),
@@ -403,6 +431,16 @@ def run_report_html(run: ReportRun, *, baseline: ReportRun | None = None, env: M
         ("mode", mode),
         ("target ε", fmt(config.get("target_epsilon"), "g")),
         ("ε spent", fmt(eps, ".4f")),
+        ("ε is a proven bound", ("yes" if status.is_guarantee
+                                 else "no: " + status.note(".4f", include_reproducible=False))
+         if run.private else "-"),
+        ("proven bound (same schedule)", (f"ε = {fmt(status.bound, '.4f')} ({status.bound_accountant.upper()})"
+                                          if status.bound is not None and status.bound_accountant else
+                                          status.bound_text() or "-") if run.private else "-"),
+        ("noise and sampling", ("follow the seed: " + caveat_labels([c for c in status.caveats
+                                                                    if c.kind == "reproducible"])
+                                if status.reproducible else "secret (fresh OS entropy, never stored)")
+         if run.private else "-"),
         ("δ", fmt(delta, "g")),
         ("accountant", accountant if run.private else "-"),
         ("noise multiplier σ", fmt(sigma, ".4f") if run.private else "-"),
@@ -449,12 +487,21 @@ def run_report_html(run: ReportRun, *, baseline: ReportRun | None = None, env: M
     attack_parts: list[str | Figures] = [attack_html]
     if run.roc is not None and run.roc.get("fpr"):
         curve = [("loss attack", run.roc["fpr"], run.roc["tpr"], run.roc.get("auc"))]
-        attack_parts.append(Figures([plots.roc_chart(curve), plots.roc_chart(curve, log_scale=True)],
+        bound = run.tradeoff_bound()
+        bound_epsilon = eps if run.private and math.isfinite(eps) else None
+        empirical = summary.get("mia_tpr_at_1pct_fpr")
+        if not isinstance(empirical, (int, float)) or not math.isfinite(empirical):
+            empirical = tradeoff_module.empirical_tpr_at(fpr=run.roc["fpr"], tpr=run.roc["tpr"])
+        limit = attack_bound_sentence(bound_tpr=bound.headline(), empirical_tpr=empirical, caveat=bound.caveat)
+        attack_parts.append(f"<p><b>{_esc(limit)}</b></p>")
+        attack_parts.append(Figures([plots.roc_chart(curve, bound=bound, bound_epsilon=bound_epsilon),
+                                     plots.roc_chart(curve, log_scale=True, n_non_members=run.roc.get("n_non_members"),
+                                                     bound=bound, bound_epsilon=bound_epsilon)],
                                     "ROC of the loss-threshold attack. Left: linear axes; right: log axes, the "
-                                    "low false-positive regime where an attack is dangerous."))
+                                    "low false-positive regime where an attack is dangerous. " + BOUND_CAPTION))
 
     sections: list[tuple[str, Content]] = [
-        ("Summary", _cards(cards) + f"<p>{_esc(sentence)}</p>"),
+        ("Summary", _cards(cards) + caveats_html(status) + f"<p>{_esc(sentence)}</p>"),
         ("Training", Figures(training_figs, "ε spent and share of clipped gradients per step, loss per step, "
                                             "accuracy per epoch (dotted: the non-private baseline).")),
         ("Dataset and model", _dataset_section(config, summary)),
@@ -483,6 +530,12 @@ def run_report(store: RunStore, run_id: str, *, thresholds: Mapping[str, float] 
 
 
 # ---------------------------------------------------------------------- one sweep
+def _chosen_on_text(row: dict[str, Any]) -> str:
+    """How a frontier row's clipping bound was chosen, for the sweep report's table."""
+    return {"validation": "validation accuracy", "test": "test accuracy (no validation set)",
+            "single": "nothing to choose"}.get(str(row.get("chosen_on")), "-")
+
+
 def sweep_report(store: RunStore, sweep_id: str) -> str:
     """The HTML report of a sweep: grid, progress, the tradeoff charts and every member's numbers and checks."""
     from dpcore import plots, sweeps
@@ -502,6 +555,9 @@ def sweep_report(store: RunStore, sweep_id: str) -> str:
                  ("clipping bounds C", ", ".join(f"{c:g}" for c in spec.max_grad_norms)),
                  ("seeds", ", ".join(str(s) for s in spec.seeds)),
                  ("non-private baseline", "yes (one per seed)" if spec.include_baseline else "no"),
+                 ("validation split", f"{spec.validation_fraction:.0%} of the members, held out of training (fixed "
+                                      "slice, every run)" if spec.validation_fraction
+                  else "none (a sweep recorded before validation splits)"),
                  ("runs", spec.n_runs)]
     shared = {key: value for key, value in base.to_dict().items()
               if key not in ("target_epsilon", "max_grad_norm", "seed", "private", "noise_multiplier", "extra")}
@@ -511,17 +567,24 @@ def sweep_report(store: RunStore, sweep_id: str) -> str:
 
     frontier_rows = []
     for row in front.to_dict("records"):
+        note = row.get("epsilon_note")
         frontier_rows.append((
-            row["label"], fmt(row["epsilon"], ".3f"), fmt(row["max_grad_norm"], "g"),
+            row["label"], fmt(row["epsilon"], ".3f") + (f" ({note})" if isinstance(note, str) and note else ""),
+            fmt(row["max_grad_norm"], "g"), _chosen_on_text(row),
+            fmt(row.get("validation_accuracy"), ".1%"),
             f"{fmt(row['test_accuracy'], '.1%')} ± {fmt(row['test_accuracy_std'], '.1%')}",
             fmt(row["mia_auc"], ".3f"), fmt(row["mia_tpr_at_1pct_fpr"], ".1%"),
             fmt(row["final_clip_fraction"], ".0%"), row["n_runs"]))
-    frontier_html = (_table(frontier_rows, ("setting", "ε spent (mean)", "best C", "test accuracy ± std",
-                                            "attack AUC", "TPR at 1 % FPR", "clipped at end", "runs"),
+    frontier_html = (_table(frontier_rows, ("setting", "ε spent (mean)", "chosen C", "chosen on",
+                                            "validation accuracy", "test accuracy ± std", "attack AUC",
+                                            "TPR at 1 % FPR", "clipped at end", "runs"),
                             align_numbers=True)
                      if frontier_rows else "<p>No finished runs yet.</p>")
-    frontier_html += ('<p class="muted">Seeds averaged; ± is the sample standard deviation over seeds. With '
-                      "several clipping bounds the one with the best mean accuracy is shown.</p>")
+    selection_note = sweeps.frontier_note(front)
+    if selection_note:
+        frontier_html += f'<p class="warning"><strong>Note:</strong> {_esc(selection_note)}</p>'
+    frontier_html += ('<p class="muted">Seeds averaged; ± is the sample standard deviation over seeds. '
+                      f"{_esc(SELECTION_COST)}</p>")
 
     member_rows = []
     by_id = {row["run_id"]: row for row in points.to_dict("records")}
@@ -538,11 +601,15 @@ def sweep_report(store: RunStore, sweep_id: str) -> str:
             checks_failed += not all_passed(checks)
             for note in _guidance_for(record.config, record.summary):
                 notes.setdefault(note.message, note)
-        member_rows.append((member.key, member.state, fmt(point.get("epsilon"), ".3f"),
+        note = point.get("epsilon_note")
+        member_rows.append((member.key, member.state,
+                            fmt(point.get("epsilon"), ".3f") + (f" ({note})" if isinstance(note, str) and note else ""),
+                            fmt(point.get("validation_accuracy"), ".1%"),
                             fmt(point.get("test_accuracy"), ".1%"), fmt(point.get("mia_auc"), ".3f"),
                             fmt(point.get("mia_tpr_at_1pct_fpr"), ".1%"), fmt(point.get("final_clip_fraction"), ".0%"),
                             verdict, member.run_id or "-"))
-    members_html = _table(member_rows, ("cell", "status", "ε spent", "test accuracy", "attack AUC",
+    members_html = _table(member_rows, ("cell", "status", "ε spent", "validation accuracy", "test accuracy",
+                                        "attack AUC",
                                         "TPR at 1 % FPR", "clipped at end", "checks", "run id"), align_numbers=True)
     members_html += (f'<p class="muted">Checks are the seed\'s four (ε within budget, ε below 10, attack AUC below '
                      f"0.6, accuracy above 0.55); {checks_failed} finished run(s) fail at least one. Non-private "
@@ -574,7 +641,8 @@ def sweep_report(store: RunStore, sweep_id: str) -> str:
             plots.sweep_heatmap(clip_cells, value_title="clipped at end", colorscale="Blues", mark_best=False,
                                 value_range=(0.0, 1.0),
                                 title="Share clipped at the end of training")],
-            "Left: mean test accuracy for every (ε, C) pair, the best C per ε outlined. Right: share of per-sample "
+            "Left: mean test accuracy for every (ε, C) pair, the C chosen per ε (best validation accuracy) "
+            "outlined. Right: share of per-sample "
             "gradients clipped in the last epoch (50-80 % usually trains best)."))
     clipping.append(_explain("max_grad_norm", "clip_fraction"))
 

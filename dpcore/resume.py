@@ -8,8 +8,10 @@ optimizer state, accountant history), keeps the parent's noise multiplier, and s
 epsilon *on top of* the budget the parent already spent: the guarantee of the
 continued model is the total epsilon, never the extra part alone. The parent's
 ``epsilon_limit`` still holds unless a new one is given. The continuation keeps the
-parent's seed; ``train`` derives its sampling and noise streams from (seed, steps already
-taken), so it never replays the noise the parent added. Its stored step and epoch
+parent's seed (which fixes only the initial weights, overwritten by the checkpoint) and its
+``reproducible`` switch. ``train`` draws the sampling and noise of a default run from fresh secret
+OS entropy, and for a reproducible run derives them from (seed, privacy knobs, steps already taken),
+so a continuation never replays the noise the parent added. Its stored step and epoch
 tables begin with a copy of the parent's rows, so charts show the whole history.
 ``JobQueue.resume`` (dpcore.jobs) queues one; this module has the pieces without a queue.
 """
@@ -188,7 +190,8 @@ def plan_resume(store: RunStore, run_id: str, *, epochs: int, epsilon_limit: flo
         )
     extra = dict(parent_cfg.extra or {})
     extra.update({RESUME_KEY: run_id, EPOCHS_BEFORE_KEY: epochs_done, STEPS_BEFORE_KEY: steps_done})
-    # Same seed as the parent: train() derives fresh noise and batches from (seed, steps done).
+    # Same seed and reproducible switch as the parent: train() draws fresh secret noise and batches, or
+    # (reproducible) derives them from (seed, privacy knobs, steps done): never the parent's.
     config = parent_cfg.replace(epochs=epochs, epsilon_limit=limit, extra=extra).validate()
 
     sigma = summary.get("noise_multiplier") if config.private else None

@@ -58,7 +58,10 @@ ACTIVE_STATUSES = (QUEUED, RUNNING)
 TERMINAL_STATUSES = (DONE, FAILED, CANCELLED, INTERRUPTED)
 
 STEP_COLUMNS = ("step", "epoch", "epsilon", "clip_fraction", "loss", "batch_size")
-EPOCH_COLUMNS = ("epoch", "epsilon", "train_loss", "train_accuracy", "test_accuracy")
+EPOCH_COLUMNS = ("epoch", "epsilon", "train_loss", "train_accuracy", "test_accuracy", "validation_accuracy")
+#: Columns added to a table after the first schema, with their SQL type: added in place when missing
+#: (older readers name their columns, so they keep working; runs stored before read NaN there).
+_ADDED_COLUMNS = {"epochs": {"validation_accuracy": "REAL"}}
 _INT_COLUMNS = {"step", "epoch", "batch_size"}
 
 # Columns every list_runs() frame has, even when no run has a value for them.
@@ -67,6 +70,8 @@ LIST_COLUMNS = (
     "steps_done", "total_steps", "device", "dataset", "model", "mode", "private", "target_epsilon",
     "noise_multiplier", "target_delta", "max_grad_norm", "epochs", "batch_size", "seed",
     "final_epsilon", "test_accuracy", "train_accuracy", "mia_auc", "error",
+    # Config fields dpcore.caveats needs (a missing "reproducible" means a run stored before secret noise).
+    "accountant", "poisson_sampling", "reproducible",
 )
 
 _SCHEMA = """
@@ -110,6 +115,7 @@ CREATE TABLE IF NOT EXISTS epochs (
     train_loss REAL,
     train_accuracy REAL,
     test_accuracy REAL,
+    validation_accuracy REAL,
     PRIMARY KEY (run_id, epoch)
 ) WITHOUT ROWID;
 """
@@ -413,6 +419,11 @@ class RunStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            for table, added in _ADDED_COLUMNS.items():
+                present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                for column, sql_type in added.items():
+                    if column not in present:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # ------------------------------------------------------------------ lifecycle
@@ -703,7 +714,8 @@ class RunStore:
                 )
             if epoch_values:
                 conn.executemany(
-                    f"INSERT OR REPLACE INTO epochs (run_id, {', '.join(EPOCH_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
+                    f"INSERT OR REPLACE INTO epochs (run_id, {', '.join(EPOCH_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * (len(EPOCH_COLUMNS) + 1))})",
                     epoch_values,
                 )
             conn.execute(

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dpcore.caveats import row_status
 from dpcore.config import TrainConfig
 from dpcore.errors import ConfigError, DPExplorerError
 from dpcore.runs import (
@@ -60,6 +61,9 @@ SWEEPS_DIR = "sweeps"
 SWEEP_RECORD_VERSION = 1
 DEFAULT_EPSILONS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
 DEFAULT_MAX_GRAD_NORMS: tuple[float, ...] = (1.0,)
+#: Share of the members every run of a new sweep (baseline included) holds out as its validation set:
+#: the frontier chooses C on it, so no choice looks at the non-members (test set, attack negatives).
+DEFAULT_VALIDATION_FRACTION = 0.1
 #: Members of one sweep waiting in the job queue at a time; finished members queue the next ones.
 SWEEP_WINDOW = 4
 #: Sweeps this large get a warning in the dashboard; larger than MAX_SWEEP_RUNS is refused.
@@ -113,6 +117,9 @@ class SweepSpec:
     replaced by the grid values. ``epsilons`` are target epsilons (at ``base.target_delta``),
     ``max_grad_norms`` clipping bounds C, ``seeds`` training seeds (several give error bars).
     ``include_baseline`` adds one non-private run per seed (clipping does not apply to it).
+    ``validation_fraction`` replaces ``base.validation_fraction`` for every member and the baseline
+    alike: the share of members held out of training to choose on (see ``frontier``). A stored
+    sweep without it (made before validation sets) reads as 0: its runs have none.
     """
 
     base: TrainConfig = field(default_factory=lambda: TrainConfig(dataset="synthetic"))
@@ -120,6 +127,7 @@ class SweepSpec:
     max_grad_norms: tuple[float, ...] = DEFAULT_MAX_GRAD_NORMS
     seeds: tuple[int, ...] = (0,)
     include_baseline: bool = True
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION
 
     def normalized(self) -> SweepSpec:
         """A copy with sorted, de-duplicated grids; ConfigError for empty grids or bad values."""
@@ -130,10 +138,12 @@ class SweepSpec:
                 f"a sweep calibrates the noise to each target epsilon; remove noise_multiplier "
                 f"({self.base.noise_multiplier}) from the base config"
             )
-        base = self.base.replace(private=True, target_epsilon=None, noise_multiplier=None, seed=0)
+        base = self.base.replace(private=True, target_epsilon=None, noise_multiplier=None, seed=0,
+                                 validation_fraction=self.validation_fraction)
         return SweepSpec(base=base, epsilons=_floats("epsilons", self.epsilons, allow_empty=True),
                          max_grad_norms=_floats("max_grad_norms", self.max_grad_norms),
-                         seeds=_ints("seeds", self.seeds), include_baseline=bool(self.include_baseline))
+                         seeds=_ints("seeds", self.seeds), include_baseline=bool(self.include_baseline),
+                         validation_fraction=self.validation_fraction)
 
     @property
     def n_runs(self) -> int:
@@ -160,12 +170,12 @@ class SweepSpec:
         """Plain JSON-ready dict (``base`` as ``TrainConfig.to_dict()``)."""
         return {"base": self.base.to_dict(), "epsilons": list(self.epsilons),
                 "max_grad_norms": list(self.max_grad_norms), "seeds": list(self.seeds),
-                "include_baseline": self.include_baseline}
+                "include_baseline": self.include_baseline, "validation_fraction": self.validation_fraction}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SweepSpec:
-        """Inverse of ``to_dict``; ConfigError for unknown keys."""
-        known = {"base", "epsilons", "max_grad_norms", "seeds", "include_baseline"}
+        """Inverse of ``to_dict``; ConfigError for unknown keys. No ``validation_fraction``: an old record, 0."""
+        known = {"base", "epsilons", "max_grad_norms", "seeds", "include_baseline", "validation_fraction"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown sweep field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
@@ -173,7 +183,8 @@ class SweepSpec:
         return cls(base=base if isinstance(base, TrainConfig) else TrainConfig.from_dict(dict(base)),
                    epsilons=tuple(values.get("epsilons", DEFAULT_EPSILONS)),
                    max_grad_norms=tuple(values.get("max_grad_norms", DEFAULT_MAX_GRAD_NORMS)),
-                   seeds=tuple(values.get("seeds", (0,))), include_baseline=values.get("include_baseline", True))
+                   seeds=tuple(values.get("seeds", (0,))), include_baseline=values.get("include_baseline", True),
+                   validation_fraction=values.get("validation_fraction", 0.0))
 
     def describe(self) -> str:
         """One line, e.g. 'synthetic mlp: ε 0.5, 1, 2 x C 1 x 2 seeds + no-DP baseline (8 runs)'."""
@@ -688,6 +699,7 @@ POINT_COLUMNS = (
     "run_id", "label", "status", "is_baseline", "dataset", "model", "target_epsilon", "noise_multiplier",
     "epsilon", "target_delta", "max_grad_norm", "seed", "test_accuracy", "train_accuracy", "mia_auc",
     "mia_tpr_at_1pct_fpr", "final_clip_fraction", "empirical_epsilon_lower", "mia_epsilon_lower",
+    "validation_accuracy", "epsilon_note", "epsilon_bound",
 )
 
 
@@ -701,7 +713,8 @@ def run_points(runs: pd.DataFrame, *, only_done: bool = True) -> pd.DataFrame:
     """One row per finished run: the numbers the tradeoff charts need (POINT_COLUMNS).
 
     ``runs`` is a ``RunStore.list_runs`` frame. ``epsilon`` is the epsilon actually spent
-    (inf for non-private runs), accuracies and attack rates are fractions in [0, 1],
+    (inf for non-private runs), accuracies and attack rates are fractions in [0, 1]
+    (``validation_accuracy`` NaN for runs without a validation set, e.g. stored before it existed),
     ``mia_auc`` 0.5 = chance. ``only_done`` drops runs that are not 'done'. Jobs that are not
     training runs (other ``kind``) are left out.
     """
@@ -731,10 +744,15 @@ def run_points(runs: pd.DataFrame, *, only_done: bool = True) -> pd.DataFrame:
             out[column] = frame[source]
         else:
             out[column] = np.nan
-    numeric = [c for c in POINT_COLUMNS if c not in ("run_id", "label", "status", "is_baseline", "dataset", "model")]
+    numeric = [c for c in POINT_COLUMNS
+               if c not in ("run_id", "label", "status", "is_baseline", "dataset", "model", "epsilon_note")]
     for column in numeric:
         out[column] = pd.to_numeric(out[column], errors="coerce").astype(float)
     out.loc[out["is_baseline"], "epsilon"] = math.inf
+    # Which epsilons are not a guarantee (GDP, no Poisson sampling, seeded noise) and their proven bound.
+    statuses = [row_status(row) for row in frame.to_dict("records")]
+    out["epsilon_note"] = [status.note(".2f") for status in statuses]
+    out["epsilon_bound"] = [math.nan if status.bound is None else status.bound for status in statuses]
     return out.reset_index(drop=True)[list(POINT_COLUMNS)]
 
 
@@ -765,25 +783,48 @@ def _aggregate(points: pd.DataFrame, by: list[str], metrics: Sequence[str]) -> p
     return out.reset_index()
 
 
-FRONTIER_METRICS = ("test_accuracy", "mia_auc", "mia_tpr_at_1pct_fpr", "final_clip_fraction")
+FRONTIER_METRICS = ("test_accuracy", "mia_auc", "mia_tpr_at_1pct_fpr", "final_clip_fraction", "validation_accuracy")
+#: How a frontier row's clipping bound was chosen (its ``chosen_on`` column).
+CHOSEN_ON_VALIDATION = "validation"  # best mean validation accuracy: no choice saw the non-members
+CHOSEN_ON_TEST = "test"  # old runs without a validation set: chosen on the non-members, flattering
+CHOSEN_ON_NOTHING = "single"  # one bound (or a fixed one, or the baseline): nothing was chosen
+
+
+def _choice_column(cells: pd.DataFrame, *, validation: str, test: str) -> tuple[pd.Series, str]:
+    """(the score to pick the best of ``cells`` on, what it is): validation when every cell has it, else test."""
+    if len(cells) < 2:
+        return cells[validation].where(cells[validation].notna(), cells[test]), CHOSEN_ON_NOTHING
+    if cells[validation].notna().all():
+        return cells[validation], CHOSEN_ON_VALIDATION
+    return cells[test], CHOSEN_ON_TEST
 
 
 def frontier(points: pd.DataFrame, *, max_grad_norm: float | None = None) -> pd.DataFrame:
     """Privacy/utility frontier: one row per privacy setting (seeds averaged) plus one non-private row.
 
     Columns: label, target_epsilon, epsilon (mean spent; inf for the baseline), max_grad_norm,
-    n_runs, run_ids, is_baseline, and for each of FRONTIER_METRICS its mean and ``<metric>_std``
-    (sample std over seeds; NaN with one seed). With several clipping bounds per epsilon the
-    bound with the best mean test accuracy is kept (the frontier), unless ``max_grad_norm``
-    picks one. The frame feeds ``plots.privacy_utility_chart`` and ``plots.attack_vs_epsilon_chart``.
+    n_runs, run_ids, is_baseline, for each of FRONTIER_METRICS its mean and ``<metric>_std``
+    (sample std over seeds; NaN with one seed), ``n_candidates`` (clipping bounds compared) and
+    ``chosen_on``. With several clipping bounds per epsilon the bound with the best mean
+    VALIDATION accuracy is kept (``chosen_on`` 'validation'); the row reports that bound's test
+    accuracy, on non-members no choice has seen. Runs stored without a validation set fall back to
+    test accuracy (``chosen_on`` 'test'; see ``frontier_note``). One bound, a bound fixed by
+    ``max_grad_norm`` or the baseline: 'single'. Picking the best of k runs costs privacy that one
+    run's epsilon does not include (``dpcore.explain.SELECTION_COST``). ``epsilon_note`` marks an
+    epsilon that is not a guarantee (``dpcore.caveats``: GDP, no Poisson sampling, seeded noise; '' when
+    it is one) and ``epsilon_bound`` is the mean proven bound (RDP for GDP runs). The frame feeds
+    ``plots.privacy_utility_chart`` and ``plots.attack_vs_epsilon_chart``.
     """
     import pandas as pd
 
     columns = ["label", "target_epsilon", "epsilon", "max_grad_norm", "n_runs", "run_ids", "is_baseline",
-               *[c for m in FRONTIER_METRICS for c in (m, f"{m}_std")]]
+               *[c for m in FRONTIER_METRICS for c in (m, f"{m}_std")], "n_candidates", "chosen_on",
+               "epsilon_note", "epsilon_bound"]
     if points is None or points.empty:
         return pd.DataFrame(columns=columns)
     frame = points.copy()
+    if "validation_accuracy" not in frame.columns:  # points built before validation sets existed
+        frame["validation_accuracy"] = math.nan
     groups = frame.apply(_privacy_group, axis=1, result_type="expand")
     frame["label"], frame["_order"] = groups[0], groups[1]
     private = frame[~frame["is_baseline"]]
@@ -794,11 +835,21 @@ def frontier(points: pd.DataFrame, *, max_grad_norm: float | None = None) -> pd.
         cells = _aggregate(private.fillna({"max_grad_norm": -1.0}), ["label", "_order", "max_grad_norm"],
                            FRONTIER_METRICS)
         cells["max_grad_norm"] = cells["max_grad_norm"].where(cells["max_grad_norm"] >= 0)
-        best = cells.sort_values(["test_accuracy", "max_grad_norm"], ascending=[False, True], na_position="last")
-        best = best.drop_duplicates("label").sort_values("_order")
+        picked = []
+        for _, group in cells.groupby("label", sort=False):
+            score, chosen_on = _choice_column(group, validation="validation_accuracy", test="test_accuracy")
+            ranked = group.assign(_score=score).sort_values(["_score", "max_grad_norm"], ascending=[False, True],
+                                                            na_position="last")
+            picked.append(ranked.head(1).assign(n_candidates=len(group), chosen_on=chosen_on))
+        best = pd.concat(picked).drop(columns="_score").sort_values("_order")
         best["target_epsilon"] = best["label"].map(
             private.drop_duplicates("label").set_index("label")["target_epsilon"])
         best["is_baseline"] = False
+        if "epsilon_note" in private.columns:  # ε that is not a guarantee: its note and the proven bound
+            notes = private.groupby("label")["epsilon_note"].agg(
+                lambda values: "; ".join(dict.fromkeys(v for v in values if isinstance(v, str) and v)))
+            best["epsilon_note"] = best["label"].map(notes).fillna("")
+            best["epsilon_bound"] = best["label"].map(private.groupby("label")["epsilon_bound"].mean())
         rows.append(best)
     baseline = frame[frame["is_baseline"]]
     if not baseline.empty:
@@ -808,6 +859,9 @@ def frontier(points: pd.DataFrame, *, max_grad_norm: float | None = None) -> pd.
         agg["target_epsilon"] = math.nan
         agg["max_grad_norm"] = math.nan
         agg["is_baseline"] = True
+        agg["n_candidates"] = 1
+        agg["chosen_on"] = CHOSEN_ON_NOTHING
+        agg["epsilon_note"] = ""
         rows.append(agg)
     if not rows:
         return pd.DataFrame(columns=columns)
@@ -819,7 +873,8 @@ def heatmap_data(points: pd.DataFrame, *, value: str = "test_accuracy") -> pd.Da
 
     Columns: target_epsilon, max_grad_norm, value (mean of ``value`` over seeds), value_std,
     n_runs, run_id (the run closest to the mean, to open on click), is_best (the bound with the
-    best mean test accuracy for that epsilon). Runs without a target epsilon are left out.
+    best mean validation accuracy for that epsilon, as ``frontier`` chooses; test accuracy for
+    runs stored without a validation set). Runs without a target epsilon are left out.
     """
     import pandas as pd
 
@@ -837,18 +892,41 @@ def heatmap_data(points: pd.DataFrame, *, value: str = "test_accuracy") -> pd.Da
         rows.append({"target_epsilon": eps, "max_grad_norm": clip, "value": mean,
                      "value_std": float(values.std(ddof=1)) if values.notna().sum() > 1 else math.nan,
                      "n_runs": len(cell), "run_id": cell.loc[closest, "run_id"],
-                     "_accuracy": float(cell["test_accuracy"].mean())})
+                     "_test": float(cell["test_accuracy"].mean()),
+                     "_validation": float(cell["validation_accuracy"].mean()) if "validation_accuracy" in cell
+                     else math.nan})
     frame = pd.DataFrame(rows)
+    frame["_accuracy"] = math.nan
+    for _, group in frame.groupby("target_epsilon", sort=False):
+        frame.loc[group.index, "_accuracy"] = _choice_column(group, validation="_validation", test="_test")[0]
     best = frame.sort_values(["_accuracy", "max_grad_norm"], ascending=[False, True], na_position="last")
     best = best.drop_duplicates("target_epsilon")
     frame["is_best"] = frame.index.isin(best.index) & frame["_accuracy"].notna()
     return frame[columns]
 
 
+def frontier_note(front: pd.DataFrame) -> str | None:
+    """A warning to show beside a frontier whose bounds were chosen on test accuracy, else None.
+
+    That happens for runs stored before validation sets existed: the non-members (test set and the
+    attack's negatives) then took part in the choice, so the chosen run's test accuracy is optimistic.
+    """
+    if front is None or front.empty or "chosen_on" not in front.columns:
+        return None
+    on_test = front[front["chosen_on"] == CHOSEN_ON_TEST]
+    if on_test.empty:
+        return None
+    labels = ", ".join(str(label) for label in on_test["label"])
+    return (f"These runs have no validation set (stored before it existed), so the best clipping bound for "
+            f"{labels} was chosen on test accuracy, over the non-members: that accuracy is optimistic and the "
+            "non-members took part in a choice. Run the sweep again to choose on a validation split.")
+
+
 def bounds_data(points: pd.DataFrame) -> pd.DataFrame:
     """One row per private run with an empirical lower bound, for ``plots.epsilon_bounds_chart``.
 
-    Columns: run_id, label, theoretical_epsilon (the accountant's epsilon spent),
+    Columns: run_id, label, theoretical_epsilon (the accountant's epsilon spent; for a GDP run the
+    proven RDP bound of its schedule, since GDP's is an approximation),
     empirical_lower_bound (the attack lab's ``empirical_epsilon_lower`` when stored, else the
     loss attack's ``mia_epsilon_lower``), source.
     """
@@ -863,6 +941,8 @@ def bounds_data(points: pd.DataFrame) -> pd.DataFrame:
     private["source"] = ["attack lab" if v == v else "loss attack" for v in lab]
     private = private[private["empirical_lower_bound"].notna()]
     private["label"] = [_short_label(row) for _, row in private.iterrows()]
+    if "epsilon_bound" in private.columns:  # a GDP ε is no upper bound: compare with the proven (RDP) one
+        private["epsilon"] = private["epsilon_bound"].where(private["epsilon_bound"].notna(), private["epsilon"])
     private = private.rename(columns={"epsilon": "theoretical_epsilon"})
     return private[columns].reset_index(drop=True)
 
@@ -909,6 +989,7 @@ __all__ = [
     "estimate",
     "expand",
     "frontier",
+    "frontier_note",
     "heatmap_data",
     "is_sweep_id",
     "list_sweeps",

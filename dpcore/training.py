@@ -10,8 +10,11 @@ diverging loss, or before a step would take epsilon past ``epsilon_limit``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
+import secrets
+import threading
 import time
 import types
 import warnings
@@ -36,7 +39,8 @@ from dpcore.models import build_model, make_private_compatible
 
 StepCallback = Callable[[dict[str, Any]], None]
 HISTORY_COLUMNS = ["step", "epoch", "epsilon", "clip_fraction", "loss", "batch_size"]
-EPOCH_COLUMNS = ["epoch", "epsilon", "train_loss", "train_accuracy", "test_accuracy"]
+# validation_accuracy: on the member-side slice held out of training (cfg.validation_fraction); NaN without one.
+EPOCH_COLUMNS = ["epoch", "epsilon", "train_loss", "train_accuracy", "test_accuracy", "validation_accuracy"]
 STOP_REASONS = {
     "finished": "Trained for all {epochs} epoch(s).",
     "epsilon_limit": "Stopped after step {steps}: the next step would have spent more than the "
@@ -170,6 +174,17 @@ class RunResult:
         return float(self.epochs["test_accuracy"].iloc[-1]) if len(self.epochs) else math.nan
 
     @property
+    def validation_accuracy(self) -> float:
+        """Accuracy on the validation slice held out of the members after the last epoch.
+
+        NaN when the run had no validation set (``validation_fraction`` 0) or no epoch finished.
+        Choices among runs (the sweep frontier) are made on this, never on test accuracy.
+        """
+        if not len(self.epochs) or "validation_accuracy" not in self.epochs.columns:
+            return math.nan
+        return float(self.epochs["validation_accuracy"].iloc[-1])
+
+    @property
     def train_accuracy(self) -> float:
         """Accuracy on the training members after the last epoch (NaN if no epoch finished)."""
         return float(self.epochs["train_accuracy"].iloc[-1]) if len(self.epochs) else math.nan
@@ -192,6 +207,7 @@ class RunResult:
             "model": cfg.model,
             "mode": cfg.mode,
             "private": cfg.private,
+            "reproducible": cfg.reproducible,
             "target_epsilon": cfg.target_epsilon,
             "target_delta": cfg.target_delta,
             "epsilon_limit": cfg.epsilon_limit,
@@ -206,6 +222,7 @@ class RunResult:
             "stop_reason": self.stop_reason,
             "train_accuracy": json_number(self.train_accuracy),
             "test_accuracy": json_number(self.test_accuracy),
+            "validation_accuracy": json_number(self.validation_accuracy),
             "final_clip_fraction": json_number(self.final_clip_fraction),
             "device": self.device,
             "grad_sample_mode": self.grad_sample_mode,
@@ -214,6 +231,7 @@ class RunResult:
             "ms_per_step": round(1000 * self.seconds / own_steps, 3) if own_steps else None,
             "n_members": self.data.info.n_members,
             "n_non_members": self.data.info.n_non_members,
+            "n_validation": self.data.n_validation,
         }
 
     def save(self, directory: str | Path) -> Path:
@@ -314,6 +332,64 @@ def fresh_model(cfg: TrainConfig, data: SplitData) -> tuple[nn.Module, list[str]
     return make_private_compatible(model)
 
 
+# ---------------------------------------------------------------------- random streams
+_GLOBAL_RNG_LOCK = threading.Lock()  # held while a run seeds torch's global RNG and builds its model
+# Config fields that change what a DP step computes. Fields that only change how the same step is
+# computed (grad_sample_mode, physical_batch_size, device, epochs) stay out of the reproducible stream
+# seed, so the same run computed two ways can still be compared bit for bit.
+_STREAM_FIELDS = ("seed", "private", "target_epsilon", "noise_multiplier", "target_delta", "max_grad_norm")
+
+
+def _reproducible_stream_seed(cfg: TrainConfig, *, steps_done: int, purpose: str) -> int:
+    """A 64-bit seed derived from the seed, the privacy knobs, the steps already taken and ``purpose``.
+
+    Only used when ``cfg.reproducible``. Hashing (rather than arithmetic such as ``seed * k + steps``)
+    means no two (seed, epsilon, C, sigma, steps done) combinations share a stream: sweep members
+    with one seed but another epsilon or C, and continuations (which have taken steps), all draw
+    streams of their own, and none replays a parent's.
+    """
+    key: dict[str, Any] = {name: getattr(cfg, name) for name in _STREAM_FIELDS}
+    for name in ("target_epsilon", "noise_multiplier", "target_delta", "max_grad_norm"):
+        if key[name] is not None:
+            key[name] = float(key[name])  # 3 and 3.0 are the same run
+    key.update(steps_done=int(steps_done), purpose=purpose)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def _random_streams(cfg: TrainConfig, *, resume: ResumeState | None,
+                    device: torch.device) -> tuple[torch.Generator, torch.Generator]:
+    """(batch-sampling generator on the CPU, DP-noise generator on ``device``) for one training call.
+
+    Why this matters: the guarantee holds only if the Gaussian noise and the Poisson batches are
+    unknown to the attacker. Anyone who can regenerate them can retrain a released model bit for bit,
+    with and without a record, and decide membership exactly; two runs sharing noise reveal the
+    noise-free gradients. So by default each stream is seeded from ``secrets.randbits(64)`` (operating-
+    system entropy), used once here and never stored, logged, returned or shown. The batch sampler
+    (Opacus' DPDataLoader keeps the loader's generator; the non-Poisson shuffle uses it too) and the
+    noise (an explicit generator on every device, CUDA included) never touch torch's global RNG, and
+    the global torch and numpy RNGs are re-seeded from fresh entropy as well, so nothing else the run
+    draws follows the public seed. ``cfg.seed`` still fixes the initial weights (seeded by the caller).
+
+    With ``cfg.reproducible`` every stream follows the seed instead (tests and teaching; such a run
+    is not private against anyone who knows the seed), derived by ``_reproducible_stream_seed`` from the
+    seed, the privacy knobs and the steps a continuation's parent already took.
+    """
+    if cfg.reproducible:
+        steps_done = resume.steps_done if resume is not None else 0
+        loader_seed, noise_seed, global_seed = (
+            _reproducible_stream_seed(cfg, steps_done=steps_done, purpose=purpose)
+            for purpose in ("batches", "noise", "global"))
+    else:
+        loader_seed, noise_seed, global_seed = (secrets.randbits(64) for _ in range(3))
+    torch.manual_seed(global_seed)  # also seeds every CUDA device
+    np.random.seed([global_seed & 0xFFFFFFFF, global_seed >> 32])
+    loader_generator = torch.Generator().manual_seed(loader_seed)
+    noise_generator = torch.Generator(device=device).manual_seed(noise_seed)
+    del loader_seed, noise_seed, global_seed
+    return loader_generator, noise_generator
+
+
 # ---------------------------------------------------------------------- train
 def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepCallback | None = None,
           should_stop: Callable[[], bool] | None = None, *, resume: ResumeState | None = None,
@@ -322,11 +398,16 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
 
     ``on_step`` receives one dict per logical optimizer step (step, epoch, epsilon,
     clip_fraction, loss, batch_size, total_steps, elapsed_s); ``on_epoch`` one per
-    epoch (epoch, epsilon, train_loss, train_accuracy, test_accuracy, total_epochs).
+    epoch (epoch, epsilon, train_loss, train_accuracy, test_accuracy, validation_accuracy,
+    total_epochs).
     ``should_stop`` is polled before every step; returning True ends the run as
     'cancelled'. ``resume`` continues a saved run for ``cfg.epochs`` more epochs:
-    the noise multiplier and the spent budget carry over. ``data`` skips loading
-    (callers that already hold the split, e.g. reference-model pools). ``checkpoint_dir``
+    the noise multiplier and the spent budget carry over. ``cfg.seed`` fixes the initial
+    weights; the DP noise and the batch sampling come from secret OS entropy unless
+    ``cfg.reproducible`` (see ``_random_streams``). ``data`` skips loading
+    (callers that already hold the split, e.g. reference-model pools) and is used as given:
+    every member is trained on. Without it, ``load_for_config`` holds out ``cfg.validation_fraction``
+    of the members as the validation set, and N (delta < 1/N, sampling) counts the rest. ``checkpoint_dir``
     gets a ``checkpoint.pt`` at every epoch end, so a run killed mid-way can be continued.
     Raises ConfigError or DatasetError for bad input before any training starts.
     """
@@ -337,13 +418,13 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
     cfg = cfg.validate(n=data.n_members)
     device = resolve_device(cfg.device)
 
-    # A continuation must not replay the noise and batches its parent already used (the
-    # accountant assumes fresh randomness every step), so its streams also depend on the
-    # steps already taken. Fresh runs use the seed as is, so seeded runs stay reproducible.
-    stream_seed = cfg.seed if resume is None else (cfg.seed * 1_000_003 + resume.steps_done) % 2**63
-    torch.manual_seed(stream_seed)
-    np.random.seed(stream_seed % 2**32)
-    model, fixes = fresh_model(cfg, data)
+    # The seed fixes the initial weights only; every stream the guarantee relies on comes from
+    # _random_streams (secret OS entropy unless cfg.reproducible), see its docstring.
+    with _GLOBAL_RNG_LOCK:  # jobs train in threads: another run must not re-seed mid-initialisation
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        model, fixes = fresh_model(cfg, data)
+        loader_generator, noise_generator = _random_streams(cfg, resume=resume, device=device)
     if resume is not None:
         model.load_state_dict(resume.model_state)
     model.to(device)
@@ -352,7 +433,6 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
         with contextlib.suppress(ValueError, KeyError):  # a changed optimizer starts fresh
             optimizer.load_state_dict(resume.optimizer_state)
 
-    loader_generator = torch.Generator().manual_seed(stream_seed)
     loader = DataLoader(data.members, batch_size=cfg.batch_size, shuffle=True, generator=loader_generator)
     steps_per_epoch = len(loader)
     sample_rate = 1.0 / steps_per_epoch
@@ -379,7 +459,6 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
         grad_sample_mode = _choose_grad_sample_mode(cfg.grad_sample_mode, model)
         engine = PrivacyEngine(accountant=cfg.accountant)
         engine.accountant.history = list(prior_history)
-        noise_generator = torch.Generator().manual_seed(stream_seed + 1) if device.type == "cpu" else None
         wrapped = engine.make_private(
             module=model, optimizer=optimizer, criterion=criterion, data_loader=loader,
             noise_multiplier=noise_multiplier, max_grad_norm=cfg.max_grad_norm,
@@ -423,9 +502,12 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
         losses = [row["loss"] for row in step_rows if row["epoch"] == epoch and not math.isnan(row["loss"])]
         train_loss, train_accuracy = evaluate(model, data.x_members, data.y_members, device=device)
         _, test_accuracy = evaluate(model, data.x_non_members, data.y_non_members, device=device)
+        validation_accuracy = (evaluate(model, data.x_validation, data.y_validation, device=device)[1]
+                               if data.n_validation else math.nan)
         return {"epoch": epoch, "epsilon": float(epsilon_at[step]),
                 "train_loss": float(np.mean(losses)) if losses else train_loss,
-                "train_accuracy": train_accuracy, "test_accuracy": test_accuracy}
+                "train_accuracy": train_accuracy, "test_accuracy": test_accuracy,
+                "validation_accuracy": validation_accuracy}
 
     for epoch in range(prior_epochs + 1, prior_epochs + cfg.epochs + 1):
         memory_manager = (BatchMemoryManager(data_loader=loader, max_physical_batch_size=cfg.physical_batch_size,

@@ -11,11 +11,12 @@ from typing import Any
 
 import streamlit as st
 
-from dpcore import audit, plots
+from dpcore import audit, plots, tradeoff
 from dpcore.attacks import ATTACKS, POOL_SIZES
+from dpcore.caveats import epsilon_status
 from dpcore.config import TrainConfig
 from dpcore.errors import DPExplorerError
-from dpcore.explain import explain
+from dpcore.explain import BOUND_CAPTION, attack_bound_sentence, explain
 from dpcore.progress import format_duration
 from dpcore.runs import ACTIVE_STATUSES, DONE, FAILED, RunRecord, RunStore
 from pages import ui
@@ -25,7 +26,8 @@ POLL_S = 1.0
 RUN_KEY = "attack_lab_run"
 SETTINGS_KEY = "attack_lab_settings"
 DEFAULT_SETTINGS: dict[str, Any] = {"attacks": list(audit.DEFAULT_ATTACKS), "pool": "standard", "canary": False,
-                                    "canaries": audit.DEFAULT_CANARIES, "seed": 0}
+                                    "canary_mode": audit.DEFAULT_CANARY_MODE, "seed": 0,
+                                    **{f"canaries_{mode}": n for mode, n in audit.DEFAULT_CANARIES_BY_MODE.items()}}
 QUICK_DATASETS = ("synthetic", "digits", "breast-cancer")  # offline: a demo run never waits for a download
 EVALUATIONS = {"target": "this run's model", "pool": "reference models (leave-one-out)"}
 HELP = {
@@ -39,9 +41,19 @@ HELP = {
     "pool": ("Reference models trained like the target on random halves of its members and non-members. LiRA and "
              "RMIA compare the target's behaviour on each example with these models'. More models give sharper "
              "attacks (per-example variances from 64) and take proportionally longer."),
-    "canary": ("Trains one extra model in which N training examples get a wrong label and each is included with "
-               "probability 1/2, then guesses which were included (Steinke, Nasr, Jagielski 2023). Gives an ε lower "
-               "bound with a proof from a single training run; costs one more training."),
+    "canary": ("A one-run audit (Steinke, Nasr, Jagielski 2023): canaries are each included with probability 1/2 "
+               "in one extra training run, and the auditor guesses which were. It gives an ε lower bound with a "
+               "proof, for THAT run: compare it with that run's own ε, shown beside it. Its power is the largest "
+               "ε its number of guesses could certify."),
+    "canary_mode": ("**White-box** (strongest): each canary is one model coordinate; when an included canary is "
+                    "Poisson-sampled (rate q, like real examples) a gradient of norm exactly C along it is added "
+                    "before the noise, in a DP-SGD run with this run's σ, q, C and steps. Scored from every step's "
+                    "privatised gradient (what the sequence of updates shows). Its run's ε is this schedule's ε.\n\n"
+                    "**Black-box**: training examples with a wrong label, scored from the final model's outputs "
+                    "(what a released model shows). Its run has fewer members, so another q and ε."),
+    "canaries": ("Number of canaries. More canaries allow more guesses and so a higher power. White-box: up to "
+                 "half the model's parameters, 4000 take seconds on synthetic/digits; black-box: at most half the "
+                 "members are used."),
     "seed": "Seed of the random halves the reference models train on and of the bootstrap intervals.",
 }
 
@@ -109,8 +121,11 @@ def _run_cards(record: RunRecord) -> None:
     summary = record.summary
     private = bool(record.config.get("private", True))
     cols = st.columns(4)
+    status = epsilon_status(config=record.config, summary=summary)
     cols[0].metric("Accountant ε", ui.fmt(summary.get("final_epsilon") if private else math.inf, ".2f"),
-                   help=HELP["accountant"] + f" δ = {record.config.get('target_delta', 1e-5):g}.", border=True)
+                   help=HELP["accountant"] + f" δ = {record.config.get('target_delta', 1e-5):g}. "
+                   + " ".join(status.explanations()), border=True,
+                   delta=status.short_note(".2f") or None, delta_color="off", delta_arrow="off")
     cols[1].metric("Test accuracy", ui.fmt(summary.get("test_accuracy"), ".1%"), border=True,
                    help="Accuracy on held-out non-members (the attacks' negatives).")
     cols[2].metric("Members / non-members", f"{summary.get('n_members', '-')} / {summary.get('n_non_members', '-')}",
@@ -149,16 +164,23 @@ def _options_form(record: RunRecord, queue: Any, *, busy: bool) -> None:
                                        format_func=lambda name: f"{name} ({POOL_SIZES[name]})",
                                        key=_seed_widget("attack_lab_pool", settings["pool"]))
         pool = pool or settings["pool"]
-        left, middle, right = st.columns([2, 2, 1])
+        left, mode_column, middle, right = st.columns([2, 2, 2, 1])
         canary = left.checkbox("One-run canary audit", help=HELP["canary"],
                                key=_seed_widget("attack_lab_canary", settings["canary"]))
-        canaries = middle.number_input("Canaries", min_value=audit.MIN_CANARIES, max_value=5000, step=32,
-                                       disabled=not canary,
-                                       key=_seed_widget("attack_lab_canaries", settings["canaries"]),
-                                       help="Number of mislabelled canaries (at most half the members are used).")
+        canary_mode = mode_column.segmented_control(
+            "Canaries", list(audit.CANARY_MODES), help=HELP["canary_mode"], disabled=not canary,
+            key=_seed_widget("attack_lab_canary_mode", settings.get("canary_mode", audit.DEFAULT_CANARY_MODE)),
+        ) or settings.get("canary_mode", audit.DEFAULT_CANARY_MODE)
+        count_key = f"canaries_{canary_mode}"
+        canaries = middle.number_input("Number of canaries", min_value=audit.MIN_CANARIES, max_value=audit.MAX_CANARIES,
+                                       step=100, disabled=not canary, help=HELP["canaries"],
+                                       key=_seed_widget(f"attack_lab_{count_key}",
+                                                        settings.get(count_key,
+                                                                     audit.DEFAULT_CANARIES_BY_MODE[canary_mode])))
         seed = right.number_input("Seed", min_value=0, max_value=2**31 - 1, help=HELP["seed"],
                                   key=_seed_widget("attack_lab_seed", settings["seed"]))
-        settings.update(attacks=chosen, pool=pool, canary=canary, canaries=int(canaries), seed=int(seed))
+        settings.update(attacks=chosen, pool=pool, canary=canary, canary_mode=canary_mode, seed=int(seed),
+                        **{count_key: int(canaries)})
 
         n_models = POOL_SIZES[pool]
         needs_pool = any(ATTACKS[name].needs_references for name in chosen)
@@ -174,7 +196,7 @@ def _options_form(record: RunRecord, queue: Any, *, busy: bool) -> None:
                          + (f" and its noise multiplier σ = {sigma:.3g} fixed (not re-calibrated)"
                             if record.config.get("private", True) and sigma else ""))
         if canary:
-            parts.append("trains one canary model")
+            parts.append(f"trains one {canary_mode} canary model with {int(canaries)} canaries")
         text = ("This " + " and ".join(parts) if parts else "These attacks need no extra training")
         text += f"; estimated time ≈ {format_duration(estimate)}." if estimate is not None else "."
         st.caption(text + " Reference models are cached with the run, so trying other attacks later is quick.")
@@ -182,7 +204,7 @@ def _options_form(record: RunRecord, queue: Any, *, busy: bool) -> None:
                      help="An attack of this run is already queued or running." if busy else None):
             try:
                 audit.submit_attack(queue, record.id, attacks=chosen, n_models=n_models, seed=int(seed),
-                                    canaries=int(canaries) if canary else 0)
+                                    canaries=int(canaries) if canary else 0, canary_mode=canary_mode)
             except DPExplorerError as err:
                 st.error(str(err))
                 return
@@ -287,13 +309,25 @@ def _results(record: RunRecord, result: dict[str, Any], scores: dict[str, Any]) 
                                         else result["pool_evaluation"]).items() if "roc" in e}
     curves = audit.roc_curves(result, evaluation=evaluation)
     n_non_members = max((e["n_non_members"] for e in entries.values()), default=None)
+    # The DP bound is this run's: drawn for its own model, not for the reference models (other schedules).
+    bound = None
+    if evaluation == "target":
+        bound = tradeoff.tradeoff_for_run(summary=record.summary, config=record.config,
+                                          artifacts=ui.store().artifacts_path(record.id))
+    bound_epsilon = result["epsilon"]["accountant"] if bound is not None else None
     left, right = st.columns(2)
-    left.plotly_chart(plots.roc_chart(curves, title="ROC (linear axes)"), width="stretch")
+    left.plotly_chart(plots.roc_chart(curves, title="ROC (linear axes)", bound=bound, bound_epsilon=bound_epsilon),
+                      width="stretch")
     right.plotly_chart(plots.roc_chart(curves, log_scale=True, n_non_members=n_non_members,
-                                       title="ROC (log-log: the low-FPR regime)"), width="stretch")
+                                       title="ROC (log-log: the low-FPR regime)", bound=bound,
+                                       bound_epsilon=bound_epsilon), width="stretch")
+    if bound is not None:
+        strongest = max((tradeoff.empirical_tpr_at(fpr=fpr, tpr=tpr) for _, fpr, tpr, _ in curves), default=None)
+        st.markdown(attack_bound_sentence(bound_tpr=bound.headline(), empirical_tpr=strongest, caveat=bound.caveat,
+                                          attack="the strongest attack here"))
     st.caption(f"Each curve trades catching members (TPR) against falsely accusing non-members (FPR); the dotted "
                f"diagonal is guessing. The log-log view starts at FPR = 1/{n_non_members}, the smallest rate "
-               "these non-members can show.")
+               "these non-members can show." + (" " + BOUND_CAPTION if bound is not None else ""))
     st.markdown("**True-positive rate at fixed false-positive rates**")
     st.dataframe(audit.tpr_table(result, evaluation=evaluation), hide_index=True, width="stretch")
     st.caption("Brackets: 95 % intervals (bootstrap for the AUC, Clopper-Pearson for TPRs). A TPR at FPR x is only "
@@ -319,13 +353,30 @@ def _results(record: RunRecord, result: dict[str, Any], scores: dict[str, Any]) 
         st.plotly_chart(plots.epsilon_audit_chart(audit.epsilon_table(result), confidence=audit.CONFIDENCE),
                         width="stretch")
         st.caption(explain("lower_bound") + " " + result["epsilon"]["note"])
-        canary = result["epsilon"].get("canary")
-        if canary and canary.get("accountant_epsilon") is not None:
-            st.caption(f"The canary model's own accountant ε is {canary['accountant_epsilon']:.2f} (its training set "
-                       "differs slightly in size).")
+    canary = result["epsilon"].get("canary")
+    if canary:
+        _canary_cards(canary)
     _vulnerable(record, result)
     if pool:
         st.caption(pool["note"])
+
+
+def _canary_cards(canary: dict[str, Any]) -> None:
+    """The canary audit's bound, its power and its own run's ε side by side: the bound is compared with that ε."""
+    mode = canary.get("mode", "black-box")
+    st.markdown(f"**One-run canary audit ({mode}, {canary['canaries']} canaries)**")
+    cols = st.columns(3)
+    cols[0].metric("Canary audit: ε lower bound", f"{canary['epsilon_lower']:.2f}", border=True,
+                   help=f"Holds with {100 * (1 - canary['alpha']):.0f} % confidence for the canary run.")
+    power = canary.get("power")
+    cols[1].metric("Audit power", ui.fmt(power, ".2f"), border=True,
+                   help="The largest ε this audit could certify were every one of its guesses right: it cannot "
+                        "show that a run spends more than this.")
+    own = canary.get("accountant_epsilon")
+    cols[2].metric("Canary run's own ε (compare with this)", ui.fmt(own if own is not None else math.inf, ".2f"),
+                   border=True, help="The accountant's ε of the run the canaries were trained in, at "
+                   f"δ = {canary.get('delta', 0):g}: the upper bound this audit's lower bound must stay under.")
+    st.caption(audit.canary_sentence(canary) + " " + canary.get("note", audit.CANARY_COMPARE_NOTE))
 
 
 def _vulnerable(record: RunRecord, result: dict[str, Any]) -> None:
@@ -416,6 +467,8 @@ def _history(store: RunStore, run_id: str, *, count: int) -> None:
                          "best AUC": st.column_config.NumberColumn(format="%.3f"),
                          "ε lower bound": st.column_config.NumberColumn(format="%.2f"),
                          "canary ε lower bound": st.column_config.NumberColumn(format="%.2f"),
+                         "canary power": st.column_config.NumberColumn(format="%.2f"),
+                         "canary run's ε": st.column_config.NumberColumn(format="%.2f"),
                          "seconds": st.column_config.NumberColumn("Seconds", format="%.1f"),
                      })
 

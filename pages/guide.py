@@ -94,6 +94,7 @@ def main() -> None:
     st.header("6. Accountants: why there are three ε")
     topic("accountants")
     topic("gdp_caveat")
+    topic("hyperparameter_choice")  # best-of-k selection and Papernot & Steinke (ICLR 2022)
 
     st.header("7. How to use each page")
     for path, label, icon, name in PAGE_TOPICS:

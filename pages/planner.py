@@ -16,10 +16,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dpcore import accounting, plots
+from dpcore import accounting, plots, tradeoff
 from dpcore.config import TrainConfig, guidance, recipe_for
 from dpcore.errors import DPExplorerError
-from dpcore.explain import epsilon_sentence, explain, format_significant
+from dpcore.explain import BOUND_CAPTION, attack_bound_sentence, epsilon_sentence, explain, format_significant
 from pages import ui
 
 SETTINGS_KEY = "planner_settings"
@@ -292,6 +292,25 @@ def _headline(settings: dict[str, Any], sampling: accounting.Sampling, steps: in
     return eps, fill_prv
 
 
+def _attack_limit_section(settings: dict[str, Any], sampling: accounting.Sampling, steps: int,
+                          eps: dict[str, float]) -> None:
+    """The most any membership attack could achieve on a model trained with this plan, before any training."""
+    sigma = float(settings["noise_multiplier"])
+    bound = tradeoff.tradeoff_bound(noise_multiplier=sigma, sample_rate=sampling.sample_rate, steps=steps)
+    st.subheader("The most any membership attack could achieve")
+    left, middle, right = st.columns([1.2, 2, 2])
+    left.metric("Members found at 1 % false alarms, at most", f"{100 * bound.headline():.3g} %", border=True,
+                help="Proven by this schedule's privacy accounting (PRV privacy profile): no attack, known or "
+                     "future, can find more members at a 1 % false-positive rate. Chance is 1 %.")
+    with left:
+        st.caption(f"next to RDP ε = {epsilon_text(eps['rdp'])}; computed in {bound.seconds:.2f} s")
+    middle.plotly_chart(plots.roc_chart([], bound=bound, bound_epsilon=eps["rdp"], title="Attack limit (linear)"),
+                        key="planner_chart_bound")
+    right.plotly_chart(plots.roc_chart([], bound=bound, bound_epsilon=eps["rdp"], log_scale=True,
+                                       title="Attack limit (log-log: low false alarms)"), key="planner_chart_bound_log")
+    st.caption(attack_bound_sentence(bound_tpr=bound.headline()) + " " + BOUND_CAPTION)
+
+
 def _epochs_section(settings: dict[str, Any], sampling: accounting.Sampling, eps: dict[str, float]) -> None:
     sigma, delta, epochs = float(settings["noise_multiplier"]), float(settings["target_delta"]), int(settings["epochs"])
     target = float(settings["target_epsilon"])
@@ -394,6 +413,7 @@ def main() -> None:
     _guidance(settings, sampling)
     try:
         eps, fill_prv = _headline(settings, sampling, steps)
+        _attack_limit_section(settings, sampling, steps, eps)
         _epochs_section(settings, sampling, eps)
         sigma_needed = _inverse_section(settings, sampling, steps)
         _handoff(settings, sampling, eps, sigma_needed)

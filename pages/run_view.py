@@ -17,11 +17,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dpcore import plots, report
-from dpcore.checks import seed_checks
+from dpcore import plots, report, tradeoff
+from dpcore.caveats import epsilon_status
+from dpcore.checks import run_checks
 from dpcore.errors import DPExplorerError
 from dpcore.evaluation import MIA_DONE, MIA_FAILED, MIA_PENDING, find_baseline, load_roc
-from dpcore.explain import epsilon_sentence, explain
+from dpcore.explain import BOUND_CAPTION, attack_bound_sentence, epsilon_sentence, explain
 from dpcore.jobs import JobQueue
 from dpcore.progress import estimate_progress, format_duration, parse_time
 from dpcore.runs import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING, RunNotFound, RunRecord, RunStore
@@ -170,6 +171,11 @@ def render_header(record: RunRecord) -> None:
     with badge_col:
         st.badge(label, icon=icon, color=color, width="stretch")
     st.caption(f"Run `{record.id}` · " + config_line(record))
+    status = epsilon_status(config=record.config, summary=record.summary)
+    if status.caveats:
+        headline = "; ".join([caveat.label for caveat in status.caveats if caveat.kind != "no_poisson"]
+                             + ([status.bound_text()] if status.bound_text() else []))
+        st.warning(f"**{headline}**  \n" + " ".join(status.explanations()), icon=":material/warning:")
 
 
 def config_line(record: RunRecord) -> str:
@@ -368,6 +374,10 @@ def render_cards(record: RunRecord, *, final_epsilon: float, test_accuracy: floa
         # Short notes: five cards share the row, and a longer note is cut off.
         note = (f"{accountant}, target {cfg['target_epsilon']:g}" if cfg.get("target_epsilon") is not None
                 else f"{accountant} accountant")
+        status = epsilon_status(config=cfg, summary=summary, epsilon=final_epsilon)
+        if status.caveats:  # not a plain guarantee: the mark (and proven bound) replaces the accountant note
+            note = status.short_note(".2f")
+            eps_help += " " + " ".join(status.explanations())
         cols[0].metric(f"ε spent (δ = {delta:g})", ui.fmt(final_epsilon, ".2f"), help=eps_help,
                        delta=note, **NOTE, **CARD)
         clip_bound = f"C = {cfg['max_grad_norm']:g}" if cfg.get("max_grad_norm") is not None else None
@@ -429,21 +439,31 @@ def render_roc(record: RunRecord, *, store: RunStore, key: str = "run", attack: 
     log_axes = st.toggle("Log axes (the low false-positive regime)", key=f"{key}-roc-log-{record.id}",
                          help="A dangerous attack finds some members with almost no false alarms; log axes "
                               "show that corner.")
+    bound = tradeoff.tradeoff_for_run(summary=record.summary, config=record.config,
+                                      artifacts=store.artifacts_path(record.id))
+    final_epsilon = _number(record.summary.get("final_epsilon"))
     figure = plots.roc_chart([("loss-threshold attack", roc["fpr"], roc["tpr"], roc.get("auc"))],
                              log_scale=log_axes, n_non_members=roc.get("n_non_members"),
-                             title="Membership-inference ROC")
+                             title="Membership-inference ROC", bound=bound, bound_epsilon=final_epsilon)
     st.plotly_chart(figure, key=f"{key}-roc-{record.id}")
+    empirical = _number(record.summary.get("mia_tpr_at_1pct_fpr"))
+    if empirical is None:
+        empirical = tradeoff.empirical_tpr_at(fpr=roc["fpr"], tpr=roc["tpr"])
+    st.markdown(attack_bound_sentence(bound_tpr=bound.headline(), empirical_tpr=empirical, caveat=bound.caveat))
     st.caption(f"Loss-threshold attack on {roc.get('n_members', '?')} members and {roc.get('n_non_members', '?')} "
                "held-out examples: it calls an example a member when the model's loss on it is low. "
-               "The dotted diagonal is guessing.")
+               "The dotted diagonal is guessing. " + BOUND_CAPTION)
 
 
 def render_checks(record: RunRecord, *, final_epsilon: float, test_accuracy: float | None,
                   mia_auc: float | None) -> None:
-    """The seed's four checks as pass/fail badges with what was measured."""
-    target = record.config.get("target_epsilon") if record.config.get("private", True) else None
-    checks = seed_checks(final_epsilon=final_epsilon, target_epsilon=target,
-                         test_accuracy=math.nan if test_accuracy is None else test_accuracy, mia_auc=mia_auc)
+    """The privacy gate's checks (as ``python -m dpcore check`` runs them) as pass/fail badges with what was measured.
+
+    The ε checks use a proven bound (RDP for a GDP run); a reproducible run fails an extra check.
+    """
+    private = bool(record.config.get("private", True))
+    checks = run_checks(record.config, {**record.summary, "test_accuracy": test_accuracy, "mia_auc": mia_auc},
+                        final_epsilon=final_epsilon if private and math.isfinite(final_epsilon) else None)
     st.markdown("##### Checks")
     for check in checks:
         if check.passed is True:

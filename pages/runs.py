@@ -31,8 +31,8 @@ FILTERS_KEY = "runs_filters"
 NOTICE_KEY = "runs_notice"
 FILTER_WIDGETS = {"datasets": "runs-filter-datasets", "statuses": "runs-filter-statuses",
                   "modes": "runs-filter-modes", "text": "runs-filter-text"}
-TABLE_COLUMNS = ["name", "dataset", "model", "privacy", "epsilon_shown", "accuracy_pct", "mia_auc", "lira_auc",
-                 "empirical_epsilon_lower", "status_label", "created_at"]
+TABLE_COLUMNS = ["name", "dataset", "model", "privacy", "epsilon_shown", "epsilon_note", "accuracy_pct", "mia_auc",
+                 "lira_auc", "empirical_epsilon_lower", "status_label", "created_at"]
 ROW_PX = 35  # st.dataframe row height, to size tables that should not scroll
 
 
@@ -157,6 +157,10 @@ def _table(shown: pd.DataFrame, *, total: int) -> list[str]:
             "epsilon_shown": st.column_config.NumberColumn(
                 "ε spent", format="%.2f", help="Privacy spent, at the run's δ: smaller is more private. "
                 "Latest value while a run trains; empty for runs without DP (ε = ∞)."),
+            "epsilon_note": st.column_config.TextColumn(
+                "ε caveat", help="Why this ε is not a guarantee, with the proven (RDP) bound of the same schedule: "
+                "GDP is an approximation, runs without Poisson sampling have no proven bound, and reproducible "
+                "runs are not private against anyone who knows the seed. Empty: the ε is a proven bound."),
             "accuracy_pct": st.column_config.NumberColumn(
                 "Test accuracy", format="%.1f %%", help="Accuracy on held-out examples the model never "
                 "trained on, after the last epoch (latest epoch while training)."),

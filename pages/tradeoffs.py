@@ -19,7 +19,7 @@ import streamlit as st
 from dpcore import plots, report, sweeps
 from dpcore.config import TrainConfig, recipe_for
 from dpcore.errors import DPExplorerError
-from dpcore.explain import explain
+from dpcore.explain import SELECTION_COST, explain
 from dpcore.progress import format_duration
 from pages import ui
 
@@ -132,6 +132,9 @@ def new_sweep_form(store: Any, *, expanded: bool) -> None:
         status = dataset_status(dataset)
         runs = f"{spec.n_runs} run{'s' if spec.n_runs != 1 else ''}"
         st.markdown(f"**{runs}** · about **{format_duration(guess.seconds)}** one after another ({guess.basis}).")
+        st.caption(f"Every run (the baseline too) holds out the same {spec.validation_fraction:.0%} of the training "
+                   "examples as a validation set: the best C per ε is chosen on it, never on the held-out "
+                   "non-members that test accuracy and the membership attack use.")
         if status == "download":
             st.caption(f"{dataset} is not cached yet: the first run downloads it.")
         if spec.n_runs > sweeps.LARGE_SWEEP_RUNS:
@@ -274,13 +277,21 @@ def tradeoff_charts(points: pd.DataFrame) -> None:
         return
     known = set(points["run_id"])
     front = sweeps.frontier(points)
+    unproven = front[front["epsilon_note"].fillna("").astype(str) != ""] if "epsilon_note" in front else front.iloc[:0]
+    if not unproven.empty:
+        st.warning("Not every ε here is a proven guarantee (ringed on the chart): "
+                   + "; ".join(f"{row.label}: {row.epsilon_note}" for row in unproven.itertuples()),
+                   icon=":material/warning:")
+    note = sweeps.frontier_note(front)
+    if note:
+        st.warning(note, icon=":material/warning:")
     left, right = st.columns(2, gap="large")
     with left:
         utility = plots.privacy_utility_chart(front, title="Test accuracy vs ε")
         plots.fit_fraction_axis(plots.add_run_points(utility, points, x="epsilon", y="test_accuracy"))
         _chart(utility, "utility", "Accuracy on held-out data against the ε each run spent (log scale). Points are "
                "seed means with ± 1 std error bars (best clipping bound per ε); grey dots are single runs; the dotted "
-               "line is the non-private baseline. Click a point to open its run.", known=known)
+               "line is the non-private baseline. Click a point to open its run. " + SELECTION_COST, known=known)
     with right:
         auc = plots.attack_vs_epsilon_chart(front, metric="mia_auc", title="Membership attack AUC vs ε")
         plots.add_run_points(auc, points, x="epsilon", y="mia_auc", y_format=".3f")
@@ -314,8 +325,9 @@ def tradeoff_charts(points: pd.DataFrame) -> None:
     left, right = st.columns(2, gap="large")
     with left:
         _chart(plots.sweep_heatmap(accuracy_cells, title="Test accuracy by ε and C"), "heat_accuracy",
-               "Mean test accuracy for each (target ε, clipping bound C); the red outline marks the best C for each "
-               "ε. Click a cell to open one of its runs.", known=known)
+               "Mean test accuracy for each (target ε, clipping bound C); the red outline marks the C chosen for each "
+               "ε, the one with the best validation accuracy (a slice of the training side), not the best cell "
+               "here. Click a cell to open one of its runs.", known=known)
     with right:
         clip_cells = sweeps.heatmap_data(points, value="final_clip_fraction")
         _chart(plots.sweep_heatmap(clip_cells, value_title="clipped", colorscale="Blues", mark_best=False,
@@ -333,6 +345,10 @@ def members_table(rows: pd.DataFrame, *, key: str) -> None:
         "run_id": None,
         "epsilon": st.column_config.NumberColumn("ε spent", format="%.3f", help="ε at the run's δ (∞ without DP)."),
         "test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
+        "validation_accuracy": st.column_config.NumberColumn(
+            "validation accuracy", format="percent",
+            help="On the slice of the members held out of training: what the frontier chooses on (empty: the run "
+                 "has no validation set)."),
         "mia_auc": st.column_config.NumberColumn("attack AUC", format="%.3f", help="0.5 = chance"),
         "mia_tpr_at_1pct_fpr": st.column_config.NumberColumn("TPR at 1 % FPR", format="percent"),
         "final_clip_fraction": st.column_config.NumberColumn("clipped at end", format="percent"),
@@ -358,7 +374,8 @@ def _member_rows(store: Any, sweep: sweeps.Sweep, points: pd.DataFrame) -> pd.Da
         row: dict[str, Any] = {"cell": member.key, "status": member.state, "run_id": member.run_id or ""}
         if by_id is not None and member.run_id in by_id.index:
             point = by_id.loc[member.run_id]
-            for column in ("epsilon", "test_accuracy", "mia_auc", "mia_tpr_at_1pct_fpr", "final_clip_fraction"):
+            for column in ("epsilon", "validation_accuracy", "test_accuracy", "mia_auc", "mia_tpr_at_1pct_fpr",
+                           "final_clip_fraction"):
                 row[column] = point[column]
         rows.append(row)
     return pd.DataFrame(rows)
@@ -434,8 +451,8 @@ def _runs_body(dataset: str, model: str) -> None:
                "rate each was trained with: compare like with like, or start a sweep for a controlled grid.")
     tradeoff_charts(points)
     with st.expander(f"Runs ({len(points)})", icon=":material/table_view:"):
-        columns = ["label", "epsilon", "test_accuracy", "mia_auc", "mia_tpr_at_1pct_fpr", "final_clip_fraction",
-                   "run_id"]
+        columns = ["label", "epsilon", "validation_accuracy", "test_accuracy", "mia_auc", "mia_tpr_at_1pct_fpr",
+                   "final_clip_fraction", "run_id"]
         members_table(points[columns] if not points.empty else points, key="tradeoffs_runs_table")
     selected_run(store, set(points["run_id"]) if not points.empty else set())
 

@@ -70,7 +70,8 @@ def default_settings(dataset: str = DEFAULT_DATASET) -> dict[str, Any]:
             "target_delta": float(base.target_delta), "momentum": float(base.momentum),
             "accountant": base.accountant, "seed": int(base.seed), "epsilon_limit": None,
             "grad_sample_mode": base.grad_sample_mode, "device": base.device,
-            "poisson_sampling": base.poisson_sampling, "data_path": None, "csv_name": None, "label_column": None,
+            "poisson_sampling": base.poisson_sampling, "reproducible": base.reproducible,
+            "data_path": None, "csv_name": None, "label_column": None,
             "with_baseline": True, **recipe_settings(dataset)}
 
 
@@ -87,8 +88,8 @@ def settings_from(cfg: TrainConfig) -> dict[str, Any]:
     settings = default_settings(cfg.dataset)
     settings.update({field: getattr(cfg, field) for field in (
         "model", "target_delta", "max_grad_norm", "epochs", "batch_size", "physical_batch_size", "lr",
-        "optimizer", "momentum", "accountant", "grad_sample_mode", "poisson_sampling", "seed", "device",
-        "epsilon_limit", "data_path", "label_column")})
+        "optimizer", "momentum", "accountant", "grad_sample_mode", "poisson_sampling", "seed", "reproducible",
+        "device", "epsilon_limit", "data_path", "label_column")})
     settings["mode"] = cfg.mode
     if cfg.target_epsilon is not None:
         settings["target_epsilon"] = float(cfg.target_epsilon)
@@ -164,7 +165,7 @@ def config_from(settings: dict[str, Any]) -> TrainConfig:
         batch_size=settings["batch_size"], physical_batch_size=settings["physical_batch_size"], lr=settings["lr"],
         optimizer=settings["optimizer"], momentum=settings["momentum"], accountant=settings["accountant"],
         grad_sample_mode=settings["grad_sample_mode"], poisson_sampling=settings["poisson_sampling"],
-        seed=settings["seed"], device=settings["device"],
+        seed=settings["seed"], reproducible=bool(settings.get("reproducible", False)), device=settings["device"],
         epsilon_limit=settings["epsilon_limit"] if mode != "baseline" else None,
         data_path=settings["data_path"] if csv else None, label_column=settings["label_column"] if csv else None)
 
@@ -514,7 +515,15 @@ def training_section(settings: dict[str, Any]) -> None:
                  help=FIELD_HELP["physical_batch_size"].capitalize() + ": the same logical steps and the same ε, "
                  "computed in smaller pieces to save memory. Leave empty to process whole batches.")
             bind(st.number_input, "Seed", "seed", min_value=0, max_value=2**32 - 1, step=1,
-                 help=FIELD_HELP["seed"].capitalize() + "; also used for the baseline.")
+                 help="Fixes the model's initial weights (also used for the baseline); the member/non-member "
+                      "split is fixed whatever the seed. The DP noise and the batch sampling do not follow it: "
+                      "they come from fresh operating-system entropy, used once and never stored, so nobody "
+                      "can replay them - unless 'Reproducible' is ticked.")
+            bind(st.checkbox, "Reproducible (noise follows the seed — not private)", "reproducible",
+                 help="Noise and batch sampling follow the seed, so the same settings train the same model bit "
+                      "for bit (for tests and teaching). Such a run is NOT private against anyone who knows the "
+                      "seed: they can retrain it with and without a record and compare. Leave it off for any "
+                      "model you release.")
         with a_right:
             bind(st.selectbox, "Per-sample gradients", "grad_sample_mode", options=list(GRAD_SAMPLE_MODES),
                  help="How Opacus gets per-sample gradients. auto: ghost clipping (fastest, flat clipping) unless "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -61,3 +62,47 @@ def test_gate_bad_input_exits_2_with_one_line(argv, fragment, capsys):
     assert code == EXIT_USAGE
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and fragment in err
 
+
+
+LENIENT = ["--max-auc", "0.99", "--min-accuracy", "0.01"]  # only the privacy checks can fail
+
+
+def test_gate_checks_a_gdp_run_with_rdp_not_the_gdp_number(capsys):
+    # The seed config: GDP calibrates sigma to "epsilon = 3.000", within the 10 % slack on its own number.
+    code = main(["check", "--dataset", "synthetic", "--accountant", "gdp", "--target-epsilon", "3", *LENIENT])
+    out = capsys.readouterr().out
+    assert code == EXIT_CHECK_FAILED
+    assert "epsilon 3.000 at delta" in out  # what GDP reports ...
+    assert "GDP approximation; RDP bound 3.77" in out  # ... marked, with the proven bound beside it
+    assert "budget checked with the RDP accountant" in out
+    assert re.search(r"FAIL  epsilon within budget +3\.774 .*by the RDP accountant", out)
+    assert "PASS  meaningful epsilon" in out
+
+
+def test_gate_fails_a_reproducible_run_unless_allowed(capsys):
+    argv = ["check", *TINY, "--target-epsilon", "3", "--reproducible", *LENIENT]
+    assert main(argv) == EXIT_CHECK_FAILED
+    out = capsys.readouterr().out
+    assert "FAIL  noise kept secret" in out
+    assert "reproducible — not private against anyone who knows the seed" in out
+    assert main([*argv, "--allow-reproducible", "--json"]) == EXIT_OK
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["passed"] is True and payload["summary"]["reproducible"] is True
+    assert {"noise kept secret": True}.items() <= {c["name"]: c["passed"] for c in payload["checks"]}.items()
+
+
+def test_gate_fails_a_run_without_poisson_sampling_no_proven_bound(capsys):
+    code = main(["check", *TINY, "--target-epsilon", "3", "--no-poisson-sampling", *LENIENT])
+    out = capsys.readouterr().out
+    assert code == EXIT_CHECK_FAILED
+    assert "FAIL  epsilon within budget" in out and "FAIL  meaningful epsilon" in out
+    assert "no proven bound: the accounting assumes Poisson sampling" in out
+
+
+def test_train_json_carries_the_caveats_and_the_bound(capsys):
+    assert main(["train", *TINY, "--target-epsilon", "3", "--accountant", "gdp", "--json"]) == EXIT_OK
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["epsilon_is_guarantee"] is False and summary["epsilon_bound_accountant"] == "rdp"
+    assert summary["epsilon_bound"] > summary["final_epsilon"]
+    assert [c["kind"] for c in summary["epsilon_caveats"]] == ["gdp"]
+    assert summary["epsilon_note"].startswith("GDP approximation; RDP bound")

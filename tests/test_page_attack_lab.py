@@ -57,6 +57,9 @@ def test_stored_result_shows_roc_table_and_epsilon_chart():
     assert sum("ROC (log-log" in spec and '"type":"log"' in spec for spec in specs) == 1
     assert sum("Guarantee vs what attacks show" in spec for spec in specs) == 1
     assert sum("Member vs non-member scores" in spec for spec in specs) == 1
+    # a non-private run: the bound line says there is no limit, on both ROCs
+    assert sum("ROC (" in spec and "most any attacker can achieve: no limit" in spec for spec in specs) == 2
+    assert any("Any attack: no proven limit at 1 % false alarms" in m.value for m in at.markdown)
     table = at.dataframe[0].value
     assert list(table["attack"]) == ["Loss threshold", "LiRA (online)", "RMIA"]
     assert "TPR @ 10 % FPR" in table.columns and "ε lower bound" in table.columns

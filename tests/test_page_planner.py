@@ -53,9 +53,22 @@ def test_defaults_show_three_accountants_matching_epsilon_for(page):
         eps = accounting.epsilon_for(noise_multiplier=sigma, sample_rate=sampling.sample_rate, steps=steps,
                                      delta=1e-5, accountant=name)
         assert shown[f"{name.upper()} ε"] == epsilon_text(eps)
-    assert len(page.get("plotly_chart")) == 3
+    assert len(page.get("plotly_chart")) == 5  # accountants, attack limit (linear, log), ε over epochs, σ needed
     assert not page.error
     assert page.query_params["noise_multiplier"] == str(sigma) and page.query_params["n"] == "1437"
+
+
+def test_attack_limit_before_training(page):
+    """The trade-off bound of the planned schedule, as 'at most X % at 1 % FPR', next to ε; more noise, lower."""
+    from dpcore import tradeoff
+
+    label = "Members found at 1 % false alarms, at most"
+    sigma = sigma_of(page)
+    bound = tradeoff.tradeoff_bound(noise_multiplier=sigma, sample_rate=1 / 6, steps=STEPS)
+    assert metrics(page)[label] == f"{100 * bound.headline():.3g} %"
+    before = float(metrics(page)[label].rstrip(" %"))
+    set_inputs(page, noise_multiplier=sigma * 2)
+    assert 1.0 < float(metrics(page)[label].rstrip(" %")) < before
 
 
 def test_changing_sigma_changes_the_numbers(page):

@@ -148,6 +148,8 @@ def test_train_shows_live_run_then_summary_roc_and_checks(app):
         assert name in checks
     specs = [chart.proto.spec for chart in app.get("plotly_chart")]
     assert any("Membership-inference ROC" in spec and "chance" in spec for spec in specs)
+    assert any("Membership-inference ROC" in spec and "most any attacker can achieve at" in spec for spec in specs)
+    assert "Any attack: at most" in texts(app.markdown)  # the proven limit beside the attack's TPR at 1 % FPR
     assert any("Privacy spent" in spec for spec in specs) and any("Clipped gradients" in spec for spec in specs)
     assert "Trained for all" in texts(app.success)
     assert "Report (HTML)" in [button.proto.label for button in app.get("download_button")]
@@ -261,3 +263,22 @@ def test_planner_hand_off_fills_the_form(app):
     assert app.number_input(key="train_w_batch_size").value == 128
     assert app.number_input(key="train_w_epochs").value == 12
     assert "planner_handoff" not in app.session_state
+
+
+def test_the_reproducible_switch_is_off_by_default_and_round_trips_through_the_url():
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.query_params["dataset"] = "synthetic"
+    at.run()
+    assert not at.exception
+    box = at.checkbox(key="train_w_reproducible")
+    assert box.value is False and "not private" in box.label
+    assert "reproducible" not in at.query_params
+    box.check().run()
+    assert at.query_params["reproducible"] == "true"
+
+    again = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    again.query_params["dataset"] = "synthetic"
+    again.query_params["reproducible"] = "true"
+    again.run()
+    assert not again.exception
+    assert again.checkbox(key="train_w_reproducible").value is True

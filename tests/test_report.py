@@ -93,6 +93,14 @@ def test_run_report_contains_the_runs_numbers(trained, store):
         assert importlib.metadata.version(package) in page.text
     assert "python" in page.text and "report generated" in page.text
     assert "synthetic" in page.text and "Synthetic embeddings" in page.text and sweep_id in page.text
+    # the proven limit of any attack, beside the attack's own TPR at 1 % FPR, and on both ROCs
+    from dpcore import tradeoff
+    from dpcore.explain import attack_bound_sentence
+
+    bound = tradeoff.tradeoff_for_run(summary=summary, config=record.config, artifacts=store.artifacts_path(record.id))
+    assert not bound.unlimited and bound.headline() < 1
+    assert attack_bound_sentence(bound_tpr=bound.headline(), empirical_tpr=summary["mia_tpr_at_1pct_fpr"]) in page.text
+    assert html.count("most any attacker can achieve at ε") == 2 and html.count("impossible for any attack") == 2
 
 
 def test_report_opens_offline_with_plotly_inlined_once(store, trained):
@@ -110,6 +118,7 @@ def test_baseline_report_says_there_is_no_guarantee(store, trained):
     _, _, ids = trained
     page = Page(report.run_report(store, ids["baseline"]))
     assert "No privacy guarantee" in page.text and "non-private baseline" in page.text
+    assert "Any attack: no proven limit at 1 % false alarms (no DP guarantee)" in page.text
     assert "fail" in page.text  # the ε checks fail by design
 
 

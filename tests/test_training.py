@@ -75,25 +75,25 @@ def test_huge_clipping_bound_clips_nothing():
 @pytest.mark.parametrize("mode", ["hooks", "functorch"])
 def test_per_sample_gradient_modes_agree_with_ghost(mode):
     """Same seed, same clipping maths: every per-sample gradient path trains the same model."""
-    ghost = train(SEED_CONFIG.replace(epochs=2, grad_sample_mode="ghost"))
-    other = train(SEED_CONFIG.replace(epochs=2, grad_sample_mode=mode))
+    ghost = train(SEED_CONFIG.replace(epochs=2, grad_sample_mode="ghost", reproducible=True))
+    other = train(SEED_CONFIG.replace(epochs=2, grad_sample_mode=mode, reproducible=True))
     assert other.grad_sample_mode == mode
     np.testing.assert_allclose(ghost.history["clip_fraction"], other.history["clip_fraction"])
     np.testing.assert_allclose(ghost.history["loss"], other.history["loss"], rtol=1e-4)
 
 
 def test_batch_memory_manager_keeps_steps_and_epsilon():
-    full = train(SEED_CONFIG.replace(epochs=2))
-    split = train(SEED_CONFIG.replace(epochs=2, physical_batch_size=16))
+    full = train(SEED_CONFIG.replace(epochs=2, reproducible=True))  # same batches: compare their sizes
+    split = train(SEED_CONFIG.replace(epochs=2, physical_batch_size=16, reproducible=True))
     assert split.steps == full.steps
     assert split.final_epsilon == pytest.approx(full.final_epsilon)
     pd.testing.assert_series_equal(split.history["batch_size"], full.history["batch_size"])
     np.testing.assert_allclose(split.history["epsilon"], full.history["epsilon"])
 
 
-def test_seeded_runs_are_reproducible():
-    first = train(SEED_CONFIG.replace(epochs=2))
-    second = train(SEED_CONFIG.replace(epochs=2))
+def test_reproducible_runs_are_reproducible():
+    first = train(SEED_CONFIG.replace(epochs=2, reproducible=True))
+    second = train(SEED_CONFIG.replace(epochs=2, reproducible=True))
     pd.testing.assert_frame_equal(first.history, second.history)
     for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -104,7 +104,8 @@ def test_faster_ghost_accumulation_trains_the_identical_model(monkeypatch, physi
     """The clone-based accumulate gives bit-identical runs to Opacus' own, with and without physical batches."""
     from dpcore import training
 
-    cfg = SEED_CONFIG.replace(epochs=2, grad_sample_mode="ghost", physical_batch_size=physical_batch_size)
+    cfg = SEED_CONFIG.replace(epochs=2, grad_sample_mode="ghost", physical_batch_size=physical_batch_size,
+                              reproducible=True)
     fast = train(cfg)
     monkeypatch.setattr(training, "_speed_up_ghost_accumulation", lambda optimizer: None)
     opacus_own = train(cfg)
@@ -204,10 +205,12 @@ def test_resume_continues_spending_the_budget(tmp_path):
 
 
 def test_resume_draws_fresh_noise_and_batches(tmp_path):
-    """Replaying the parent's random streams would break the accountant's independence assumption."""
-    first = train(SEED_CONFIG.replace(epochs=1))
+    """Replaying the parent's random streams would break the accountant's independence assumption.
+
+    Reproducible runs, whose streams follow the seed, are the case where a replay could happen."""
+    first = train(SEED_CONFIG.replace(epochs=1, reproducible=True))
     first.save(tmp_path / "run")
-    more = train(SEED_CONFIG.replace(epochs=1), resume=ResumeState.load(tmp_path / "run"))
+    more = train(SEED_CONFIG.replace(epochs=1, reproducible=True), resume=ResumeState.load(tmp_path / "run"))
     assert more.history["batch_size"].tolist() != first.history["batch_size"].tolist()
 
 
