@@ -1,7 +1,7 @@
 """DP Explorer: the Streamlit entry point. Builds the navigation and the shared sidebar.
 
 Run with ``streamlit run app.py``. Pages live in ``pages/`` and stay thin: they read
-widgets, call ``dpcore`` and draw figures from ``dpcore.plots``.
+widgets, call ``dpcore`` and draw figures from ``dpcore.views.plots``.
 """
 
 from __future__ import annotations

@@ -26,8 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from dpcore import audit, train
+from dpcore import train
 from dpcore.config import TrainConfig
+from dpcore.jobs import attack as audit
 
 #: (label, config): the audited runs.
 CASES = [

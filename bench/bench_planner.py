@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from dpcore import accounting
+from dpcore.privacy import accounting
 
 #: (label, N, batch size, epochs, sigma): the recipes' datasets at their default batch sizes.
 CASES = [

@@ -19,8 +19,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from dpcore import TrainConfig
-from dpcore.data import load_for_config
-from dpcore.training import train
+from dpcore.engine.data import load_for_config
+from dpcore.engine.training import train
 
 CASES = [
     ("mlp / synthetic", TrainConfig(dataset="synthetic", model="mlp", batch_size=64)),

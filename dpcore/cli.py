@@ -92,7 +92,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
-    from dpcore.explain import format_number  # local: explain pulls in plotly, `--help` should not
+    from dpcore.views.explain import format_number  # local: explain pulls in plotly, `--help` should not
 
     return format_number(value, spec, infinity="inf")  # plain ASCII for terminals and logs
 
@@ -120,7 +120,7 @@ def _configure_datasets(parser: argparse.ArgumentParser) -> None:
 
 
 def _print_caveats(status: Any) -> None:
-    """One line per caveat of a run's epsilon (``dpcore.caveats``), and the proven bound beside it."""
+    """One line per caveat of a run's epsilon (``dpcore.privacy.caveats``), and the proven bound beside it."""
     if status.note(".3f"):
         print(f"epsilon is not a plain guarantee: {status.text('.3f', symbol='epsilon')}")
     for explanation in status.explanations():
@@ -129,8 +129,8 @@ def _print_caveats(status: Any) -> None:
 
 @command("train", "train one model (DP or baseline) and print per-epoch metrics", _configure_train)
 def cmd_train(args: argparse.Namespace) -> int:
-    from dpcore.caveats import epsilon_status
-    from dpcore.evaluation import membership_summary, save_roc, train_and_evaluate
+    from dpcore.jobs.training import membership_summary, save_roc, train_and_evaluate
+    from dpcore.privacy.caveats import epsilon_status
 
     cfg = config_from_args(args)
     quiet = args.json
@@ -171,7 +171,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 @command("datasets", "list datasets and whether each is offline, cached or needs a download",
          _configure_datasets)
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from dpcore import data
+    from dpcore.engine import data
 
     if args.fetch:
         path = data.fetch_dataset(args.fetch)
@@ -208,7 +208,8 @@ def _configure_attack(parser: argparse.ArgumentParser) -> None:
 def cmd_attack(args: argparse.Namespace) -> int:
     import time
 
-    from dpcore import audit, jobs
+    from dpcore.jobs import attack as audit
+    from dpcore.jobs import queue as jobs
 
     queue = jobs.get_queue(args.runs_dir)
     attack_id = audit.submit_attack(queue, args.run_id, attacks=args.attacks.split(","), n_models=args.models,
@@ -259,7 +260,7 @@ def _number_list(kind: type) -> Callable[[str], list[Any]]:
 
 
 def _configure_sweep(parser: argparse.ArgumentParser) -> None:
-    from dpcore.sweeps import DEFAULT_EPSILONS
+    from dpcore.jobs.sweep import DEFAULT_EPSILONS
 
     add_config_arguments(parser)
     parser.add_argument("--epsilons", type=_number_list(float), metavar="E,E,...",
@@ -282,7 +283,7 @@ def _configure_sweep(parser: argparse.ArgumentParser) -> None:
 def sweep_spec_from_args(args: argparse.Namespace) -> Any:
     """The SweepSpec the ``sweep`` flags describe (grid flags win over their one-value config flags)."""
     from dpcore.errors import ConfigError
-    from dpcore.sweeps import DEFAULT_EPSILONS, DEFAULT_VALIDATION_FRACTION, SweepSpec
+    from dpcore.jobs.sweep import DEFAULT_EPSILONS, DEFAULT_VALIDATION_FRACTION, SweepSpec
 
     if args.noise_multiplier is not None:
         raise ConfigError("a sweep calibrates the noise to each target epsilon; use --epsilons instead of "
@@ -304,11 +305,11 @@ def sweep_spec_from_args(args: argparse.Namespace) -> Any:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import time
 
-    from dpcore import sweeps
-    from dpcore.caveats import epsilon_status
-    from dpcore.jobs import JobQueue
-    from dpcore.progress import format_duration
-    from dpcore.runs import DONE, FAILED, RunStore
+    from dpcore.jobs import sweep as sweeps
+    from dpcore.jobs.queue import JobQueue
+    from dpcore.privacy.caveats import epsilon_status
+    from dpcore.store.runs import DONE, FAILED, RunStore
+    from dpcore.views.progress import format_duration
 
     store = RunStore(args.runs_dir)
     if args.resume:
@@ -361,7 +362,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     front = sweeps.frontier(sweeps.run_points(sweeps.sweep_runs(store, sweep)))
     if not front.empty:
         print()
-        from dpcore.explain import SELECTION_COST
+        from dpcore.views.explain import SELECTION_COST
 
         print(front[["label", "epsilon", "max_grad_norm", "chosen_on", "validation_accuracy", "test_accuracy",
                      "test_accuracy_std", "mia_auc", "mia_tpr_at_1pct_fpr", "n_runs"]].to_string(
@@ -383,8 +384,8 @@ def _configure_report(parser: argparse.ArgumentParser) -> None:
 @command("report", "write a self-contained HTML report (opens offline) of a run, a comparison or a sweep",
          _configure_report)
 def cmd_report(args: argparse.Namespace) -> int:
-    from dpcore.report import report_filename, write_report
-    from dpcore.runs import RunStore
+    from dpcore.store.runs import RunStore
+    from dpcore.views.report import report_filename, write_report
 
     path = write_report(RunStore(args.runs_dir), args.identifier, args.output or report_filename(args.identifier))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
@@ -422,10 +423,10 @@ def _configure_check(parser: argparse.ArgumentParser) -> None:
 
 @command("check", "privacy gate for CI: train, attack, run the four checks; exit 1 if any fails", _configure_check)
 def cmd_check(args: argparse.Namespace) -> int:
-    from dpcore.caveats import epsilon_status
-    from dpcore.checks import SECRET_NOISE
-    from dpcore.evaluation import membership_summary, train_and_evaluate
-    from dpcore.report import ReportRun, run_report_html, summary_checks
+    from dpcore.jobs.training import membership_summary, train_and_evaluate
+    from dpcore.privacy.caveats import epsilon_status
+    from dpcore.privacy.checks import SECRET_NOISE
+    from dpcore.views.report import ReportRun, run_report_html, summary_checks
 
     cfg = config_from_args(args)
     cfg.validate()

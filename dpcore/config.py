@@ -262,7 +262,7 @@ def guidance(cfg: TrainConfig, n: int, *, grad_norms: Any = None,
     the same number); otherwise it is calibrated here with RDP and the trainer's
     sampling. Invalid configs give no advice: call ``validate`` first for those.
     """
-    from dpcore import accounting  # local: accounting imports opacus, keep config light
+    from dpcore.privacy import accounting  # local: accounting imports opacus, keep config light
 
     cfg = cfg.resolve()
     notes: list[Guidance] = []

@@ -1,6 +1,6 @@
 """Attack lab: run membership-inference attacks (loss, LiRA, RMIA) against a finished run and compare the
 empirical epsilon lower bound with the accountant's epsilon. The work runs as a queued job
-(``dpcore.audit``); this page picks the run and options, shows progress and draws the stored result.
+(``dpcore.jobs.attack``); this page picks the run and options, shows progress and draws the stored result.
 """
 
 from __future__ import annotations
@@ -11,14 +11,16 @@ from typing import Any
 
 import streamlit as st
 
-from dpcore import audit, plots, tradeoff
 from dpcore.attacks import ATTACKS, POOL_SIZES
-from dpcore.caveats import epsilon_status
 from dpcore.config import TrainConfig
 from dpcore.errors import DPExplorerError
-from dpcore.explain import BOUND_CAPTION, attack_bound_sentence, explain
-from dpcore.progress import format_duration
-from dpcore.runs import ACTIVE_STATUSES, DONE, FAILED, RunRecord, RunStore
+from dpcore.jobs import attack as audit
+from dpcore.privacy import tradeoff
+from dpcore.privacy.caveats import epsilon_status
+from dpcore.store.runs import ACTIVE_STATUSES, DONE, FAILED, RunRecord, RunStore
+from dpcore.views import plots
+from dpcore.views.explain import BOUND_CAPTION, attack_bound_sentence, explain
+from dpcore.views.progress import format_duration
 from pages import ui
 
 POLL_S = 1.0
@@ -262,7 +264,7 @@ def _last_job_problem(jobs: list[RunRecord], result: dict[str, Any] | None) -> N
 # ---------------------------------------------------------------------- results
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _dataset(config_json: str) -> Any:
-    from dpcore.data import load_for_config
+    from dpcore.engine.data import load_for_config
 
     return load_for_config(TrainConfig.from_dict(json.loads(config_json)).resolve())
 

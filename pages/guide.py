@@ -1,7 +1,7 @@
 """Guide: the ideas behind every number in the app, for teaching demos and stakeholder reviews.
 
-All wording comes from ``dpcore.explain`` (one source for pages and reports); the clipping
-picture is ``dpcore.plots.clipping_illustration``. Topics added to ``explain.TOPICS`` later
+All wording comes from ``dpcore.views.explain`` (one source for pages and reports); the clipping
+picture is ``dpcore.views.plots.clipping_illustration``. Topics added to ``explain.TOPICS`` later
 show up under "Good to know" until a section places them.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dpcore import plots
-from dpcore.explain import TOPICS, epsilon_band_table, epsilon_sentence, explain
+from dpcore.views import plots
+from dpcore.views.explain import TOPICS, epsilon_band_table, epsilon_sentence, explain
 from pages import ui
 
 #: (page file, label, icon, topic) for "How to use each page", in app.py's order.

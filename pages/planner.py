@@ -3,8 +3,8 @@
 Inputs (dataset size, batch size or sample rate, epochs, delta, noise multiplier, target
 epsilon) live under one plain session key (``planner_settings``) and in the URL, so they
 survive page switches and a copied link reopens the same plan. The numbers come from
-``dpcore.accounting`` with the trainer's sampling (``sampling_for``), so a run with these
-settings reports the same epsilon; charts come from ``dpcore.plots``. "Use these settings"
+``dpcore.privacy.accounting`` with the trainer's sampling (``sampling_for``), so a run with these
+settings reports the same epsilon; charts come from ``dpcore.views.plots``. "Use these settings"
 stores them under ``planner_handoff`` for the Train page.
 """
 
@@ -16,10 +16,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dpcore import accounting, plots, tradeoff
 from dpcore.config import TrainConfig, guidance, recipe_for
 from dpcore.errors import DPExplorerError
-from dpcore.explain import BOUND_CAPTION, attack_bound_sentence, epsilon_sentence, explain, format_significant
+from dpcore.privacy import accounting, tradeoff
+from dpcore.views import plots
+from dpcore.views.explain import BOUND_CAPTION, attack_bound_sentence, epsilon_sentence, explain, format_significant
 from pages import ui
 
 SETTINGS_KEY = "planner_settings"

@@ -17,15 +17,16 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dpcore import plots, report, tradeoff
-from dpcore.caveats import epsilon_status
-from dpcore.checks import run_checks
 from dpcore.errors import DPExplorerError
-from dpcore.evaluation import MIA_DONE, MIA_FAILED, MIA_PENDING, find_baseline, load_roc
-from dpcore.explain import BOUND_CAPTION, attack_bound_sentence, epsilon_sentence, explain
-from dpcore.jobs import JobQueue
-from dpcore.progress import estimate_progress, format_duration, parse_time
-from dpcore.runs import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING, RunNotFound, RunRecord, RunStore
+from dpcore.jobs.queue import JobQueue
+from dpcore.jobs.training import MIA_DONE, MIA_FAILED, MIA_PENDING, find_baseline, load_roc
+from dpcore.privacy import tradeoff
+from dpcore.privacy.caveats import epsilon_status
+from dpcore.privacy.checks import run_checks
+from dpcore.store.runs import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING, RunNotFound, RunRecord, RunStore
+from dpcore.views import plots, report
+from dpcore.views.explain import BOUND_CAPTION, attack_bound_sentence, epsilon_sentence, explain
+from dpcore.views.progress import estimate_progress, format_duration, parse_time
 from pages import ui
 
 POLL_S = 1.0
@@ -573,14 +574,14 @@ def render_continue(record: RunRecord, *, store: RunStore, queue: JobQueue | Non
     """"Continue training for N more epochs" for stopped private runs (uses ``JobQueue.resume``).
 
     Shows the ε already spent, the limit and what the extra epochs would bring the total to
-    (``dpcore.resume.plan_resume``); runs that cannot be continued say why.
+    (``dpcore.jobs.resume.plan_resume``); runs that cannot be continued say why.
     """
     resume = getattr(queue, "resume", None)
     if resume is None or not record.config.get("private", True) or record.kind != "train":
         return
     if record.status not in (DONE, CANCELLED, INTERRUPTED):
         return
-    from dpcore import resume as resuming
+    from dpcore.jobs import resume as resuming
 
     problem = resuming.resume_problem(store, record.id)
     if problem is not None:

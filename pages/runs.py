@@ -1,7 +1,7 @@
 """Runs: every stored run in one sortable, filterable table; compare, open, continue, export or delete them.
 
-Thin page: the numbers come from ``dpcore.compare`` (overview, comparison, overlays, exports)
-and ``dpcore.resume`` (what continuing a run costs); the charts from ``dpcore.plots``; one
+Thin page: the numbers come from ``dpcore.views.tables`` (overview, comparison, overlays, exports)
+and ``dpcore.jobs.resume`` (what continuing a run costs); the charts from ``dpcore.views.plots``; one
 run's full view from ``pages.run_view``. While any run is queued or running, the page body
 is a fragment that redraws every ``REFRESH_S`` seconds.
 """
@@ -16,11 +16,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dpcore import compare, plots, report
 from dpcore.errors import DPExplorerError
-from dpcore.explain import explain
-from dpcore.resume import plan_resume, resume_problem
-from dpcore.runs import ACTIVE_STATUSES, RunActive, RunNotFound, RunRecord, RunStore
+from dpcore.jobs.resume import plan_resume, resume_problem
+from dpcore.store.runs import ACTIVE_STATUSES, RunActive, RunNotFound, RunRecord, RunStore
+from dpcore.views import plots, report
+from dpcore.views import tables as compare
+from dpcore.views.explain import explain
 from pages import ui
 from pages.run_view import render_run
 

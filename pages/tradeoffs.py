@@ -5,7 +5,7 @@ accuracy against epsilon with the non-private line, attack success against epsil
 lower bounds against the accountant's epsilon, and which clipping bound works best per epsilon.
 Clicking a point opens that run. The sweep and the selected run live in the URL
 (``?sweep=...&run=...``, or ``?dataset=...&model=...`` for all runs of a dataset), so a copied
-link reopens the same view. Logic lives in ``dpcore.sweeps``; charts in ``dpcore.plots``.
+link reopens the same view. Logic lives in ``dpcore.jobs.sweep``; charts in ``dpcore.views.plots``.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dpcore import plots, report, sweeps
 from dpcore.config import TrainConfig, recipe_for
 from dpcore.errors import DPExplorerError
-from dpcore.explain import SELECTION_COST, explain
-from dpcore.progress import format_duration
+from dpcore.jobs import sweep as sweeps
+from dpcore.views import plots, report
+from dpcore.views.explain import SELECTION_COST, explain
+from dpcore.views.progress import format_duration
 from pages import ui
 
 FORM_KEY = "tradeoffs_form"  # plain session key: the new-sweep form's values survive page changes
@@ -81,8 +82,8 @@ def _on_dataset_change() -> None:
 
 def new_sweep_form(store: Any, *, expanded: bool) -> None:
     """Grid values, seeds and epochs; shows the run count and a time estimate; starts the sweep."""
-    from dpcore.data import DATASETS, dataset_status
-    from dpcore.models import MODELS
+    from dpcore.engine.data import DATASETS, dataset_status
+    from dpcore.engine.models import MODELS
 
     with st.expander("Start a new sweep", expanded=expanded, icon=":material/add_chart:"):
         datasets = [name for name in DATASETS if name != "csv"]

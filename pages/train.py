@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from dpcore import accounting, data, plots
 from dpcore.cli import FIELD_HELP
 from dpcore.config import (
     ACCOUNTANTS,
@@ -26,10 +25,13 @@ from dpcore.config import (
     guidance,
     to_query,
 )
+from dpcore.engine import data
+from dpcore.engine.models import MODELS, models_for
 from dpcore.errors import ConfigError, DatasetError, DPExplorerError
-from dpcore.evaluation import baseline_config, find_baseline_for_config, link_baseline
-from dpcore.explain import explain
-from dpcore.models import MODELS, models_for
+from dpcore.jobs.training import baseline_config, find_baseline_for_config, link_baseline
+from dpcore.privacy import accounting
+from dpcore.views import plots
+from dpcore.views.explain import explain
 from pages import run_view, ui
 
 FORM_KEY = "train_form"  # plain session key: every setting on this page
@@ -420,7 +422,7 @@ def probe_signature(settings: dict[str, Any]) -> tuple[Any, ...]:
 
 def run_probe(settings: dict[str, Any]) -> None:
     """Measure per-sample gradient norms and keep them (with the suggested C) for this configuration."""
-    from dpcore.training import probe_grad_norms, suggest_max_grad_norm
+    from dpcore.engine.training import probe_grad_norms, suggest_max_grad_norm
 
     probe_cfg = baseline_config(config_from(settings)).replace(max_grad_norm=1.0, physical_batch_size=None)
     steps = probe_steps(settings["batch_size"])

@@ -11,10 +11,11 @@ from typing import Any
 
 import streamlit as st
 
-from dpcore import runs, sweeps
-from dpcore.explain import format_number
-from dpcore.jobs import JobQueue, get_queue
-from dpcore.runs import RunStore
+from dpcore.jobs import sweep as sweeps
+from dpcore.jobs.queue import JobQueue, get_queue
+from dpcore.store import runs
+from dpcore.store.runs import RunStore
+from dpcore.views.explain import format_number
 
 log = logging.getLogger(__name__)
 SWEEPS_NOTED_KEY = "ui_continued_sweeps_noted"  # plain session key: the restart toast was shown
@@ -81,13 +82,13 @@ def continued_sweeps(root: str) -> dict[str, list[str]]:
 @st.cache_resource(show_spinner=False)
 def device_description() -> str:
     """'cuda:0 (GPU name)' or 'cpu (N threads)': where training runs on this machine."""
-    from dpcore.training import describe_device, resolve_device
+    from dpcore.engine.training import describe_device, resolve_device
 
     return describe_device(resolve_device("auto"))
 
 
 def fmt(value: Any, spec: str = ".3f", *, unit: str = "") -> str:
-    """Number for display: '-' for missing, '∞' for infinite (``dpcore.explain.format_number``), plus ``unit``."""
+    """Number for display: '-' for missing, '∞' for infinite (``dpcore.views.explain.format_number``), plus ``unit``."""
     text = format_number(value, spec)
     return text if text in ("-", "∞") else f"{text}{unit}"
 

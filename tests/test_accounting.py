@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from opacus.accountants import RDPAccountant
 
-from dpcore import ConfigError, accounting
+from dpcore import ConfigError
+from dpcore.privacy import accounting
 
 
 def test_epsilon_matches_opacus_rdp():
@@ -89,7 +90,7 @@ def test_sampling_matches_the_trainers_data_loader(n, batch):
     from torch.utils.data import DataLoader
 
     sampling = accounting.sampling_for(n=n, batch_size=batch)
-    batches = len(DataLoader(torch.arange(n), batch_size=batch))  # what dpcore.training counts as one epoch
+    batches = len(DataLoader(torch.arange(n), batch_size=batch))  # what dpcore.engine.training counts as one epoch
     assert sampling.steps_per_epoch == batches
     assert sampling.sample_rate == 1 / batches
     assert sampling.steps(3) == 3 * batches
@@ -119,7 +120,7 @@ def test_sampling_rejects_impossible_plans_with_a_message(kwargs, match):
 
 
 def test_member_counts_match_the_loaded_splits():
-    from dpcore import data
+    from dpcore.engine import data
 
     counts = accounting.member_counts()
     for name in ("synthetic", "digits", "breast-cancer"):

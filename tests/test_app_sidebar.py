@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dpcore import jobs
+from dpcore.jobs import queue as jobs
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 
@@ -59,9 +59,9 @@ def test_sidebar_lists_the_running_and_waiting_jobs_then_idle(isolated_dirs, hol
 
 
 def test_opening_the_app_continues_a_sweep_a_restart_interrupted(isolated_dirs, monkeypatch):
-    from dpcore import sweeps
     from dpcore.config import TrainConfig
-    from dpcore.runs import DONE, RunStore
+    from dpcore.jobs import sweep as sweeps
+    from dpcore.store.runs import DONE, RunStore
 
     trained = []
     monkeypatch.setattr(sweeps, "train_member", lambda store, run_id, should_stop=None: trained.append(run_id))

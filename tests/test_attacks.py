@@ -464,8 +464,8 @@ def test_canary_audit_on_an_overfit_model():
 
 # ------------------------------------------------------------------------------------------------ trainer wiring
 def test_reference_pool_with_the_real_trainer():
-    """Pool models trained by dpcore.training.train with the target's config; attacks run end to end (~4 s)."""
-    training = pytest.importorskip("dpcore.training")
+    """Pool models trained by dpcore.engine.training.train with the target's config; attacks run end to end (~4 s)."""
+    training = pytest.importorskip("dpcore.engine.training")
     from dpcore.config import TrainConfig
 
     torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""Tests for dpcore.audit: attack evaluation of stored runs (pool, attacks, lower bounds, storage, jobs, CLI)."""
+"""Tests for dpcore.jobs.attack: attack evaluation of stored runs (pool, attacks, lower bounds, storage, jobs, CLI)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
-from dpcore import audit, jobs, plots
 from dpcore.cli import main as cli_main
 from dpcore.config import TrainConfig
 from dpcore.errors import ConfigError, DPExplorerError
-from dpcore.jobs import train_runner
-from dpcore.runs import CANCELLED, DONE, RunStore
+from dpcore.jobs import attack as audit
+from dpcore.jobs import queue as jobs
+from dpcore.jobs.queue import train_runner
+from dpcore.store.runs import CANCELLED, DONE, RunStore
+from dpcore.views import plots
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +92,7 @@ def test_nonprivate_end_to_end_results_are_stored_with_the_run(store, leaky_run)
 
 
 def _data():
-    from dpcore.data import load_dataset
+    from dpcore.engine.data import load_dataset
 
     return load_dataset("synthetic")
 

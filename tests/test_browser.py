@@ -169,9 +169,9 @@ def test_deep_link_on_a_fresh_server_goes_through_the_app(app_url, page):
 def test_comparison_link_opens_the_comparison_and_downloads_its_report(app_url, runs_dir, page):
     """A shared ?run=a,b link shows both runs side by side; the report button downloads one HTML file."""
     from dpcore.config import TrainConfig
-    from dpcore.evaluation import record_result
-    from dpcore.runs import RunStore
-    from dpcore.training import train
+    from dpcore.engine.training import train
+    from dpcore.jobs.training import record_result
+    from dpcore.store.runs import RunStore
 
     store = RunStore(runs_dir)
     ids = []

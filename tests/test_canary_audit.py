@@ -12,15 +12,18 @@ import pandas as pd
 import pytest
 import torch
 
-from dpcore import accounting, audit, jobs, plots
 from dpcore.attacks import one_run_audit_best, one_run_audit_power, one_run_guess_choices, one_run_power
+from dpcore.attacks.gradient_canaries import canary_scores, gradient_canary_audit
 from dpcore.cli import main as cli_main
 from dpcore.config import TrainConfig
-from dpcore.data import load_for_config
+from dpcore.engine.data import load_for_config
 from dpcore.errors import ConfigError
-from dpcore.gradient_canaries import canary_scores, gradient_canary_audit
-from dpcore.jobs import train_runner
-from dpcore.runs import DONE, RunStore
+from dpcore.jobs import attack as audit
+from dpcore.jobs import queue as jobs
+from dpcore.jobs.queue import train_runner
+from dpcore.privacy import accounting
+from dpcore.store.runs import DONE, RunStore
+from dpcore.views import plots
 
 
 @pytest.fixture(autouse=True)
@@ -186,7 +189,7 @@ def test_epsilon_table_of_an_old_result_without_power_still_draws():
 def test_attack_lab_shows_the_canary_bound_its_power_and_its_runs_epsilon():
     from streamlit.testing.v1 import AppTest
 
-    from dpcore.runs import default_root
+    from dpcore.store.runs import default_root
 
     store = RunStore(default_root())
     run_id = store.create_run(TrainConfig(dataset="synthetic", target_epsilon=4.0, epochs=2, device="cpu", seed=0))

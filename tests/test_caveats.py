@@ -1,4 +1,4 @@
-"""Which ε is not a guarantee (dpcore.caveats): GDP, no Poisson sampling, seeded noise; the gate and δ guidance."""
+"""Which ε is not a guarantee (privacy.caveats): GDP, no Poisson sampling, seeded noise; the gate and δ guidance."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import math
 import pandas as pd
 import pytest
 
-from dpcore import accounting, caveats
-from dpcore.checks import MEANINGFUL_EPSILON, SECRET_NOISE, WITHIN_BUDGET, all_passed, run_checks
 from dpcore.config import TrainConfig, guidance
 from dpcore.errors import ConfigError
-from dpcore.report import ReportRun, run_report_html
-from dpcore.sweeps import frontier, run_points
+from dpcore.jobs.sweep import frontier, run_points
+from dpcore.privacy import accounting, caveats
+from dpcore.privacy.checks import MEANINGFUL_EPSILON, SECRET_NOISE, WITHIN_BUDGET, all_passed, run_checks
+from dpcore.views.report import ReportRun, run_report_html
 
 # The seed config: synthetic, 800 members, batch 64 -> q = 1/13, 10 epochs = 130 steps, δ = 1e-5.
 SAMPLE_RATE, STEPS, DELTA = 1 / 13, 130, 1e-5
@@ -152,10 +152,11 @@ def test_run_view_and_runs_table_mark_a_gdp_reproducible_run(isolated_dirs):
     import torch
     from streamlit.testing.v1 import AppTest
 
-    from dpcore import compare, jobs
-    from dpcore.evaluation import record_result
-    from dpcore.runs import RunStore
-    from dpcore.training import train
+    from dpcore.engine.training import train
+    from dpcore.jobs import queue as jobs
+    from dpcore.jobs.training import record_result
+    from dpcore.store.runs import RunStore
+    from dpcore.views import tables as compare
 
     torch.set_num_threads(1)
     store = RunStore(os.environ["DPEXPLORER_RUNS_DIR"])

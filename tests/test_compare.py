@@ -1,4 +1,4 @@
-"""dpcore.compare: the runs overview, filters, side-by-side numbers, overlays, ROC loading and exports.
+"""dpcore.views.tables: the runs overview, filters, side-by-side numbers, overlays, ROC loading and exports.
 
 Runs are written straight into a store (no training), so these tests are fast and exact.
 """
@@ -12,10 +12,10 @@ import math
 import pandas as pd
 import pytest
 
-from dpcore import compare
 from dpcore.config import TrainConfig
 from dpcore.errors import DPExplorerError
-from dpcore.runs import DONE, RUNNING, RunNotFound, RunStore
+from dpcore.store.runs import DONE, RUNNING, RunNotFound, RunStore
+from dpcore.views import tables as compare
 
 PRIVATE = TrainConfig(dataset="digits", target_epsilon=3.0, epochs=2).resolve()
 BASELINE = PRIVATE.replace(private=False, target_epsilon=None)

@@ -85,7 +85,7 @@ def test_guidance_flags_weak_epsilon_large_delta_small_batch_and_high_lr():
 
 
 def test_guidance_quotes_the_sigma_the_trainer_will_use():
-    from dpcore import accounting
+    from dpcore.privacy import accounting
 
     cfg = TrainConfig(dataset="csv", target_epsilon=3.0, batch_size=64, epochs=20)
     # 240 examples in batches of 64: the trainer samples at q = 1/ceil(240/64) = 1/4, not 64/240

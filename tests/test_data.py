@@ -1,4 +1,4 @@
-"""Tests for dpcore.data: built-in datasets, the OpenML download cache (faked, no network) and CSV uploads."""
+"""Tests for dpcore.engine.data: built-in datasets, the OpenML download cache (faked, no network) and CSV uploads."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import torch
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import train_test_split
 
-from dpcore import data
 from dpcore.config import TrainConfig
-from dpcore.data import DATASETS, load_dataset
+from dpcore.engine import data
+from dpcore.engine.data import DATASETS, load_dataset
 from dpcore.errors import DatasetError, DPExplorerError
 
 

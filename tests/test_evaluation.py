@@ -1,4 +1,4 @@
-"""dpcore.evaluation (train + attack for jobs and the CLI, baselines) and dpcore.progress (ETA)."""
+"""dpcore.jobs.training (train + attack for jobs and the CLI, baselines) and dpcore.views.progress (ETA)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import types
 import pytest
 import torch
 
-from dpcore import evaluation
 from dpcore.config import TrainConfig
-from dpcore.progress import estimate_progress, format_duration, parse_time
-from dpcore.runs import DONE, RUNNING, RunRecord, RunStore
+from dpcore.jobs import training as evaluation
+from dpcore.store.runs import DONE, RUNNING, RunRecord, RunStore
+from dpcore.views.progress import estimate_progress, format_duration, parse_time
 
 CFG = TrainConfig(dataset="synthetic", target_epsilon=3.0, epochs=1)
 

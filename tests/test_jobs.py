@@ -1,4 +1,4 @@
-"""Tests for dpcore.jobs: FIFO order, position, cancel, crash isolation, queue limits, progress writing."""
+"""Tests for dpcore.jobs.queue: FIFO order, position, cancel, crash isolation, queue limits, progress writing."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dpcore import jobs
 from dpcore.config import TrainConfig
 from dpcore.errors import ConfigError, DPExplorerError
-from dpcore.jobs import JobQueue, ProgressWriter, QueueClosed, QueueFull, StopCheck, get_queue
-from dpcore.runs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, RunStore
+from dpcore.jobs import queue as jobs
+from dpcore.jobs.queue import JobQueue, ProgressWriter, QueueClosed, QueueFull, StopCheck, get_queue
+from dpcore.store.runs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, RunStore
 
 TIMEOUT = 5.0
 CFG = TrainConfig(dataset="synthetic", target_epsilon=3.0)
@@ -289,7 +289,7 @@ def test_default_runner_with_fake_trainer(queue, store, monkeypatch):
         on_epoch(dict(epoch=1, epsilon=0.5, train_loss=0.5, train_accuracy=0.7, test_accuracy=0.6, total_epochs=1))
         return FakeRunResult(cfg, step, "finished")
 
-    monkeypatch.setitem(sys.modules, "dpcore.training", types.SimpleNamespace(train=train))
+    monkeypatch.setitem(sys.modules, "dpcore.engine.training", types.SimpleNamespace(train=train))
     run_id = queue.submit(CFG)
     rec = queue.wait(run_id, TIMEOUT)
     assert rec.status == DONE, rec.error
@@ -306,7 +306,7 @@ def test_default_runner_reports_missing_dataset_cleanly(queue, store, monkeypatc
     def train(cfg, on_step=None, on_epoch=None, should_stop=None, **options):
         raise DatasetError("dataset 'nope' is unknown; available: synthetic, digits")
 
-    monkeypatch.setitem(sys.modules, "dpcore.training", types.SimpleNamespace(train=train))
+    monkeypatch.setitem(sys.modules, "dpcore.engine.training", types.SimpleNamespace(train=train))
     rec = queue.wait(queue.submit(CFG.replace(dataset="nope")), TIMEOUT)
     assert rec.status == FAILED and rec.error == "dataset 'nope' is unknown; available: synthetic, digits"
 
@@ -315,7 +315,7 @@ def test_default_runner_reports_missing_dataset_cleanly(queue, store, monkeypatc
 def test_trains_synthetic_through_the_queue(queue, store):
     """Integration: the real trainer, one epoch on the built-in synthetic data."""
     torch = pytest.importorskip("torch")
-    pytest.importorskip("dpcore.training")
+    pytest.importorskip("dpcore.engine.training")
     torch.set_num_threads(1)
     cfg = TrainConfig(dataset="synthetic", target_epsilon=3.0, epochs=1)
     run_id = queue.submit(cfg)

@@ -6,10 +6,11 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from dpcore import audit, jobs
 from dpcore.config import TrainConfig
-from dpcore.jobs import train_runner
-from dpcore.runs import DONE, RunStore, default_root
+from dpcore.jobs import attack as audit
+from dpcore.jobs import queue as jobs
+from dpcore.jobs.queue import train_runner
+from dpcore.store.runs import DONE, RunStore, default_root
 
 PAGE = "../pages/attack_lab.py"
 

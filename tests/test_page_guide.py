@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dpcore import ConfigError, plots
-from dpcore.explain import BAND_MEANINGS, EPSILON_BANDS, TOPICS, epsilon_band_table
+from dpcore import ConfigError
+from dpcore.views import plots
+from dpcore.views.explain import BAND_MEANINGS, EPSILON_BANDS, TOPICS, epsilon_band_table
 
 PAGE = "../pages/guide.py"
 

@@ -1,4 +1,4 @@
-"""Budget planner page (AppTest): numbers agree with dpcore.accounting, inputs react, bad input is explained."""
+"""Budget planner page (AppTest): numbers agree with dpcore.privacy.accounting, inputs react, bad input is explained."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dpcore import accounting
+from dpcore.privacy import accounting
 
 PAGE = "../pages/planner.py"
 TIMEOUT = 60  # the first run imports opacus/torch and computes PRV cold
@@ -60,7 +60,7 @@ def test_defaults_show_three_accountants_matching_epsilon_for(page):
 
 def test_attack_limit_before_training(page):
     """The trade-off bound of the planned schedule, as 'at most X % at 1 % FPR', next to ε; more noise, lower."""
-    from dpcore import tradeoff
+    from dpcore.privacy import tradeoff
 
     label = "Members found at 1 % false alarms, at most"
     sigma = sigma_of(page)

@@ -15,9 +15,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from dpcore import jobs
 from dpcore.config import TrainConfig
-from dpcore.runs import RunStore
+from dpcore.jobs import queue as jobs
+from dpcore.store.runs import RunStore
 
 torch = pytest.importorskip("torch")
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
@@ -33,8 +33,8 @@ BASELINE = PRIVATE.replace(private=False, noise_multiplier=None)
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> dict[str, object]:
     """A runs directory with three finished runs (two private, one baseline; all attacked) and a failed one."""
-    from dpcore.evaluation import record_result
-    from dpcore.training import train
+    from dpcore.engine.training import train
+    from dpcore.jobs.training import record_result
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("runs-template")

@@ -9,8 +9,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from dpcore import jobs
-from dpcore.runs import CANCELLED, DONE, RUNNING
+from dpcore.jobs import queue as jobs
+from dpcore.store.runs import CANCELLED, DONE, RUNNING
 
 PAGE = "../pages/train.py"
 TIMEOUT = 60
@@ -195,7 +195,7 @@ def test_cancel_a_queued_and_a_running_run(app, hold_worker):
 
 def test_a_run_in_the_url_is_shown_failed_runs_without_traceback():
     from dpcore.config import TrainConfig
-    from dpcore.runs import RunStore, default_root
+    from dpcore.store.runs import RunStore, default_root
 
     store = RunStore(default_root())
     failed = store.create_run(TrainConfig(dataset="synthetic", target_epsilon=3.0).resolve())
@@ -240,7 +240,7 @@ def test_settings_round_trip_through_the_url():
 
 def test_a_run_link_opens_that_runs_settings(app):
     from dpcore.config import TrainConfig
-    from dpcore.runs import RunStore
+    from dpcore.store.runs import RunStore
 
     run_id = RunStore().create_run(TrainConfig(dataset="breast-cancer", noise_multiplier=1.5, epochs=3))
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)

@@ -1,4 +1,4 @@
-"""Tests for dpcore.plots: every builder returns a Figure with the right traces, lines, bands and labels.
+"""Tests for dpcore.views.plots: every builder returns a Figure with the right traces, lines, bands and labels.
 
 Data is read from the figure objects (``fig.data[i].x``), not from JSON: plotly 7 encodes arrays as base64.
 """
@@ -13,8 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from dpcore import plots
 from dpcore.errors import ConfigError
+from dpcore.views import plots
 
 # ---------------------------------------------------------------------------- sample data
 

@@ -8,11 +8,12 @@ from html.parser import HTMLParser
 
 import pytest
 
-from dpcore import report, sweeps
 from dpcore.cli import main
 from dpcore.config import TrainConfig, guidance
 from dpcore.errors import DPExplorerError
-from dpcore.runs import RunStore
+from dpcore.jobs import sweep as sweeps
+from dpcore.store.runs import RunStore
+from dpcore.views import report
 
 SPEC = sweeps.SweepSpec(base=TrainConfig(dataset="synthetic", epochs=1), epsilons=(3.0,), max_grad_norms=(1.0,),
                         seeds=(0,))
@@ -94,8 +95,8 @@ def test_run_report_contains_the_runs_numbers(trained, store):
     assert "python" in page.text and "report generated" in page.text
     assert "synthetic" in page.text and "Synthetic embeddings" in page.text and sweep_id in page.text
     # the proven limit of any attack, beside the attack's own TPR at 1 % FPR, and on both ROCs
-    from dpcore import tradeoff
-    from dpcore.explain import attack_bound_sentence
+    from dpcore.privacy import tradeoff
+    from dpcore.views.explain import attack_bound_sentence
 
     bound = tradeoff.tradeoff_for_run(summary=summary, config=record.config, artifacts=store.artifacts_path(record.id))
     assert not bound.unlimited and bound.headline() < 1

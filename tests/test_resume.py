@@ -1,4 +1,4 @@
-"""Continuing a stored run (dpcore.resume, JobQueue.resume): numbering, budget, limits and clear refusals."""
+"""Continuing a stored run (dpcore.jobs.resume, JobQueue.resume): numbering, budget, limits and clear refusals."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import pytest
 
 from dpcore.config import TrainConfig
 from dpcore.errors import ConfigError
-from dpcore.jobs import JobQueue
-from dpcore.resume import (
+from dpcore.jobs.queue import JobQueue
+from dpcore.jobs.resume import (
     NotResumable,
     continuation_name,
     parent_of,
     plan_resume,
     resume_problem,
 )
-from dpcore.runs import DONE, FAILED, INTERRUPTED, RUNNING, RunActive, RunNotFound, RunStore
+from dpcore.store.runs import DONE, FAILED, INTERRUPTED, RUNNING, RunActive, RunNotFound, RunStore
 
 torch = pytest.importorskip("torch")
 TIMEOUT = 60
@@ -38,7 +38,7 @@ def queue(store):
 
 def trained(store: RunStore, cfg: TrainConfig = CFG, **kwargs) -> str:
     """A finished run trained in this thread (no attack: faster), with its checkpoint."""
-    from dpcore.training import train
+    from dpcore.engine.training import train
 
     run_id = store.create_run(cfg, **kwargs)
     store.set_status(run_id, RUNNING)
@@ -143,7 +143,7 @@ def test_continuation_names_add_up():
 
 def test_a_run_the_process_lost_mid_epoch_continues_from_its_last_epoch_checkpoint(store, queue):
     """Simulate a crash: 3 epochs logged, a 4th epoch half done, no final save, status interrupted."""
-    from dpcore.training import train
+    from dpcore.engine.training import train
 
     cfg = CFG.replace(epochs=4)
     run_id = store.create_run(cfg)

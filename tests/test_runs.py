@@ -1,4 +1,4 @@
-"""Tests for dpcore.runs: the SQLite run store (records, metrics, restart recovery, concurrency, files)."""
+"""Tests for dpcore.store.runs: the SQLite run store (records, metrics, restart recovery, concurrency, files)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 from dpcore.config import TrainConfig
 from dpcore.errors import DPExplorerError
-from dpcore.runs import (
+from dpcore.store.runs import (
     CANCELLED,
     DB_NAME,
     DONE,
@@ -399,7 +399,7 @@ def test_concurrent_processes(store):
     run_id = store.create_run(TrainConfig(target_epsilon=3.0))
     script = (
         "import sys\n"
-        "from dpcore.runs import RunStore\n"
+        "from dpcore.store.runs import RunStore\n"
         "store = RunStore(sys.argv[1]); base = int(sys.argv[3])\n"
         "for b in range(20):\n"
         "    store.append_steps(sys.argv[2], [dict(step=base + b * 5 + i, loss=0.1) for i in range(5)])\n"

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from dpcore import TrainConfig, train
-from dpcore import training as training_mod
 from dpcore.cli import build_parser, config_from_args
 from dpcore.config import from_query, to_query
-from dpcore.training import ResumeState, _random_streams
+from dpcore.engine import training as training_mod
+from dpcore.engine.training import ResumeState, _random_streams
 
 CFG = TrainConfig(dataset="synthetic", noise_multiplier=1.0, max_grad_norm=1.0, epochs=1, batch_size=64,
                   lr=0.05, seed=7, device="cpu")
@@ -141,7 +141,7 @@ def test_reproducible_streams_follow_the_config():
 
 @pytest.mark.parametrize("reproducible", [True, False])
 def test_sweep_members_with_one_seed_never_share_a_stream(reproducible):
-    from dpcore.sweeps import SweepSpec, expand
+    from dpcore.jobs.sweep import SweepSpec, expand
 
     spec = SweepSpec(base=CFG.replace(noise_multiplier=None, reproducible=reproducible), epsilons=(1.0, 4.0),
                      max_grad_norms=(0.5, 1.0), seeds=(0,), include_baseline=False)

@@ -14,12 +14,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dpcore import plots, sweeps
 from dpcore.cli import main
 from dpcore.config import TrainConfig
 from dpcore.errors import ConfigError
-from dpcore.jobs import JobQueue
-from dpcore.runs import CANCELLED, DONE, FAILED, INTERRUPTED, RunStore
+from dpcore.jobs import sweep as sweeps
+from dpcore.jobs.queue import JobQueue
+from dpcore.store.runs import CANCELLED, DONE, FAILED, INTERRUPTED, RunStore
+from dpcore.views import plots
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 30.0
@@ -173,9 +174,9 @@ def test_restart_of_the_process_resumes_without_running_anything_twice(tmp_path,
     script = textwrap.dedent(f"""
         import os, sys, time
         sys.path.insert(0, {str(ROOT)!r})
-        from dpcore import sweeps
-        from dpcore.jobs import JobQueue
-        from dpcore.runs import RunStore
+        from dpcore.jobs import sweep as sweeps
+        from dpcore.jobs.queue import JobQueue
+        from dpcore.store.runs import RunStore
         calls = []
         def fake(store, run_id, *, should_stop=None):
             calls.append(run_id)

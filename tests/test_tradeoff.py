@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy.stats import beta, norm
 
-from dpcore import tradeoff
-from dpcore.tradeoff import (
+from dpcore.privacy import tradeoff
+from dpcore.privacy.tradeoff import (
     FPR_GRID,
     TradeoffCurve,
     tradeoff_bound,
@@ -102,7 +102,7 @@ def test_curve_shape_and_tpr_at():
     mid = 0.5 * (curve.fpr[100] + curve.fpr[101])
     assert curve.tpr_at(mid) >= 0.5 * (curve.tpr_max[100] + curve.tpr_max[101]) - 1e-12
     # the PRV bound is at least as tight as the single pair (ε, δ) Opacus' PRV reports
-    from dpcore.accounting import epsilon_for
+    from dpcore.privacy.accounting import epsilon_for
 
     eps = epsilon_for(noise_multiplier=1.0, sample_rate=0.05, steps=200, delta=1e-5, accountant="prv")
     assert curve.headline() <= tradeoff_from_epsilon_delta(eps, 1e-5).headline() + 1e-3
@@ -153,8 +153,8 @@ def _violations(curve: TradeoffCurve, attack, *, gamma: float = 1e-4) -> int:
 def trained_runs():
     import torch
 
-    from dpcore import training
     from dpcore.config import TrainConfig
+    from dpcore.engine import training
 
     torch.set_num_threads(1)
     private = [training.train(TrainConfig(dataset="synthetic", target_epsilon=eps, epochs=3, batch_size=64,
@@ -203,7 +203,7 @@ def test_tradeoff_for_run_reads_the_stored_run(trained_runs, tmp_path):
 
 # --------------------------------------------------------------------------------------------- figures
 def test_every_roc_figure_draws_the_bound():
-    from dpcore import plots
+    from dpcore.views import plots
 
     curve = tradeoff_bound(noise_multiplier=1.0, sample_rate=0.1, steps=100)
     roc = [("attack", np.array([0.0, 0.5, 1.0]), np.array([0.0, 0.6, 1.0]), 0.55)]

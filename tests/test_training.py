@@ -11,10 +11,10 @@ import torch
 
 from dpcore import ConfigError, TrainConfig, train
 from dpcore.attacks import loss_threshold_attack
-from dpcore.checks import all_passed, seed_checks
-from dpcore.data import load_for_config
-from dpcore.models import build_model, make_private_compatible
-from dpcore.training import ResumeState, probe_grad_norms, suggest_max_grad_norm
+from dpcore.engine.data import load_for_config
+from dpcore.engine.models import build_model, make_private_compatible
+from dpcore.engine.training import ResumeState, probe_grad_norms, suggest_max_grad_norm
+from dpcore.privacy.checks import all_passed, seed_checks
 
 SEED_CONFIG = TrainConfig(dataset="synthetic", target_epsilon=3.0, target_delta=1e-5, max_grad_norm=1.0,
                           epochs=10, batch_size=64, lr=1e-3, seed=42)
@@ -102,7 +102,7 @@ def test_reproducible_runs_are_reproducible():
 @pytest.mark.parametrize("physical_batch_size", [None, 16])
 def test_faster_ghost_accumulation_trains_the_identical_model(monkeypatch, physical_batch_size):
     """The clone-based accumulate gives bit-identical runs to Opacus' own, with and without physical batches."""
-    from dpcore import training
+    from dpcore.engine import training
 
     cfg = SEED_CONFIG.replace(epochs=2, grad_sample_mode="ghost", physical_batch_size=physical_batch_size,
                               reproducible=True)
@@ -125,7 +125,7 @@ def test_epsilon_limit_stops_before_exceeding():
 
 def test_epsilon_limit_is_exact_with_the_interpolated_prv_curve():
     """PRV's per-step curve is interpolated; the hard stop must still never pass the limit, and not stop early."""
-    from dpcore import accounting
+    from dpcore.privacy import accounting
 
     cfg = TrainConfig(dataset="synthetic", noise_multiplier=0.8, batch_size=8, epochs=5, accountant="prv",
                       epsilon_limit=0.7, seed=0)  # q = 0.01, 500 planned steps; the limit falls in the first ten
@@ -245,7 +245,7 @@ def test_probe_suggests_a_bound_clipping_about_two_thirds():
 
 def test_device_selection_prefers_cuda_then_mps_then_cpu(monkeypatch):
     """The GPU path's choice and wording, with torch's CUDA and MPS probes faked (no GPU needed)."""
-    from dpcore.training import describe_device, resolve_device
+    from dpcore.engine.training import describe_device, resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)

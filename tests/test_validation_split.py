@@ -18,12 +18,14 @@ import pandas as pd
 import pytest
 import torch
 
-from dpcore import explain, jobs, report, sweeps
 from dpcore.config import TrainConfig
-from dpcore.data import hold_out_validation, load_dataset, load_for_config, validation_indices
+from dpcore.engine.data import hold_out_validation, load_dataset, load_for_config, validation_indices
+from dpcore.engine.training import EPOCH_COLUMNS, train
 from dpcore.errors import ConfigError, DatasetError
-from dpcore.runs import DB_NAME, RUNS_DIR_ENV, RunStore
-from dpcore.training import EPOCH_COLUMNS, train
+from dpcore.jobs import queue as jobs
+from dpcore.jobs import sweep as sweeps
+from dpcore.store.runs import DB_NAME, RUNS_DIR_ENV, RunStore
+from dpcore.views import explain, report
 
 
 def _rows(x: torch.Tensor) -> set[bytes]:
@@ -237,7 +239,7 @@ def test_tradeoffs_page_renders_an_old_sweep_with_the_note(tmp_path):
 
 
 def test_a_stored_runs_attack_sees_only_the_trained_members(tmp_path):
-    from dpcore.audit import load_target
+    from dpcore.jobs.attack import load_target
 
     store = RunStore(tmp_path / "runs-attack")
     cfg = TrainConfig(dataset="synthetic", target_epsilon=3.0, epochs=1, validation_fraction=0.1, reproducible=True)

@@ -53,7 +53,7 @@ RUN_PALETTE: tuple[str, ...] = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#17becf", "#8c564b", "#e377c2", "#bcbd22",
 )
 BASELINE_COLOR = "#7f7f7f"
-WARNING_RING_COLOR = "#d97706"  # rings points whose ε is not a proven guarantee (dpcore.caveats)
+WARNING_RING_COLOR = "#d97706"  # rings points whose ε is not a proven guarantee (dpcore.privacy.caveats)
 TARGET_COLOR = "#333333"
 LIMIT_COLOR = "#d62728"
 MEMBER_COLOR = "#d55e00"
@@ -616,7 +616,7 @@ def roc_chart(
 ) -> go.Figure:
     """ROC curves of membership-inference attacks, one per ``(label, fpr, tpr, auc)``, plus the chance diagonal.
 
-    ``bound`` (a ``dpcore.tradeoff.TradeoffCurve``, or ``(fpr, tpr_max)`` arrays) adds the most any
+    ``bound`` (a ``dpcore.privacy.tradeoff.TradeoffCurve``, or ``(fpr, tpr_max)`` arrays) adds the most any
     attacker can achieve under the run's DP guarantee, with the region above it (impossible for
     every attack) shaded; ``bound_epsilon`` puts the run's ε into its legend name. ``run_bounds``
     (curve label -> bound) draws one such line per run in the run's colour, unshaded, for overlays
@@ -689,7 +689,7 @@ def add_tradeoff_bound(fig: go.Figure, bound: Any, *, fpr_floor: float = 0.0, ep
                        shade: bool = True, name: str | None = None, color: str = BOUND_COLOR) -> go.Figure:
     """Draw the DP trade-off bound on a ROC figure (rates as fractions): its line and the shaded region above it.
 
-    ``bound`` is a ``dpcore.tradeoff.TradeoffCurve`` (exact values at ``fpr_floor`` through ``tpr_at``)
+    ``bound`` is a ``dpcore.privacy.tradeoff.TradeoffCurve`` (exact values at ``fpr_floor`` through ``tpr_at``)
     or ``(fpr, tpr_max)`` arrays. Only FPR >= ``fpr_floor`` is drawn (the log axes' left edge). A
     bound of 1 everywhere (no DP guarantee) is drawn as a line with no shading; ``shade=False``
     draws only the line (``name``/``color`` then tell runs apart).
@@ -942,7 +942,7 @@ def accountant_comparison_chart(df: pd.DataFrame | None, *, title: str | None = 
     Values are printed on the bars; an optional ``seconds`` column shows in the hover. Accountants
     that gave no finite epsilon are listed in a note instead of drawn.
     """
-    from dpcore.explain import format_significant  # explain imports this module's ε bands
+    from dpcore.views.explain import format_significant  # explain imports this module's ε bands
 
     fig = base_figure(title=title, x_title="accountant", y_title="ε")
     fig.update_layout(showlegend=False)
@@ -1032,7 +1032,7 @@ def privacy_utility_chart(df: pd.DataFrame | None, *, title: str | None = "Priva
 
     Columns: label, epsilon, test_accuracy (fraction 0..1), optional test_accuracy_std (error
     bars) and is_baseline (default: rows with non-finite epsilon). Several baseline rows are
-    averaged. EPSILON_BANDS shade the x axis. An optional ``epsilon_note`` column (``dpcore.caveats``)
+    averaged. EPSILON_BANDS shade the x axis. An optional ``epsilon_note`` column (``dpcore.privacy.caveats``)
     rings the points whose ε is not a proven guarantee, with the note on hover.
     """
     fig = base_figure(title=title, x_title="ε (log scale)", y_title="test accuracy (%)")
@@ -1065,7 +1065,7 @@ def privacy_utility_chart(df: pd.DataFrame | None, *, title: str | None = "Priva
         text=labels[private][order], customdata=np.nan_to_num(errors, nan=0.0),
         hovertemplate="%{text}<br>ε %{x:.3g}<br>test accuracy %{y:.1%} ± %{customdata:.1%}<extra></extra>",
     ))
-    if "epsilon_note" in df.columns:  # ε that is not a guarantee (dpcore.caveats): ringed, with its note
+    if "epsilon_note" in df.columns:  # ε that is not a guarantee (dpcore.privacy.caveats): ringed, with its note
         notes = df["epsilon_note"].fillna("").astype(str).to_numpy()[private][order]
         flagged = notes != ""
         if flagged.any():
@@ -1208,7 +1208,7 @@ def epsilon_audit_chart(
     """One run's privacy on one ε axis: the accountant's ε (an upper bound) and empirical lower bounds.
 
     ``df`` has columns label, kind ('upper' or 'lower'), epsilon (nats; NaN for the upper bound of a run
-    trained without DP) and optionally detail (hover text); ``dpcore.audit.epsilon_table`` builds it.
+    trained without DP) and optionally detail (hover text); ``dpcore.jobs.attack.epsilon_table`` builds it.
     Horizontal bars, the guarantee first; the stretch between the largest lower bound and the guarantee
     (where the true ε of this training procedure lies) is shaded. Lower bounds are at ``confidence``.
     Optional columns ``compare_epsilon`` and ``power`` (nats, NaN where they do not apply) mark, on a lower
@@ -1304,7 +1304,7 @@ def attack_vs_epsilon_chart(
     is_baseline (default: rows with non-finite epsilon) and label. ``metric`` is one of
     ATTACK_METRICS. The non-private value is a grey dotted line and the chance level (what a
     coin-flipping attacker gets) a thin dashed one; EPSILON_BANDS shade the x axis.
-    ``dpcore.sweeps.frontier`` builds the frame.
+    ``dpcore.jobs.sweep.frontier`` builds the frame.
     """
     if metric not in ATTACK_METRICS:
         raise ConfigError(f"metric must be one of {', '.join(ATTACK_METRICS)}, got {metric!r}")
@@ -1371,7 +1371,7 @@ def sweep_heatmap(
     ``mark_best``). Cells print their value; empty cells are runs that have not finished.
     ``value_range`` fixes the colour scale (e.g. (0, 1) for a share); otherwise it spans the
     values, and a lone value gets a scale around it instead of one stretched past 100 %.
-    ``dpcore.sweeps.heatmap_data`` builds the frame.
+    ``dpcore.jobs.sweep.heatmap_data`` builds the frame.
     """
     fig = base_figure(title=title, x_title="target ε", y_title="clipping bound C (max_grad_norm)")
     fig.update_layout(showlegend=False)

@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from dpcore import accounting
 from dpcore.config import TrainConfig
 from dpcore.errors import ConfigError
+from dpcore.privacy import accounting
 
 GDP, NO_POISSON, REPRODUCIBLE = "gdp", "no_poisson", "reproducible"
 #: Accountants whose ε is a proven upper bound (given Poisson sampling).

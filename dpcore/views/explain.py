@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from dpcore.plots import EPSILON_BANDS, epsilon_band
+from dpcore.views.plots import EPSILON_BANDS, epsilon_band
 
 if TYPE_CHECKING:
     import pandas as pd

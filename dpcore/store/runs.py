@@ -70,7 +70,7 @@ LIST_COLUMNS = (
     "steps_done", "total_steps", "device", "dataset", "model", "mode", "private", "target_epsilon",
     "noise_multiplier", "target_delta", "max_grad_norm", "epochs", "batch_size", "seed",
     "final_epsilon", "test_accuracy", "train_accuracy", "mia_auc", "error",
-    # Config fields dpcore.caveats needs (a missing "reproducible" means a run stored before secret noise).
+    # Config fields dpcore.privacy.caveats needs (a missing "reproducible" means a run stored before secret noise).
     "accountant", "poisson_sampling", "reproducible",
 )
 

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 from opacus.accountants.analysis import rdp as rdp_analysis
 
-from dpcore.accounting import RDP_ORDERS
 from dpcore.errors import ConfigError
+from dpcore.privacy.accounting import RDP_ORDERS
 
 Segment = tuple[float, float, int]
 
@@ -304,7 +304,7 @@ def _run_curve(*, summary: dict[str, Any], config: dict[str, Any], artifacts: st
         return no_limit()
     if artifacts is not None and (Path(artifacts) / "checkpoint.pt").is_file():
         try:
-            from dpcore.training import ResumeState
+            from dpcore.engine.training import ResumeState
 
             return tradeoff_from_history(ResumeState.load(artifacts).accountant_history, accountant=accountant)
         except (ConfigError, OSError, KeyError, ValueError, RuntimeError):

@@ -29,15 +29,15 @@ import torch
 # Imported here, not inside functions: jobs run on worker threads, and a lazy import there can race with
 # Streamlit's reloader dropping a changed module from sys.modules.
 from dpcore import attacks as attack_lib
-from dpcore import gradient_canaries
+from dpcore.attacks import gradient_canaries
 from dpcore.config import TrainConfig
-from dpcore.data import SplitData, load_for_config, preview_images, preview_table
+from dpcore.engine.data import SplitData, load_for_config, preview_images, preview_table
+from dpcore.engine.training import fresh_model, json_number, train
 from dpcore.errors import ConfigError, DPExplorerError
-from dpcore.runs import ACTIVE_STATUSES, DONE, RunRecord, RunStore, utc_now
-from dpcore.training import fresh_model, json_number, train
+from dpcore.store.runs import ACTIVE_STATUSES, DONE, RunRecord, RunStore, utc_now
 
 if TYPE_CHECKING:
-    from dpcore.jobs import JobQueue
+    from dpcore.jobs.queue import JobQueue
 
 __all__ = [
     "ATTACK_FILE",
@@ -75,7 +75,7 @@ TOP_K = 16
 # (Bonferroni), so the largest of their bounds still holds with this confidence.
 CONFIDENCE = 0.95
 # One-run canary audit: black-box (mislabelled input canaries, one extra training) or white-box (Dirac gradient
-# canaries in a DP-SGD loop with the run's sigma, q, C and steps; see dpcore.gradient_canaries). The guess counts
+# canaries in a DP-SGD loop with the run's sigma, q, C and steps; see attacks.gradient_canaries). The guess counts
 # are attack_lib.ONE_RUN_GUESS_SHARES of the canaries, Bonferroni-corrected for that choice.
 CANARY_MODES: dict[str, str] = {
     "black-box": "black-box: mislabelled training examples, scored from the final model's outputs",

@@ -261,7 +261,7 @@ def sigma_by_target(*, targets: Sequence[float], sample_rate: float, epochs: int
 class Sampling:
     """How DP-SGD walks over ``n`` training examples with batch size ``batch_size``, as the trainer does it.
 
-    dpcore.training builds a DataLoader with ``batch_size`` (``ceil(n / batch_size)`` batches per
+    dpcore.engine.training builds a DataLoader with ``batch_size`` (``ceil(n / batch_size)`` batches per
     epoch); Opacus then samples every example independently with probability
     ``sample_rate = 1 / steps_per_epoch`` (Poisson sampling), so an epoch is ``steps_per_epoch``
     logical steps and a batch holds ``expected_batch_size`` examples on average.
@@ -322,7 +322,7 @@ def member_counts() -> dict[str, int]:
     held out, rounded up as scikit-learn does); image datasets use their standard train split.
     CSV uploads have no known size and are left out. Returns ``{name: n_members}``.
     """
-    from dpcore import data  # local: the data module pulls in torch and scikit-learn
+    from dpcore.engine import data  # local: the data module pulls in torch and scikit-learn
 
     counts: dict[str, int] = {}
     for name, spec in data.DATASETS.items():

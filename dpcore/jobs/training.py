@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from dpcore.config import TrainConfig
 from dpcore.errors import DPExplorerError
-from dpcore.resume import parent_of
-from dpcore.runs import ACTIVE_STATUSES, DONE, RunNotFound, RunRecord, RunStore, format_error
+from dpcore.jobs.resume import parent_of
+from dpcore.store.runs import ACTIVE_STATUSES, DONE, RunNotFound, RunRecord, RunStore, format_error
 
 if TYPE_CHECKING:
     from dpcore.attacks import AttackResult
-    from dpcore.training import ResumeState, RunResult
+    from dpcore.engine.training import ResumeState, RunResult
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def train_and_evaluate(cfg: TrainConfig, *, on_step: Callable[[dict[str, Any]], 
     The store-free twin of a training job, for the CLI and scripts. Raises ConfigError or
     DatasetError for bad input before training starts.
     """
-    from dpcore.training import train
+    from dpcore.engine.training import train
 
     result = train(cfg, on_step=on_step, on_epoch=on_epoch, should_stop=should_stop, resume=resume)
     attack = evaluate_membership(result) if result.steps > 0 else None

@@ -24,12 +24,12 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from dpcore import accounting
 from dpcore import attacks as attack_lib
 from dpcore.config import TrainConfig
-from dpcore.data import SplitData
+from dpcore.engine.data import SplitData
+from dpcore.engine.training import fresh_model
 from dpcore.errors import ConfigError
-from dpcore.training import fresh_model
+from dpcore.privacy import accounting
 
 __all__ = ["GradientCanaryAudit", "audit_summary", "canary_scores", "gradient_canary_audit",
            "max_gradient_canaries"]

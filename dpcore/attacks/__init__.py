@@ -79,7 +79,7 @@ LIRA_PER_EXAMPLE_VARIANCE_MIN_MODELS = 64
 
 
 class MembershipData(Protocol):
-    """Anything with member / non-member tensors (``dpcore.data.SplitData`` fits)."""
+    """Anything with member / non-member tensors (``dpcore.engine.data.SplitData`` fits)."""
 
     x_members: torch.Tensor
     y_members: torch.Tensor
@@ -503,7 +503,7 @@ def _membership_tensors(data: MembershipData) -> tuple[torch.Tensor, torch.Tenso
     except AttributeError as exc:
         raise ConfigError(
             f"attack data must have x_members, y_members, x_non_members, y_non_members; got {type(data).__name__} "
-            f"({exc}). Pass a dpcore.data.SplitData or RunResult.data"
+            f"({exc}). Pass a dpcore.engine.data.SplitData or RunResult.data"
         ) from None
 
 
@@ -563,7 +563,7 @@ class ReferencePool:
     ``scores`` is float64 ``[M, N]``: phi (see ``stable_logit``) of example j under model i.
     ``in_masks`` is bool ``[M, N]``: whether model i trained on example j. Models come in pairs
     (2k, 2k+1) trained on complementary halves, so every example is "in" for exactly M/2 models.
-    ``seeds`` are the training seeds passed to ``train_fn`` (with ``dpcore.training.train`` they fix each
+    ``seeds`` are the training seeds passed to ``train_fn`` (with ``dpcore.engine.training.train`` they fix each
     model's initial weights; its noise and batches are secret unless the config is reproducible, and
     the halves each model trains on follow ``seed`` alone); ``fingerprint`` identifies the pool data
     (and the caller's ``cache_key``) so a cache built for other data is never reused.
@@ -630,7 +630,7 @@ def pool_in_masks(n_examples: int, *, n_models: int, seed: int = 0) -> np.ndarra
 
 
 def trainer_train_fn(cfg: Any, data: MembershipData) -> TrainFn:
-    """A ``train_fn`` for ``reference_pool`` that trains exactly like ``dpcore.training.train(cfg)``.
+    """A ``train_fn`` for ``reference_pool`` that trains exactly like ``dpcore.engine.training.train(cfg)``.
 
     Each call trains ``cfg`` (with ``seed`` replaced: it fixes the initial weights; the noise and batches
     are fresh secret entropy unless ``cfg.reproducible``, which carries over) on the given subset as members; ``data``'s
@@ -641,7 +641,7 @@ def trainer_train_fn(cfg: Any, data: MembershipData) -> TrainFn:
     """
     import dataclasses
 
-    from dpcore.training import train  # imported here: training pulls in Opacus
+    from dpcore.engine.training import train  # imported here: training pulls in Opacus
 
     def train_fn(x_train: torch.Tensor, y_train: torch.Tensor, seed: int) -> torch.nn.Module:
         subset = dataclasses.replace(data, x_members=x_train, y_members=y_train)

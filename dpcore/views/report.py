@@ -25,20 +25,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dpcore import tradeoff as tradeoff_module
 from dpcore.attacks import ATTACKS
-from dpcore.caveats import EpsilonStatus, caveat_labels, epsilon_status
-from dpcore.checks import Check, all_passed, run_checks
 from dpcore.config import TrainConfig, guidance
 from dpcore.errors import DPExplorerError
-from dpcore.explain import BOUND_CAPTION, SELECTION_COST, attack_bound_sentence
-from dpcore.explain import format_number as fmt
+from dpcore.privacy import tradeoff as tradeoff_module
+from dpcore.privacy.caveats import EpsilonStatus, caveat_labels, epsilon_status
+from dpcore.privacy.checks import Check, all_passed, run_checks
+from dpcore.views.explain import BOUND_CAPTION, SELECTION_COST, attack_bound_sentence
+from dpcore.views.explain import format_number as fmt
 
 if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
 
-    from dpcore.runs import RunRecord, RunStore
+    from dpcore.store.runs import RunRecord, RunStore
 
 ENVIRONMENT_PACKAGES = ("torch", "opacus", "streamlit", "plotly", "numpy", "pandas", "scikit-learn")
 
@@ -58,7 +58,7 @@ ATTACK_FIELDS: dict[str, tuple[str, str]] = {
     "canary_mode": ("canary audit kind (white-box: gradient canaries; black-box: mislabelled examples)", "s"),
     "attack_models": ("reference models used by the attack lab", "d"),
 }
-# Per-attack numbers of the attack lab, ``<attack>_<measure>`` (see ``dpcore.audit.summary_fields``).
+# Per-attack numbers of the attack lab, ``<attack>_<measure>`` (see ``dpcore.jobs.attack.summary_fields``).
 _ATTACK_PATTERN = re.compile(r"(?P<attack>.+)_(?P<measure>auc|tpr_at_1pct_fpr|epsilon_lower)$")
 _ATTACK_MEASURES = {"auc": ("AUC", ".3f"), "tpr_at_1pct_fpr": ("TPR at 1 % FPR", ".1%"),
                     "epsilon_lower": ("ε lower bound", ".3f")}
@@ -112,11 +112,11 @@ class ReportRun:
     accountant_history: list[tuple[float, float, int]] | None = None
 
     def tradeoff_bound(self) -> Any:
-        """The most any membership attack can achieve on this run (``dpcore.tradeoff.TradeoffCurve``).
+        """The most any membership attack can achieve on this run (``dpcore.privacy.tradeoff.TradeoffCurve``).
 
         From the accountant history of a fresh result, else the stored checkpoint or summary.
         """
-        from dpcore import tradeoff
+        from dpcore.privacy import tradeoff
 
         if self.accountant_history is not None and self.private:
             return tradeoff.tradeoff_from_history(self.accountant_history)
@@ -125,7 +125,7 @@ class ReportRun:
     @classmethod
     def from_record(cls, store: RunStore, record: RunRecord) -> ReportRun:
         """The run as stored: config, summary, metrics and the attack's ROC (``roc.json``) when present."""
-        from dpcore.evaluation import load_roc
+        from dpcore.jobs.training import load_roc
 
         roc = None
         try:
@@ -141,7 +141,7 @@ class ReportRun:
     @classmethod
     def from_result(cls, result: Any, *, attack: Any = None, summary: Mapping[str, Any] | None = None,
                     name: str | None = None) -> ReportRun:
-        """A run that was trained in this process (``dpcore.training.RunResult``), not stored."""
+        """A run that was trained in this process (``dpcore.engine.training.RunResult``), not stored."""
         roc = None
         if attack is not None:
             roc = {"auc": float(attack.auc), **attack.roc_points()}
@@ -173,7 +173,7 @@ class ReportRun:
 
 def summary_checks(config: Mapping[str, Any], summary: Mapping[str, Any], *, max_epsilon: float = 10.0,
                    max_auc: float = 0.60, min_accuracy: float = 0.55, allow_reproducible: bool = False) -> list[Check]:
-    """The privacy gate's checks (``dpcore.checks.run_checks``) for a stored run's config and summary.
+    """The privacy gate's checks (``dpcore.privacy.checks.run_checks``) for a stored run's config and summary.
 
     A non-private run has epsilon = inf, so it fails the epsilon checks on purpose; a run
     without an attack result gets ``passed=None`` for the attack check. The epsilon checks use
@@ -184,7 +184,7 @@ def summary_checks(config: Mapping[str, Any], summary: Mapping[str, Any], *, max
 
 
 def caveats_html(status: EpsilonStatus) -> str:
-    """A warning paragraph per caveat of a run's ε (``dpcore.caveats``), '' when its ε is a plain guarantee."""
+    """A warning paragraph per caveat of a run's ε (``dpcore.privacy.caveats``), '' when its ε is a plain guarantee."""
     if not status.caveats:
         return ""
     items = "".join(f"<li><strong>{_esc(caveat.label)}</strong>: {_esc(caveat.explanation)}</li>"
@@ -204,7 +204,7 @@ def environment(*, device: str | None = None) -> dict[str, str]:
             info[package] = "not installed"
     if device is None:
         try:
-            from dpcore.training import describe_device, resolve_device
+            from dpcore.engine.training import describe_device, resolve_device
 
             device = describe_device(resolve_device("auto"))
         except Exception:  # a report must not fail for want of a device description
@@ -219,7 +219,7 @@ def _esc(value: Any) -> str:
 
 
 def _md(text: str) -> str:
-    """The little markdown ``dpcore.explain`` uses (**bold**, `code`) as HTML."""
+    """The little markdown ``dpcore.views.explain`` uses (**bold**, `code`) as HTML."""
     escaped = _esc(text)
     escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
     return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
@@ -307,7 +307,7 @@ def render_html(title: str, sections: Sequence[tuple[str, Content]], *, subtitle
 
 # ---------------------------------------------------------------------- sections shared by both reports
 def _dataset_section(config: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
-    from dpcore import data
+    from dpcore.engine import data
 
     name = config.get("dataset", "?")
     spec = data.DATASETS.get(name)
@@ -371,7 +371,7 @@ def _environment_section(env: Mapping[str, str], *, trained_on: str | None = Non
 
 
 def _explain(*topics: str) -> str:
-    from dpcore.explain import explain
+    from dpcore.views.explain import explain
 
     return "".join(f'<div class="explain">{_md(explain(topic))}</div>' for topic in topics)
 
@@ -397,8 +397,8 @@ def attack_rows(summary: Mapping[str, Any]) -> list[tuple[str, str, str]]:
 def run_report_html(run: ReportRun, *, baseline: ReportRun | None = None, env: Mapping[str, str] | None = None,
                     thresholds: Mapping[str, float] | None = None) -> str:
     """The HTML report of one run (compared with ``baseline``, a non-private run, when given)."""
-    from dpcore import plots
-    from dpcore.explain import epsilon_sentence
+    from dpcore.views import plots
+    from dpcore.views.explain import epsilon_sentence
 
     env = dict(env or environment(device=None))
     config, summary = run.config, run.summary
@@ -520,7 +520,7 @@ def run_report_html(run: ReportRun, *, baseline: ReportRun | None = None, env: M
 
 def run_report(store: RunStore, run_id: str, *, thresholds: Mapping[str, float] | None = None) -> str:
     """The HTML report of stored run ``run_id`` (RunNotFound for an unknown id)."""
-    from dpcore.evaluation import find_baseline
+    from dpcore.jobs.training import find_baseline
 
     record = store.get(run_id)
     run = ReportRun.from_record(store, record)
@@ -538,7 +538,8 @@ def _chosen_on_text(row: dict[str, Any]) -> str:
 
 def sweep_report(store: RunStore, sweep_id: str) -> str:
     """The HTML report of a sweep: grid, progress, the tradeoff charts and every member's numbers and checks."""
-    from dpcore import plots, sweeps
+    from dpcore.jobs import sweep as sweeps
+    from dpcore.views import plots
 
     sweep = sweeps.load_sweep(store, sweep_id)
     states = sweeps.member_states(store, sweep)
@@ -670,7 +671,7 @@ def comparison_report(store: RunStore, run_ids: Sequence[str],
     checks, and the environment. Needs two or more distinct runs (DPExplorerError otherwise;
     RunNotFound for an unknown id).
     """
-    from dpcore import compare
+    from dpcore.views import tables as compare
 
     ids = list(dict.fromkeys(run_ids))
     if len(ids) < 2:
@@ -726,7 +727,7 @@ def _devices(states: Sequence[Any]) -> str:
 def report_for(store: RunStore, identifier: str) -> str:
     """The HTML report of a sweep (a stored sweep id), of runs side by side (run ids joined by commas,
     as in the Runs page's address ``?run=a,b``) or of one run."""
-    from dpcore import sweeps
+    from dpcore.jobs import sweep as sweeps
 
     if "," in identifier:
         return comparison_report(store, [part.strip() for part in identifier.split(",") if part.strip()])

@@ -17,18 +17,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dpcore import tradeoff
-from dpcore.caveats import epsilon_status
 from dpcore.errors import DPExplorerError
-from dpcore.resume import CONTINUATION_SUFFIX, parent_of
-from dpcore.runs import ACTIVE_STATUSES, RUNNING, RunRecord, RunStore
+from dpcore.jobs.resume import CONTINUATION_SUFFIX, parent_of
+from dpcore.privacy import tradeoff
+from dpcore.privacy.caveats import epsilon_status
+from dpcore.store.runs import ACTIVE_STATUSES, RUNNING, RunRecord, RunStore
 
 MODE_LABELS: dict[str, str] = {"epsilon": "target ε", "sigma": "fixed σ", "baseline": "no DP"}
 STOP_LABELS: dict[str, str] = {"epsilon_limit": "stopped at ε limit", "diverged": "diverged"}
 METRIC_TABLES = ("steps", "epochs")
 SUMMARY_FORMAT = "dp-explorer run summary, version 1"
 
-#: Summary fields the attack lab (dpcore.audit) stores with a run, shown beside the training numbers.
+#: Summary fields the attack lab (dpcore.jobs.attack) stores with a run, shown beside the training numbers.
 ATTACK_LAB_FIELDS = ("lira_auc", "lira_tpr_at_1pct_fpr", "empirical_epsilon_lower", "canary_epsilon_lower",
                      "canary_accountant_epsilon", "canary_epsilon_power")
 
@@ -148,7 +148,7 @@ def runs_overview(store: RunStore, *, live: bool = True, kind: str | None = "tra
     when ``live``), ``accuracy`` (test accuracy, live for active runs), ``mode_label``,
     ``privacy`` ('target ε 3', 'fixed σ 1', 'no DP (ε = ∞)'), ``status_label``, ``progress``
     (fraction of steps done, None when unknown), ``created_at`` (UTC datetime), ``epsilon_note``
-    (``dpcore.caveats``: why the ε is not a guarantee, with its proven bound; '' when it is one) and
+    (``dpcore.privacy.caveats``: why the ε is not a guarantee, with its proven bound; '' when it is one) and
     ``resumed_from`` (parent id of a continuation).
     """
     frame = store.list_runs(kind=kind)
@@ -174,7 +174,7 @@ def runs_overview(store: RunStore, *, live: bool = True, kind: str | None = "tra
     frame["epsilon"] = epsilon
     frame["accuracy"] = accuracy
     frame["mia_auc"] = pd.to_numeric(frame["mia_auc"], errors="coerce").astype("float64")
-    for name in ATTACK_LAB_FIELDS:  # written by the attack lab (dpcore.audit); absent until one ran
+    for name in ATTACK_LAB_FIELDS:  # written by the attack lab (dpcore.jobs.attack); absent until one ran
         frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64") \
             if name in frame.columns else math.nan
     frame["progress"] = progress.astype("float64")
@@ -222,7 +222,7 @@ def load_roc(store: RunStore, run_id: str) -> dict[str, Any] | None:
     None when the run has no ROC or it cannot be read (a run that took no step, an attack
     that failed or still runs, a run from an older version).
     """
-    from dpcore import evaluation
+    from dpcore.jobs import training as evaluation
 
     try:
         payload = evaluation.load_roc(store.artifacts_path(run_id))
@@ -370,7 +370,7 @@ def _format_cell(value: Any, how: str, row: Mapping[str, Any]) -> str:
     if how == "int":
         return f"{round(number):,}"
     if how == "duration":
-        from dpcore.progress import format_duration
+        from dpcore.views.progress import format_duration
 
         per_step = _number(row.get("ms_per_step"))
         extra = f" ({per_step:.0f} ms/step)" if math.isfinite(per_step) else ""
@@ -403,7 +403,7 @@ def comparison_table(frame: pd.DataFrame) -> pd.DataFrame:
 class Overlays:
     """Per-run inputs for the overlay charts, in the order the runs were given (same labels everywhere).
 
-    ``steps``/``epochs`` are ``(label, DataFrame)`` pairs for ``dpcore.plots``; ``roc`` are
+    ``steps``/``epochs`` are ``(label, DataFrame)`` pairs for ``dpcore.views.plots``; ``roc`` are
     ``(label, fpr, tpr, auc)`` for ``plots.roc_chart``; ``without_roc`` names runs with no stored ROC.
     Labels are ``short_labels`` of the run names; ``shared`` lists the name parts every run has.
     """
@@ -414,7 +414,7 @@ class Overlays:
     without_roc: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     shared: list[str] = field(default_factory=list)
-    bounds: dict[str, Any] = field(default_factory=dict)  # label -> dpcore.tradeoff.TradeoffCurve (runs with a ROC)
+    bounds: dict[str, Any] = field(default_factory=dict)  # label -> tradeoff.TradeoffCurve (runs with a ROC)
 
 
 def overlays(store: RunStore, ids: Sequence[str]) -> Overlays:
@@ -447,7 +447,7 @@ def overlay_charts(frame: pd.DataFrame, data: Overlays) -> tuple[dict[str, str],
     ε chart names δ only when every private run shares one. The Runs page and the comparison
     report draw these same four charts.
     """
-    from dpcore import plots
+    from dpcore.views import plots
 
     colors = plots.run_colors(list(data.labels.values()))
     deltas = {value for value in frame["target_delta"] if isinstance(value, float) and math.isfinite(value)}
@@ -470,7 +470,7 @@ def export_filename(run_id: str, what: str) -> str:
 def export_metrics_csv(store: RunStore, run_id: str, *, table: str = "steps") -> bytes:
     """The run's per-step (``table='steps'``) or per-epoch (``'epochs'``) metrics as UTF-8 CSV bytes.
 
-    First column ``run_id``, then ``dpcore.runs.STEP_COLUMNS`` or ``EPOCH_COLUMNS``: epsilon
+    First column ``run_id``, then ``dpcore.store.runs.STEP_COLUMNS`` or ``EPOCH_COLUMNS``: epsilon
     at the run's delta ('inf' for no DP), clip_fraction/accuracies as fractions 0..1, loss in
     nats; missing values are empty. A continuation's tables include its parent's rows first.
     """
@@ -505,11 +505,11 @@ def export_summary_json(store: RunStore, run_id: str) -> bytes:
     Keys: format, id, name, kind, group, resumed_from, status, stop_status, stop_reason,
     error, created/started/finished (UTC ISO 8601), device, steps_done, total_steps, config
     (the resolved TrainConfig), summary (final_epsilon, accuracies, ...), membership_attack
-    (roc.json without the curve arrays, or null), epsilon (``dpcore.caveats``: whether the ε is a proven
+    (roc.json without the curve arrays, or null), epsilon (``dpcore.privacy.caveats``: whether the ε is a proven
     bound, the bound of the same schedule, its caveats, ``reproducible``) and checks (the gate's checks). Numbers
     that are NaN or infinite are null (the baseline's epsilon is infinite: see summary.private).
     """
-    from dpcore.checks import run_checks
+    from dpcore.privacy.checks import run_checks
 
     record = store.get(run_id)
     roc = load_roc(store, run_id)

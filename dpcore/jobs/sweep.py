@@ -9,7 +9,7 @@ after a restart ``resume_sweep`` queues exactly the cells that have no finished 
 cell that already has a done (or queued, or running) run is never run again.
 
 ``run_points``, ``frontier``, ``heatmap_data`` and ``bounds_data`` turn finished runs into the
-DataFrames the tradeoff charts in ``dpcore.plots`` draw.
+DataFrames the tradeoff charts in ``dpcore.views.plots`` draw.
 
 >>> spec = SweepSpec(base=TrainConfig(dataset="synthetic", epochs=1), epsilons=(1.0, 4.0),
 ...                  max_grad_norms=(0.5, 1.0), seeds=(0, 1))
@@ -35,10 +35,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dpcore.caveats import row_status
 from dpcore.config import TrainConfig
 from dpcore.errors import ConfigError, DPExplorerError
-from dpcore.runs import (
+from dpcore.privacy.caveats import row_status
+from dpcore.store.runs import (
     ACTIVE_STATUSES,
     CANCELLED,
     DONE,
@@ -53,7 +53,7 @@ from dpcore.runs import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from dpcore.jobs import JobQueue
+    from dpcore.jobs.queue import JobQueue
 
 log = logging.getLogger(__name__)
 
@@ -498,14 +498,15 @@ def _member_runner(queue: JobQueue, sweep_id: str) -> Callable[..., Any]:
 def train_member(store: RunStore, run_id: str, *, should_stop: Callable[[], bool] | None = None) -> Any:
     """Train the stored run ``run_id``, store its result, attack it and record the attack's bound.
 
-    Like the default training job (``dpcore.evaluation.record_result``: ``mia_auc``,
+    Like the default training job (``dpcore.jobs.training.record_result``: ``mia_auc``,
     ``mia_tpr_at_1pct_fpr``, ``roc.json``) plus ``mia_epsilon_lower``: the empirical epsilon
     lower bound of the loss-threshold attack (nats, at the run's delta, 95 % confidence) for the
     bounds chart. Returns the RunResult. Tests and scripts call it directly to fill a store
     without the job queue.
     """
-    from dpcore import evaluation, training
-    from dpcore.jobs import ProgressWriter
+    from dpcore.engine import training
+    from dpcore.jobs import training as evaluation
+    from dpcore.jobs.queue import ProgressWriter
 
     cfg = store.get(run_id).train_config()
     writer = ProgressWriter(store, run_id)
@@ -531,7 +532,7 @@ def lower_bound_summary(attack: Any, *, delta: float, alpha: float = 0.05) -> di
 
 
 def _submit(queue: JobQueue, sweep: Sweep, members: Sequence[MemberState], limit: int | None) -> list[str]:
-    from dpcore.jobs import QueueFull
+    from dpcore.jobs.queue import QueueFull
 
     submitted: list[str] = []
     runner = _member_runner(queue, sweep.id)
@@ -643,7 +644,7 @@ class SweepEstimate:
 
 
 def _n_members(dataset: str) -> int | None:
-    from dpcore import data
+    from dpcore.engine import data
 
     spec = data.DATASETS.get(dataset)
     if spec is None:
@@ -683,7 +684,7 @@ def estimate(spec: SweepSpec, *, store: RunStore | None = None) -> SweepEstimate
         private_ms = statistics.median(measured[True])
         basis = f"from {len(measured[True])} finished private run(s) of {base.dataset} {base.model} here"
     else:
-        from dpcore import data
+        from dpcore.engine import data
 
         shape = getattr(data.DATASETS.get(base.dataset), "input_shape", None) or (100,)
         private_ms = FALLBACK_MS_BASE + FALLBACK_MS_PER_VALUE * min(int(base.batch_size), n) * math.prod(shape)
@@ -810,8 +811,8 @@ def frontier(points: pd.DataFrame, *, max_grad_norm: float | None = None) -> pd.
     accuracy, on non-members no choice has seen. Runs stored without a validation set fall back to
     test accuracy (``chosen_on`` 'test'; see ``frontier_note``). One bound, a bound fixed by
     ``max_grad_norm`` or the baseline: 'single'. Picking the best of k runs costs privacy that one
-    run's epsilon does not include (``dpcore.explain.SELECTION_COST``). ``epsilon_note`` marks an
-    epsilon that is not a guarantee (``dpcore.caveats``: GDP, no Poisson sampling, seeded noise; '' when
+    run's epsilon does not include (``dpcore.views.explain.SELECTION_COST``). ``epsilon_note`` marks an
+    epsilon that is not a guarantee (``dpcore.privacy.caveats``: GDP, no Poisson sampling, seeded noise; '' when
     it is one) and ``epsilon_bound`` is the mean proven bound (RDP for GDP runs). The frame feeds
     ``plots.privacy_utility_chart`` and ``plots.attack_vs_epsilon_chart``.
     """

@@ -2,7 +2,7 @@
 
 Used by the train page (pass/fail badges), reports and ``python -m dpcore check``
 (a privacy gate for users' CI). Thresholds default to the seed's test suite. ``run_checks``
-checks the budget with a proven bound (``dpcore.caveats``), never a GDP approximation, and
+checks the budget with a proven bound (``dpcore.privacy.caveats``), never a GDP approximation, and
 fails a reproducible run (noise that followed the seed) unless explicitly allowed.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from dpcore.caveats import NO_BOUND_TEXT, REPRODUCIBLE_GATE_TEXT, epsilon_status
+from dpcore.privacy.caveats import NO_BOUND_TEXT, REPRODUCIBLE_GATE_TEXT, epsilon_status
 
 WITHIN_BUDGET = "epsilon within budget"
 MEANINGFUL_EPSILON = "meaningful epsilon"
@@ -96,7 +96,7 @@ def run_checks(config: Mapping[str, Any], summary: Mapping[str, Any], *, max_eps
                final_epsilon: float | None = None) -> list[Check]:
     """The privacy gate's checks for a run's config and summary (a stored run or a fresh result).
 
-    The epsilon checks compare a proven bound (``dpcore.caveats.epsilon_status``: the run's own
+    The epsilon checks compare a proven bound (``dpcore.privacy.caveats.epsilon_status``: the run's own
     RDP/PRV ε, or the RDP ε of a GDP run's schedule) with the thresholds, never a GDP
     approximation; a run without Poisson sampling has no bound and fails them. A reproducible
     run (or one stored before the noise became secret) fails an extra check unless

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from dpcore.runs import RunRecord
+from dpcore.store.runs import RunRecord
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def estimate_progress(record: RunRecord, *, now: float | None = None,
     the time since the run started. Queued runs have no elapsed time and no ETA; stopped runs
     an ETA of 0.
 
-    >>> from dpcore.runs import RunRecord
+    >>> from dpcore.store.runs import RunRecord
     >>> rec = RunRecord(id="r", name="r", kind="train", group=None, status="running", config={},
     ...                 started="2025-01-01T00:00:00+00:00", steps_done=30, total_steps=120)
     >>> p = estimate_progress(rec, now=parse_time("2025-01-01T00:00:10+00:00"))

@@ -31,11 +31,11 @@ from opacus.utils.batch_memory_manager import BatchMemoryManager
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dpcore import accounting
 from dpcore.config import TrainConfig
-from dpcore.data import SplitData, load_for_config
+from dpcore.engine.data import SplitData, load_for_config
+from dpcore.engine.models import build_model, make_private_compatible
 from dpcore.errors import ConfigError
-from dpcore.models import build_model, make_private_compatible
+from dpcore.privacy import accounting
 
 StepCallback = Callable[[dict[str, Any]], None]
 HISTORY_COLUMNS = ["step", "epoch", "epsilon", "clip_fraction", "loss", "batch_size"]

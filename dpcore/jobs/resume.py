@@ -13,7 +13,7 @@ parent's seed (which fixes only the initial weights, overwritten by the checkpoi
 OS entropy, and for a reproducible run derives them from (seed, privacy knobs, steps already taken),
 so a continuation never replays the noise the parent added. Its stored step and epoch
 tables begin with a copy of the parent's rows, so charts show the whole history.
-``JobQueue.resume`` (dpcore.jobs) queues one; this module has the pieces without a queue.
+``JobQueue.resume`` (dpcore.jobs.queue) queues one; this module has the pieces without a queue.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from dpcore.config import MAX_EPOCHS, TrainConfig
 from dpcore.errors import ConfigError, DPExplorerError
-from dpcore.runs import ACTIVE_STATUSES, RunActive, RunRecord, RunStore
+from dpcore.store.runs import ACTIVE_STATUSES, RunActive, RunRecord, RunStore
 
 if TYPE_CHECKING:
-    from dpcore.training import ResumeState
+    from dpcore.engine.training import ResumeState
 
 CHECKPOINT_FILE = "checkpoint.pt"
 RESUME_KEY = "resume_from"  # config.extra key naming the run a continuation started from
@@ -89,7 +89,7 @@ def check_resumable(store: RunStore, run_id: str) -> RunRecord:
 
 def load_state(store: RunStore, run_id: str) -> ResumeState:
     """The parent's checkpoint as a ``training.ResumeState`` (NotResumable when it cannot be read)."""
-    from dpcore.training import ResumeState  # torch: imported only when a run is really continued
+    from dpcore.engine.training import ResumeState  # torch: imported only when a run is really continued
 
     check_resumable(store, run_id)
     try:
@@ -119,7 +119,7 @@ def _spent_epsilon(config: dict[str, Any], summary: dict[str, Any]) -> float:
 
 def _checkpoint_summary(store: RunStore, run_id: str, cfg: TrainConfig) -> dict[str, Any]:
     """The summary fields a plan needs, read from the checkpoint of a run that never finished."""
-    from dpcore import accounting
+    from dpcore.privacy import accounting
 
     state = load_state(store, run_id)
     spent = accounting.schedule_epsilon(state.accountant_history, delta=cfg.target_delta,
@@ -201,7 +201,7 @@ def plan_resume(store: RunStore, run_id: str, *, epochs: int, epsilon_limit: flo
     if isinstance(sample_rate, (int, float)) and sample_rate > 0:
         more_steps = round(1.0 / sample_rate) * epochs
         if config.private and isinstance(sigma, (int, float)):
-            from dpcore import accounting  # opacus: imported only when a plan is made
+            from dpcore.privacy import accounting  # opacus: imported only when a plan is made
 
             projected = accounting.epsilon_for(noise_multiplier=float(sigma), sample_rate=float(sample_rate),
                                                steps=steps_done + more_steps, delta=config.target_delta,

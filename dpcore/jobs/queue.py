@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from dpcore.config import TrainConfig
 from dpcore.errors import DPExplorerError
-from dpcore.runs import (
+from dpcore.store.runs import (
     CANCELLED,
     DONE,
     QUEUED,
@@ -35,7 +35,7 @@ from dpcore.runs import (
 )
 
 if TYPE_CHECKING:
-    from dpcore.training import ResumeState
+    from dpcore.engine.training import ResumeState
 
 log = logging.getLogger(__name__)
 
@@ -140,16 +140,16 @@ class ProgressWriter:
 
 def train_runner(run_id: str, store: RunStore, should_stop: Callable[[], bool], *,
                  resume: ResumeState | None = None) -> Any:
-    """The default runner: ``dpcore.training.train`` on the run's stored config, then ``store.finish``
-    and the loss-threshold membership attack (``dpcore.evaluation.record_result``: ``roc.json`` in the
+    """The default runner: ``dpcore.engine.training.train`` on the run's stored config, then ``store.finish``
+    and the loss-threshold membership attack (``dpcore.jobs.training.record_result``: ``roc.json`` in the
     artifacts, ``mia_auc``/``mia_tpr_at_1pct_fpr``/``mia_advantage`` in the summary).
 
     ``resume`` (a parent's checkpoint, see ``JobQueue.resume``) continues that run instead of starting fresh.
     A checkpoint is written at every epoch end, so a run the process lost can be continued too.
     Returns the RunResult (whose artifacts are in ``store.artifacts_dir(run_id)``).
     """
-    training = importlib.import_module("dpcore.training")
-    evaluation = importlib.import_module("dpcore.evaluation")
+    training = importlib.import_module("dpcore.engine.training")
+    evaluation = importlib.import_module("dpcore.jobs.training")
     cfg = store.get(run_id).train_config()
     writer = ProgressWriter(store, run_id)
     result = training.train(cfg, on_step=writer.on_step, on_epoch=writer.on_epoch, should_stop=should_stop,
@@ -225,9 +225,9 @@ class JobQueue:
         (None: the parent's limit) caps the total. Its step/epoch tables start with a copy of the
         parent's rows. Raises RunNotFound, RunActive (parent still queued/running), NotResumable (no
         checkpoint, diverged, not a training run), ConfigError (bad epochs, limit already reached) or
-        QueueFull. See ``dpcore.resume`` for the rules.
+        QueueFull. See ``dpcore.jobs.resume`` for the rules.
         """
-        from dpcore import resume as resuming
+        from dpcore.jobs import resume as resuming
 
         plan = resuming.plan_resume(self.store, run_id, epochs=epochs, epsilon_limit=epsilon_limit, name=name)
         state = resuming.load_state(self.store, run_id)  # read now: the parent may be deleted while this waits

@@ -1,0 +1,1 @@
+"""dpcore.engine: see ARCHITECTURE.md (layer table)."""

@@ -1,0 +1,1 @@
+"""dpcore.jobs.queue: see ARCHITECTURE.md (layer table)."""

@@ -1,0 +1,1 @@
+"""dpcore.privacy: see ARCHITECTURE.md (layer table)."""

@@ -1,0 +1,1 @@
+"""dpcore.store: see ARCHITECTURE.md (layer table)."""

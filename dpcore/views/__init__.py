@@ -1,0 +1,1 @@
+"""dpcore.views: see ARCHITECTURE.md (layer table)."""
