@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages import ui
+
 PAGES = [
     ("pages/train.py", "Train", ":material/model_training:", True),
     ("pages/runs.py", "Runs", ":material/table_view:", False),
@@ -26,8 +28,6 @@ def build_navigation():
 
 def main() -> None:
     st.set_page_config(page_title="DP Explorer", page_icon=":material/shield_lock:", layout="wide")
-    from pages import ui
-
     navigation = build_navigation()
     ui.require_store()
     ui.render_sidebar()

@@ -15,9 +15,8 @@ __all__ = ["ConfigError", "DPExplorerError", "DatasetError", "RunResult", "Train
 
 
 def __getattr__(name: str):
-    # Training pulls in torch and opacus; load it on first use so `import dpcore` stays light.
     if name in ("train", "RunResult"):
-        from dpcore.engine import training
+        from dpcore.engine import training  # deferred: torch and opacus, so `import dpcore` stays light
 
         return getattr(training, name)
     raise AttributeError(f"module 'dpcore' has no attribute {name!r}")

@@ -2,6 +2,9 @@
 
 Bad input never shows a traceback: the command prints one line saying what is
 wrong and what to do, and exits with status 2. A failed privacy check exits 1.
+
+Modules that load torch (training, attacks, sweeps, the accountants, reports) are imported inside
+the commands that use them, each marked ``# deferred: torch``, so ``import dpcore.cli`` stays light.
 """
 
 from __future__ import annotations
@@ -11,44 +14,23 @@ import dataclasses
 import json
 import math
 import sys
+import time
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from dpcore.config import TrainConfig
-from dpcore.errors import DPExplorerError
+from dpcore.errors import ConfigError, DPExplorerError
+from dpcore.privacy.bands import format_number
+from dpcore.store.runs import DONE, FAILED, RunStore
+from dpcore.views.explain import SELECTION_COST
+from dpcore.views.help import FIELD_HELP
+from dpcore.views.progress import format_duration
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
 
-FIELD_HELP = {
-    "dataset": "dataset name (see `python -m dpcore datasets`)",
-    "model": "model name: logreg, mlp, cnn, cnn-bn (default: the dataset's recipe)",
-    "private": "train with DP-SGD (--no-private trains the non-private baseline)",
-    "target_epsilon": "calibrate the noise to spend this epsilon after all epochs",
-    "noise_multiplier": "fixed noise multiplier sigma (instead of --target-epsilon)",
-    "target_delta": "delta of the (epsilon, delta) guarantee; keep it below 1/N",
-    "max_grad_norm": "per-sample gradient clipping bound C",
-    "epochs": "passes over the training set",
-    "batch_size": "logical (expected) batch size",
-    "physical_batch_size": "largest batch held in memory (BatchMemoryManager when smaller)",
-    "lr": "learning rate",
-    "optimizer": "sgd (with momentum) or adam",
-    "momentum": "SGD momentum",
-    "accountant": "privacy accountant: rdp, prv or gdp",
-    "grad_sample_mode": "per-sample gradients: auto, hooks, ghost or functorch",
-    "poisson_sampling": "Poisson sampling of batches (what the accounting assumes)",
-    "seed": "seed of the model initialisation (the split is fixed; reference pools have their own seed); DP noise "
-            "and batch sampling use fresh OS entropy unless --reproducible",
-    "reproducible": "noise and batch sampling follow --seed: reproducible, NOT private against anyone who knows "
-                    "the seed",
-    "validation_fraction": "share of the members held out of training as a fixed validation set, in [0, 0.5) "
-                           "(sweeps default to 0.1 and choose on it, never on the non-members)",
-    "device": "auto, cpu, cuda or mps",
-    "epsilon_limit": "hard stop: never take a step that would spend more than this epsilon",
-    "data_path": "CSV file for --dataset csv",
-    "label_column": "label column of the CSV",
-}
+# FIELD_HELP (one help phrase per TrainConfig field) lives in dpcore.views.help, shared with the pages.
 
 
 class UsageError(DPExplorerError):
@@ -92,8 +74,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
-    from dpcore.views.explain import format_number  # local: explain pulls in plotly, `--help` should not
-
     return format_number(value, spec, infinity="inf")  # plain ASCII for terminals and logs
 
 
@@ -129,8 +109,8 @@ def _print_caveats(status: Any) -> None:
 
 @command("train", "train one model (DP or baseline) and print per-epoch metrics", _configure_train)
 def cmd_train(args: argparse.Namespace) -> int:
-    from dpcore.jobs.training import membership_summary, save_roc, train_and_evaluate
-    from dpcore.privacy.caveats import epsilon_status
+    from dpcore.jobs.training import membership_summary, save_roc, train_and_evaluate  # deferred: torch
+    from dpcore.privacy.caveats import epsilon_status  # deferred: torch (accountants)
 
     cfg = config_from_args(args)
     quiet = args.json
@@ -171,7 +151,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 @command("datasets", "list datasets and whether each is offline, cached or needs a download",
          _configure_datasets)
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from dpcore.engine import data
+    from dpcore.engine import data  # deferred: torch
 
     if args.fetch:
         path = data.fetch_dataset(args.fetch)
@@ -183,7 +163,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _configure_attack(parser: argparse.ArgumentParser) -> None:
-    from dpcore.attacks import ATTACKS, POOL_SIZES
+    from dpcore.attacks import ATTACKS, POOL_SIZES  # deferred: loads torch; not on `import dpcore.cli`
 
     parser.add_argument("run_id", metavar="RUN_ID", help="id of a finished training run in the runs directory")
     parser.add_argument("--attacks", default="loss,lira-online,rmia",
@@ -206,10 +186,9 @@ def _configure_attack(parser: argparse.ArgumentParser) -> None:
 @command("attack", "membership-inference attacks and an empirical epsilon lower bound for a stored run",
          _configure_attack)
 def cmd_attack(args: argparse.Namespace) -> int:
-    import time
-
-    from dpcore.jobs import attack as audit
-    from dpcore.jobs import queue as jobs
+    from dpcore.jobs import attack as audit  # deferred: torch
+    from dpcore.jobs import attack_results  # deferred: torch
+    from dpcore.jobs import queue as jobs  # deferred: torch
 
     queue = jobs.get_queue(args.runs_dir)
     attack_id = audit.submit_attack(queue, args.run_id, attacks=args.attacks.split(","), n_models=args.models,
@@ -230,12 +209,12 @@ def cmd_attack(args: argparse.Namespace) -> int:
         jobs.shutdown()
     if record.status != "done":
         raise DPExplorerError(f"attack job {attack_id} {record.status}: {record.error_message or record.stop_reason}")
-    result = audit.load_attack_result(queue.store, args.run_id)
+    result = attack_results.load_attack_result(queue.store, args.run_id)
     if args.json:
         print(json.dumps(result, indent=2))
         return EXIT_OK
-    print(audit.tpr_table(result).to_string(index=False))
-    bounds = audit.epsilon_table(result)
+    print(attack_results.tpr_table(result).to_string(index=False))
+    bounds = attack_results.epsilon_table(result)
     for row in bounds.itertuples():
         print(f"{row.label}: {row.detail}")
     if result["epsilon"].get("canary"):
@@ -260,7 +239,7 @@ def _number_list(kind: type) -> Callable[[str], list[Any]]:
 
 
 def _configure_sweep(parser: argparse.ArgumentParser) -> None:
-    from dpcore.jobs.sweep import DEFAULT_EPSILONS
+    from dpcore.jobs.sweep import DEFAULT_EPSILONS  # deferred: loads torch; not on `import dpcore.cli`
 
     add_config_arguments(parser)
     parser.add_argument("--epsilons", type=_number_list(float), metavar="E,E,...",
@@ -282,8 +261,7 @@ def _configure_sweep(parser: argparse.ArgumentParser) -> None:
 
 def sweep_spec_from_args(args: argparse.Namespace) -> Any:
     """The SweepSpec the ``sweep`` flags describe (grid flags win over their one-value config flags)."""
-    from dpcore.errors import ConfigError
-    from dpcore.jobs.sweep import DEFAULT_EPSILONS, DEFAULT_VALIDATION_FRACTION, SweepSpec
+    from dpcore.jobs.sweep import DEFAULT_EPSILONS, DEFAULT_VALIDATION_FRACTION, SweepSpec  # deferred: torch
 
     if args.noise_multiplier is not None:
         raise ConfigError("a sweep calibrates the noise to each target epsilon; use --epsilons instead of "
@@ -303,13 +281,10 @@ def sweep_spec_from_args(args: argparse.Namespace) -> Any:
                   "exit 1 if a run failed",
          _configure_sweep)
 def cmd_sweep(args: argparse.Namespace) -> int:
-    import time
-
-    from dpcore.jobs import sweep as sweeps
-    from dpcore.jobs.queue import JobQueue
-    from dpcore.privacy.caveats import epsilon_status
-    from dpcore.store.runs import DONE, FAILED, RunStore
-    from dpcore.views.progress import format_duration
+    from dpcore.jobs import sweep as sweeps  # deferred: torch
+    from dpcore.jobs.queue import JobQueue  # deferred: torch
+    from dpcore.store.records import StoredRun  # deferred: torch (accountants)
+    from dpcore.views import frontier as frontiers  # deferred: torch (accountants)
 
     store = RunStore(args.runs_dir)
     if args.resume:
@@ -337,18 +312,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         while True:
             states = sweeps.member_states(store, sweep)
             for member in states:
+                run = StoredRun.from_record(member.run) if member.run is not None else None
                 settled = member.state in (FAILED, "cancelled") or (
-                    member.state == DONE and member.run.summary.get("mia_status") != "pending")
-                if member.run_id and settled and member.run_id not in reported:
+                    member.state == DONE and run is not None and run.mia_status != "pending")
+                if run is not None and member.run_id and settled and member.run_id not in reported:
                     reported.add(member.run_id)
-                    summary = member.run.summary
                     done = sum(m.state == DONE for m in states)
-                    note = epsilon_status(config=member.run.config, summary=summary).note(".3f")
+                    note = run.epsilon_status.note(".3f")
                     print(f"[{done}/{len(states)}] {member.key}: {member.state}  "
-                          f"epsilon {_fmt(summary.get('final_epsilon'))}{f' ({note})' if note else ''}  "
-                          f"test acc {_fmt(summary.get('test_accuracy'))}  "
-                          f"AUC {_fmt(summary.get('mia_auc'))}"
-                          + (f"  ({member.run.error_message})" if member.state == FAILED else ""), flush=True)
+                          f"epsilon {_fmt(run.final_epsilon)}{f' ({note})' if note else ''}  "
+                          f"test acc {_fmt(run.test_accuracy)}  AUC {_fmt(run.mia_auc)}"
+                          + (f"  ({run.error_message})" if member.state == FAILED else ""), flush=True)
             progress = sweeps.sweep_progress(store, sweep, states=states)
             if progress.status != "running":
                 break
@@ -359,15 +333,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"stopped; resume with `python -m dpcore sweep --resume {sweep.id}`", file=sys.stderr)
         raise
     queue.shutdown(timeout=30)
-    front = sweeps.frontier(sweeps.run_points(sweeps.sweep_runs(store, sweep)))
+    front = frontiers.frontier(frontiers.run_points(sweeps.sweep_runs(store, sweep)))
     if not front.empty:
         print()
-        from dpcore.views.explain import SELECTION_COST
-
         print(front[["label", "epsilon", "max_grad_norm", "chosen_on", "validation_accuracy", "test_accuracy",
                      "test_accuracy_std", "mia_auc", "mia_tpr_at_1pct_fpr", "n_runs"]].to_string(
                          index=False, float_format=lambda v: f"{v:.3f}"))
-        note = sweeps.frontier_note(front)
+        note = frontiers.frontier_note(front)
         print(("\nNOTE: " + note + "\n" if note else "\n") + SELECTION_COST.replace("ε", "epsilon"))
     print(f"\n{progress.done}/{progress.total} runs done. Report: "
           f"python -m dpcore report {sweep.id} -o report.html")
@@ -384,8 +356,7 @@ def _configure_report(parser: argparse.ArgumentParser) -> None:
 @command("report", "write a self-contained HTML report (opens offline) of a run, a comparison or a sweep",
          _configure_report)
 def cmd_report(args: argparse.Namespace) -> int:
-    from dpcore.store.runs import RunStore
-    from dpcore.views.report import report_filename, write_report
+    from dpcore.views.report import report_filename, write_report  # deferred: torch
 
     path = write_report(RunStore(args.runs_dir), args.identifier, args.output or report_filename(args.identifier))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
@@ -423,10 +394,10 @@ def _configure_check(parser: argparse.ArgumentParser) -> None:
 
 @command("check", "privacy gate for CI: train, attack, run the four checks; exit 1 if any fails", _configure_check)
 def cmd_check(args: argparse.Namespace) -> int:
-    from dpcore.jobs.training import membership_summary, train_and_evaluate
-    from dpcore.privacy.caveats import epsilon_status
-    from dpcore.privacy.checks import SECRET_NOISE
-    from dpcore.views.report import ReportRun, run_report_html, summary_checks
+    from dpcore.jobs.training import membership_summary, train_and_evaluate  # deferred: torch
+    from dpcore.privacy.caveats import epsilon_status  # deferred: torch (accountants)
+    from dpcore.privacy.checks import SECRET_NOISE, run_checks  # deferred: torch (accountants)
+    from dpcore.views.report import ReportRun, run_report_html  # deferred: torch
 
     cfg = config_from_args(args)
     cfg.validate()
@@ -445,7 +416,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     summary.update(status.to_dict())
     config = result.config.to_dict()
     thresholds = dict(max_epsilon=args.max_epsilon, max_auc=args.max_auc, min_accuracy=args.min_accuracy)
-    checks = summary_checks(config, summary, **thresholds, allow_reproducible=args.allow_reproducible)
+    checks = run_checks(config, summary, **thresholds, allow_reproducible=args.allow_reproducible)
     checked_by = status.bound_accountant if status.bound is not None else None
     failed = [check for check in checks if check.passed is not True]
     if args.report:

@@ -3,7 +3,7 @@
 ``TrainConfig`` fields left as ``None`` are filled from the dataset's recipe by
 ``resolve()``; ``validate()`` checks every field once, at the boundary, and raises
 ``ConfigError`` naming the field, the value given and what is allowed.
-``guidance()`` returns non-fatal advice (weak epsilon, delta too large, ...).
+Advice on a valid config lives in ``dpcore.privacy.guidance``; the URL codec in ``dpcore.query``.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ class TrainConfig:
         if n is not None and cfg.private and cfg.target_delta >= 1.0 / n:
             raise ConfigError(
                 f"target_delta must be below 1/N = {1.0 / n:.3g} for N = {n} training examples, got "
-                f"{cfg.target_delta:g}; a delta that large allows leaking whole records (try {_suggest_delta(n):g})"
+                f"{cfg.target_delta:g}; a delta that large allows leaking whole records (try {suggest_delta(n):g})"
             )
         _check_number("max_grad_norm", cfg.max_grad_norm, low=0.0, high=1e6)
         _check_int("epochs", cfg.epochs, low=1, high=MAX_EPOCHS)
@@ -237,210 +237,10 @@ def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
-def _suggest_delta(n: int) -> float:
-    """A conventional delta: the power of ten at or below 1/(10 n)."""
+def suggest_delta(n: int) -> float:
+    """A conventional delta for ``n`` training examples: the power of ten at or below 1/(10 n).
+
+    >>> suggest_delta(800)
+    0.0001
+    """
     return 10.0 ** math.floor(math.log10(1.0 / (10 * n)))
-
-
-# ---------------------------------------------------------------------- guidance
-@dataclass(frozen=True)
-class Guidance:
-    """One piece of non-fatal advice. ``level`` is 'info' or 'warning'."""
-
-    field: str
-    level: str
-    message: str
-
-
-def guidance(cfg: TrainConfig, n: int, *, grad_norms: Any = None,
-             noise_multiplier: float | None = None) -> list[Guidance]:
-    """Non-fatal advice for ``cfg`` trained on ``n`` examples.
-
-    ``grad_norms`` (optional array of per-sample gradient norms from a probe)
-    enables the advice about the clipping bound. ``noise_multiplier`` is the sigma
-    the run will use, when the caller has calibrated it already (so the advice quotes
-    the same number); otherwise it is calibrated here with RDP and the trainer's
-    sampling. Invalid configs give no advice: call ``validate`` first for those.
-    """
-    from dpcore.privacy import accounting  # local: accounting imports opacus, keep config light
-
-    cfg = cfg.resolve()
-    notes: list[Guidance] = []
-    if not cfg.private:
-        notes.append(Guidance("private", "info",
-                              "No differential privacy: this is the baseline. "
-                              "Nothing limits what the model memorises."))
-        return notes
-    if cfg.target_delta >= 1.0 / n:
-        notes.append(Guidance("target_delta", "warning",
-                              f"delta {cfg.target_delta:g} is at or above 1/N = {1 / n:.2g}: the guarantee "
-                              f"allows leaking a whole record. Use delta < 1/N, e.g. {_suggest_delta(n):g}."))
-    elif cfg.target_delta > 1.0 / (10 * n):
-        # Below 1/N but not well below: a mechanism that leaks each record with probability delta
-        # still exposes about delta * N whole records (0.8 at delta 1e-3 on 800 members).
-        notes.append(Guidance("target_delta", "warning",
-                              f"delta {cfg.target_delta:g} is not well below 1/N = {1 / n:.2g}: the guarantee "
-                              f"still allows leaking about {cfg.target_delta * n:.2g} whole records of N = {n}. "
-                              f"Use delta at most 1/(10 N) = {1 / (10 * n):.2g}, e.g. {_suggest_delta(n):g}."))
-    eps = cfg.target_epsilon
-    if eps is not None:
-        if eps > 50:
-            notes.append(Guidance("target_epsilon", "warning",
-                                  f"epsilon {eps:g} > 50 gives no meaningful guarantee: "
-                                  "treat this run as non-private."))
-        elif eps > 10:
-            notes.append(Guidance("target_epsilon", "warning",
-                                  f"epsilon {eps:g} > 10 is a weak guarantee; most deployments aim for 1-8."))
-        elif eps < 1:
-            notes.append(Guidance("target_epsilon", "info",
-                                  f"epsilon {eps:g} < 1 is a strong guarantee; expect a clear accuracy loss."))
-    batch = min(cfg.batch_size, n)
-    sigma = noise_multiplier if noise_multiplier is not None else cfg.noise_multiplier
-    if sigma is None:
-        try:
-            sampling = accounting.sampling_for(n=n, batch_size=batch)  # q = 1 / ceil(n / batch), as trained
-            sigma = accounting.noise_for_epsilon(target_epsilon=eps, delta=cfg.target_delta,
-                                                 sample_rate=sampling.sample_rate, steps=sampling.steps(cfg.epochs),
-                                                 accountant="rdp")
-        except Exception:
-            sigma = None
-    if sigma is not None:
-        # Noise std on the averaged gradient, relative to the clipping bound.
-        noise_to_signal = sigma / batch
-        if noise_to_signal > 0.05:
-            notes.append(Guidance("batch_size", "warning",
-                                  f"batch {batch} is small for sigma {sigma:.3f}: the noise on each averaged "
-                                  f"gradient is {noise_to_signal:.0%} of the clipping bound. Larger batches "
-                                  f"(256+) average the noise away at the same epsilon."))
-    if not cfg.poisson_sampling:
-        notes.append(Guidance("poisson_sampling", "warning",
-                              "Poisson sampling is off: batches are shuffled instead, but the accountants assume "
-                              "Poisson sampling, so the ε reported is not a proven guarantee for this run "
-                              "(shuffled batches can leak more). Turn it on for a real guarantee."))
-    if cfg.accountant == "gdp":
-        notes.append(Guidance("accountant", "warning",
-                              "The GDP accountant is a central-limit approximation, not an upper bound: the true ε "
-                              "can be higher. The RDP bound of the same schedule is shown beside it; use RDP or "
-                              "PRV for a guarantee."))
-    if cfg.reproducible:
-        notes.append(Guidance("reproducible", "warning",
-                              "Reproducible run: the DP noise and batch sampling follow the seed, so it is not "
-                              "private against anyone who knows the seed. Use it for tests and teaching only."))
-    if (cfg.optimizer == "sgd" and cfg.lr > 1.0) or (cfg.optimizer == "adam" and cfg.lr > 0.01):
-        notes.append(Guidance("lr", "warning",
-                              f"lr {cfg.lr:g} is high for DP-SGD with {cfg.optimizer}: noisy steps that large "
-                              "often diverge. Try sgd lr 0.05-0.5 or adam lr 1e-3."))
-    if grad_norms is not None and len(grad_norms):
-        import numpy as np
-
-        norms = np.asarray(grad_norms, dtype=float)
-        clipped = float(np.mean(norms > cfg.max_grad_norm))
-        if clipped < 0.3 or clipped > 0.95:
-            median = float(np.median(norms))
-            notes.append(Guidance("max_grad_norm", "warning",
-                                  f"max_grad_norm {cfg.max_grad_norm:g} clips {clipped:.0%} of per-sample "
-                                  f"gradients (median norm {median:.3g}); a bound that clips 50-80 % usually "
-                                  "trains best."))
-    return notes
-
-
-# ---------------------------------------------------------------------- URL query strings
-_QUERY_NONE = "none"
-_QUERY_TRUE = ("true", "1", "yes", "on")
-_QUERY_FALSE = ("false", "0", "no", "off")
-
-
-def _field_kinds() -> dict[str, tuple[type, bool]]:
-    """For every TrainConfig field: (value type, whether None is allowed)."""
-    import types
-    import typing
-
-    kinds = {}
-    for name, hint in typing.get_type_hints(TrainConfig).items():
-        optional = False
-        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # 'float | None'
-            args = typing.get_args(hint)
-            optional = type(None) in args
-            hint = next(arg for arg in args if arg is not type(None))
-        kinds[name] = (typing.get_origin(hint) or hint, optional)
-    return kinds
-
-
-def _query_value(value: Any) -> str:
-    if value is None:
-        return _QUERY_NONE
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)  # shortest exact form: '1e-05', '0.1', '3.0'
-    if isinstance(value, dict):
-        import json
-
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return str(value)
-
-
-def to_query(cfg: TrainConfig) -> dict[str, str]:
-    """``cfg`` as URL query parameters: ``{field: text}`` for the fields that differ from ``TrainConfig()``.
-
-    Short enough for a copied URL; ``from_query`` turns it back into an equal config.
-
-    >>> to_query(TrainConfig(dataset="digits", target_epsilon=3.0, epochs=20))
-    {'dataset': 'digits', 'target_epsilon': '3.0', 'epochs': '20'}
-    >>> from_query(to_query(TrainConfig(dataset="digits", target_epsilon=3.0))) == TrainConfig(
-    ...     dataset="digits", target_epsilon=3.0)
-    True
-    """
-    defaults = TrainConfig()
-    return {f.name: _query_value(getattr(cfg, f.name)) for f in dataclasses.fields(TrainConfig)
-            if getattr(cfg, f.name) != getattr(defaults, f.name)}
-
-
-def from_query(params: Any, *, base: TrainConfig | None = None) -> TrainConfig:
-    """The TrainConfig in URL query parameters (``st.query_params`` or any ``{key: text}`` mapping).
-
-    Fields not in ``params`` keep their value in ``base`` (default ``TrainConfig()``); keys
-    that are not TrainConfig fields are ignored, so a page can keep its own keys in the same
-    URL. A key given several times (a list) uses its last value. A value that does not parse
-    raises ConfigError naming the field; ranges are checked later by ``validate()``.
-    """
-    import json
-
-    kinds = _field_kinds()
-    changes: dict[str, Any] = {}
-    for key in params:
-        if key not in kinds:
-            continue
-        raw = params[key]
-        if isinstance(raw, (list, tuple)):
-            if not raw:
-                continue
-            raw = raw[-1]
-        text = str(raw).strip()
-        kind, optional = kinds[key]
-        if optional and text.lower() in (_QUERY_NONE, ""):
-            changes[key] = None
-            continue
-        try:
-            if kind is bool:
-                lowered = text.lower()
-                if lowered not in _QUERY_TRUE + _QUERY_FALSE:
-                    raise ValueError(text)
-                changes[key] = lowered in _QUERY_TRUE
-            elif kind is int:
-                changes[key] = int(text)
-            elif kind is float:
-                changes[key] = float(text)
-            elif kind is dict:
-                value = json.loads(text)
-                if not isinstance(value, dict):
-                    raise ValueError(text)
-                changes[key] = value
-            else:
-                changes[key] = text
-        except ValueError as err:
-            expected = {bool: "true or false", int: "a whole number", float: "a number",
-                        dict: "a JSON object"}.get(kind, "text")
-            raise ConfigError(f"query parameter {key}={text!r} is not {expected}; fix or remove it from the URL") \
-                from err
-    return dataclasses.replace(base or TrainConfig(), **changes)

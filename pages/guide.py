@@ -11,7 +11,7 @@ import streamlit as st
 
 from dpcore.views import plots
 from dpcore.views.explain import TOPICS, epsilon_band_table, epsilon_sentence, explain
-from pages import ui
+from pages import state, ui
 
 #: (page file, label, icon, topic) for "How to use each page", in app.py's order.
 PAGE_TOPICS = [
@@ -23,6 +23,7 @@ PAGE_TOPICS = [
     ("pages/guide.py", "Guide", ":material/menu_book:", "page_guide"),
 ]
 shown: set[str] = set()
+DEMO = state.PageState(key="guide_settings", widget_prefix="guide_", defaults=lambda: {"clip": 1.0, "sigma": 1.0})
 
 
 def topic(name: str) -> None:
@@ -34,10 +35,10 @@ def topic(name: str) -> None:
 def clipping_demo() -> None:
     controls, picture = st.columns([1, 2.4])
     with controls:
-        clip = st.slider("Clipping bound C", min_value=0.2, max_value=3.0, value=1.0, step=0.1, key="guide_clip",
+        clip = DEMO.bind(st.slider, "Clipping bound C", "clip", min_value=0.2, max_value=3.0, step=0.1,
                          help=explain("max_grad_norm"))
-        sigma = st.slider("Noise multiplier σ", min_value=0.0, max_value=4.0, value=1.0, step=0.1,
-                          key="guide_sigma", help=explain("noise_multiplier"))
+        sigma = DEMO.bind(st.slider, "Noise multiplier σ", "sigma", min_value=0.0, max_value=4.0, step=0.1,
+                          help=explain("noise_multiplier"))
         st.caption("Eight made-up examples in a 2-D parameter space (real models have millions of dimensions). "
                    "Move C: long gradients shrink onto the circle, short ones stay. Move σ: the red arrow, the "
                    "step the model actually takes, wanders further from the black one. With thousands of "
@@ -48,6 +49,7 @@ def clipping_demo() -> None:
 
 def main() -> None:
     st.title("Guide: differential privacy in this app")
+    state.sync_url({})  # no parameters of its own: drop the ones another page left
     st.caption("What DP-SGD does, how to read ε, and what each page is for. Short enough to walk through in a "
                "demo; every explanation here is the same text the other pages show next to their numbers.")
 

@@ -10,12 +10,15 @@ import logging
 from typing import Any
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
+from streamlit.runtime.pages_manager import PagesManager
 
+from dpcore.engine.training import describe_device, resolve_device
 from dpcore.jobs import sweep as sweeps
 from dpcore.jobs.queue import JobQueue, get_queue
+from dpcore.privacy.bands import format_number
 from dpcore.store import runs
 from dpcore.store.runs import RunStore
-from dpcore.views.explain import format_number
 
 log = logging.getLogger(__name__)
 SWEEPS_NOTED_KEY = "ui_continued_sweeps_noted"  # plain session key: the restart toast was shown
@@ -31,8 +34,6 @@ def route_through_app() -> None:
     rerun execute app.py, which routes to the requested page. A call per run, not
     an import-time side effect: each AppTest resets the mode, and a module is imported once.
     """
-    from streamlit.runtime.pages_manager import PagesManager
-
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
@@ -82,27 +83,24 @@ def continued_sweeps(root: str) -> dict[str, list[str]]:
 @st.cache_resource(show_spinner=False)
 def device_description() -> str:
     """'cuda:0 (GPU name)' or 'cpu (N threads)': where training runs on this machine."""
-    from dpcore.engine.training import describe_device, resolve_device
-
     return describe_device(resolve_device("auto"))
 
 
 def fmt(value: Any, spec: str = ".3f", *, unit: str = "") -> str:
-    """Number for display: '-' for missing, '∞' for infinite (``dpcore.views.explain.format_number``), plus ``unit``."""
+    """Number for display: '-' for missing, '∞' for infinite (``dpcore.privacy.bands.format_number``), plus ``unit``."""
     text = format_number(value, spec)
     return text if text in ("-", "∞") else f"{text}{unit}"
 
 
-def page_link(page: str, *, label: str, icon: str | None = None, help: str | None = None) -> None:
+def page_link(page: str, *, label: str, icon: str | None = None, help: str | None = None,
+              query_params: dict[str, str] | None = None) -> None:
     """``st.page_link`` to another page of the app (a path as listed in app.PAGES, e.g. "pages/train.py").
 
-    Where that page is not registered (a page file run on its own, as in AppTest) it shows a
-    caption naming the page instead of raising.
+    ``query_params`` open that page on them (say ``{"run": run_id}``). Where that page is not
+    registered (a page file run on its own, as in AppTest) it shows a caption naming the page instead of raising.
     """
-    from streamlit.errors import StreamlitAPIException
-
     try:
-        st.page_link(page, label=label, icon=icon, help=help)
+        st.page_link(page, label=label, icon=icon, help=help, query_params=query_params)
     except StreamlitAPIException:
         st.caption(f"{label}: open it from the navigation menu.")
 

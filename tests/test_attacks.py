@@ -491,3 +491,17 @@ def test_reference_pool_with_the_real_trainer():
     leaky = loss_threshold_attack(baseline.model, baseline.data)
     assert leaky.auc > 0.65 and leaky.auc_ci[0] > dp.auc_ci[1]
     assert empirical_epsilon(leaky.member_scores, leaky.non_member_scores, delta=1e-5).epsilon_lower > 1.0
+
+
+def test_package_re_exports_the_submodules_public_api():
+    """``from dpcore.attacks import ...`` is the documented API: every name in ``__all__`` is the submodule's own
+    object, and the removed twin of the loss attack stays gone (the "logit" score stays in the registry)."""
+    from dpcore.attacks import bounds, canaries, metrics, reference, scores, signals
+
+    homes = (bounds, canaries, metrics, reference, scores, signals)
+    for name in attacks.__all__:
+        owners = [module for module in homes if name in module.__all__]
+        assert len(owners) == 1, f"{name} is public in {len(owners)} submodules"
+        assert getattr(attacks, name) is getattr(owners[0], name)
+    assert not hasattr(attacks, "logit_attack")
+    assert attacks.ATTACKS["logit"].score_fn(np.array([2.0, -1.0])).tolist() == [2.0, -1.0]

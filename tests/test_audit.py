@@ -14,8 +14,10 @@ from dpcore.cli import main as cli_main
 from dpcore.config import TrainConfig
 from dpcore.errors import ConfigError, DPExplorerError
 from dpcore.jobs import attack as audit
+from dpcore.jobs import attack_results
 from dpcore.jobs import queue as jobs
 from dpcore.jobs.queue import train_runner
+from dpcore.privacy.caveats import epsilon_status
 from dpcore.store.runs import CANCELLED, DONE, RunStore
 from dpcore.views import plots
 
@@ -64,8 +66,8 @@ def test_nonprivate_end_to_end_results_are_stored_with_the_run(store, leaky_run)
     assert (folder / audit.ATTACK_FILE).is_file()
     assert audit.pool_cache_path(store, store.get(leaky_run), n_models=4).is_file()
     assert not audit.pool_cache_path(store, store.get(leaky_run), n_models=4, seed=1).exists()
-    assert audit.load_attack_result(store, leaky_run) == json.loads(json.dumps(result))
-    scores = audit.load_attack_scores(store, leaky_run)
+    assert attack_results.load_attack_result(store, leaky_run) == json.loads(json.dumps(result))
+    scores = attack_results.load_attack_scores(store, leaky_run)
     assert scores["rmia"][0].shape == (800,) and scores["rmia"][1].shape == (200,)
     # the headline numbers are in the run's summary, so the Runs table shows them
     row = store.list_runs(kind="train").set_index("id").loc[leaky_run]
@@ -74,15 +76,15 @@ def test_nonprivate_end_to_end_results_are_stored_with_the_run(store, leaky_run)
     assert row["empirical_epsilon_lower"] == pytest.approx(result["epsilon"]["lower_bound"])
     assert 0.0 <= row["lira_tpr_at_1pct_fpr"] <= 1.0 and row["attack_models"] == 4
     # tables for the page
-    table = audit.tpr_table(result)
+    table = attack_results.tpr_table(result)
     assert list(table["attack"]) == ["Loss threshold", "LiRA (online)", "RMIA"]
     assert table["TPR @ 1 % FPR"].str.contains("few non-members").all()  # 200 non-members < 10 / 1 %
     assert "[" in table.loc[0, "TPR @ 10 % FPR"]
-    pool_table = audit.tpr_table(result, evaluation="pool")
+    pool_table = attack_results.tpr_table(result, evaluation="pool")
     assert pool_table.loc[pool_table["attack"] == "LiRA (online)", "AUC"].str.startswith("not run").all()
-    bounds = audit.epsilon_table(result)
+    bounds = attack_results.epsilon_table(result)
     assert list(bounds["kind"]) == ["upper", "lower", "lower", "lower", "lower"] and math.isnan(bounds["epsilon"][0])
-    members, images = audit.vulnerable_members(result, _data(), attack="rmia", k=5)
+    members, images = attack_results.vulnerable_members(result, _data(), attack="rmia", k=5)
     assert images is None and len(members) == 5 and "x0" in members.columns
     assert list(members["score"]) == sorted(members["score"], reverse=True)
     # a second evaluation reuses the cached pool
@@ -122,7 +124,7 @@ def test_cancel_mid_pool_stops_and_stores_nothing(store, leaky_run):
     result = audit.run_attack_suite(store, leaky_run, attacks=["rmia"], n_models=8, on_progress=on_progress,
                                     should_stop=lambda: max(trained, default=0) >= 2)
     assert result is None and max(trained) == 2
-    assert audit.load_attack_result(store, leaky_run) is None
+    assert attack_results.load_attack_result(store, leaky_run) is None
     assert not list(store.artifacts_dir(leaky_run).glob("pool-*"))
     assert "rmia_auc" not in store.get(leaky_run).summary
 
@@ -142,8 +144,8 @@ def test_attack_job_through_the_queue_and_its_cancellation(tmp_path):
     queue.cancel(slow)
     record = queue.wait(slow, timeout=30)
     assert record.status == CANCELLED and record.steps_done < 64
-    assert audit.load_attack_result(queue.store, target)["options"]["n_models"] == 2  # earlier result kept
-    history = audit.attack_history(queue.store, target)
+    assert attack_results.load_attack_result(queue.store, target)["options"]["n_models"] == 2  # earlier result kept
+    history = attack_results.attack_history(queue.store, target)
     assert history["job id"].tolist() == [slow, attack]  # newest first
     assert history["status"].tolist() == [CANCELLED, DONE]
     assert history["reference models"].tolist() == [64, 2]
@@ -201,3 +203,27 @@ def test_epsilon_audit_chart():
     assert "no guarantee" in no_dp.data[0].text[0] and "without DP" in no_dp.layout.title.subtitle.text
     assert "shaded" in fig.layout.title.subtitle.text
     assert plots.epsilon_audit_chart(None).layout.annotations[0].text == plots.NO_DATA_TEXT
+
+
+def test_gdp_run_is_compared_with_its_proven_bound_not_its_gdp_epsilon(store):
+    """GDP's ε is an approximation: the attack lab's upper bound is the RDP ε of the same schedule."""
+    run_id = _finished_run(store, TrainConfig(dataset="synthetic", target_epsilon=2.0, epochs=1, accountant="gdp",
+                                              device="cpu", seed=0))
+    record = store.get(run_id)
+    proven = epsilon_status(config=record.config, summary=record.summary).bound
+    gdp = record.summary["final_epsilon"]
+    assert proven is not None and proven > gdp  # RDP is looser than GDP's approximation for this schedule
+    result = audit.run_attack_suite(store, run_id, attacks=["loss"], seed=0)
+    assert result["epsilon"]["accountant"] == pytest.approx(proven) and result["epsilon"]["bound_accountant"] == "rdp"
+    assert result["epsilon"]["reported"] == pytest.approx(gdp)
+    assert result["target"]["final_epsilon"] == pytest.approx(gdp)
+    assert attack_results.upper_bound(result) == pytest.approx(proven)
+    upper = attack_results.epsilon_table(result).set_index("kind").loc["upper"]
+    assert upper["epsilon"] == pytest.approx(proven)
+    assert "(rdp)" in upper["detail"] and "approximation" in upper["detail"]
+    # a GDP result stored before bounds were: its ε is no bound, so none is shown
+    stored_before = ("bound_accountant", "reported")
+    old = {**result, "epsilon": {k: v for k, v in result["epsilon"].items() if k not in stored_before}}
+    old["epsilon"]["accountant"] = gdp
+    assert attack_results.upper_bound(old) is None
+    assert math.isnan(attack_results.epsilon_table(old).set_index("kind").loc["upper", "epsilon"])

@@ -19,6 +19,7 @@ from dpcore.config import TrainConfig
 from dpcore.engine.data import load_for_config
 from dpcore.errors import ConfigError
 from dpcore.jobs import attack as audit
+from dpcore.jobs import attack_results
 from dpcore.jobs import queue as jobs
 from dpcore.jobs.queue import train_runner
 from dpcore.privacy import accounting
@@ -147,7 +148,7 @@ def test_canary_runs_epsilon_is_stored_charted_and_printed(store, capsys):
     assert cli_main(["attack", run_id, "--attacks", "loss", "--canaries", "1000", "--canary-mode", "white-box",
                      "--runs-dir", str(store.root)]) == 0
     out = capsys.readouterr().out
-    result = audit.load_attack_result(store, run_id)
+    result = attack_results.load_attack_result(store, run_id)
     canary = result["epsilon"]["canary"]
     assert canary["mode"] == "white-box" and canary["canaries"] == 1000
     assert canary["accountant_epsilon"] == pytest.approx(store.get(run_id).summary["final_epsilon"], rel=1e-3)
@@ -156,14 +157,14 @@ def test_canary_runs_epsilon_is_stored_charted_and_printed(store, capsys):
     summary = store.get(run_id).summary
     assert summary["canary_accountant_epsilon"] == canary["accountant_epsilon"]
     assert summary["canary_epsilon_power"] == canary["power"] and summary["canary_mode"] == "white-box"
-    table = audit.epsilon_table(result)
+    table = attack_results.epsilon_table(result)
     row = table[table["label"] == "canary audit (white-box)"].iloc[0]
     assert row["compare_epsilon"] == pytest.approx(canary["accountant_epsilon"])
     fig = plots.epsilon_audit_chart(table)
     marker = next(trace for trace in fig.data if trace.name.startswith("its own run's ε"))
     assert list(marker.x) == [pytest.approx(canary["accountant_epsilon"])]
     assert marker.text[0] == f"its run's ε {canary['accountant_epsilon']:.2f}"
-    history = audit.attack_history(store, run_id)
+    history = attack_results.attack_history(store, run_id)
     assert history["canary run's ε"].tolist() == [pytest.approx(canary["accountant_epsilon"])]
 
 

@@ -8,11 +8,12 @@ import math
 import pandas as pd
 import pytest
 
-from dpcore.config import TrainConfig, guidance
+from dpcore.config import TrainConfig
 from dpcore.errors import ConfigError
-from dpcore.jobs.sweep import frontier, run_points
 from dpcore.privacy import accounting, caveats
 from dpcore.privacy.checks import MEANINGFUL_EPSILON, SECRET_NOISE, WITHIN_BUDGET, all_passed, run_checks
+from dpcore.privacy.guidance import guidance
+from dpcore.views.frontier import frontier, run_points
 from dpcore.views.report import ReportRun, run_report_html
 
 # The seed config: synthetic, 800 members, batch 64 -> q = 1/13, 10 epochs = 130 steps, δ = 1e-5.

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from dpcore import ConfigError, TrainConfig
-from dpcore.config import guidance
+from dpcore.privacy.guidance import guidance
 
 
 def test_recipe_fills_unset_knobs_and_keeps_given_ones():

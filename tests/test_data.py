@@ -1,4 +1,7 @@
-"""Tests for dpcore.engine.data: built-in datasets, the OpenML download cache (faked, no network) and CSV uploads."""
+"""Tests for dpcore.engine.data and its parts (splits, builtin_data, openml, csv_data).
+
+Built-in datasets, the OpenML download cache (faked, no network) and CSV uploads.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import train_test_split
 
 from dpcore.config import TrainConfig
-from dpcore.engine import data
+from dpcore.engine import csv_data, data, openml
 from dpcore.engine.data import DATASETS, load_dataset
 from dpcore.errors import DatasetError, DPExplorerError
 
@@ -23,12 +26,12 @@ from dpcore.errors import DatasetError, DPExplorerError
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch, tmp_path):
     """Empty in-memory cache, a private download cache folder and no network for every test."""
-    monkeypatch.setenv(data.CACHE_ENV_VAR, str(tmp_path / "env-cache"))
+    monkeypatch.setenv(openml.CACHE_ENV_VAR, str(tmp_path / "env-cache"))
 
     def no_network(name, version, data_home):
         raise AssertionError(f"test tried to download {name!r} from OpenML")
 
-    monkeypatch.setattr(data, "_fetch_openml", no_network)
+    monkeypatch.setattr(openml, "_fetch_openml", no_network)
     data.clear_cache()
     yield
     data.clear_cache()
@@ -58,7 +61,7 @@ def fake_mnist(monkeypatch):
     x = rng.integers(0, 256, size=(70, 784)).astype(np.float64)  # OpenML gives float pixels
     y = np.array([str(i % 10) for i in range(70)], dtype=object)  # and string labels
     fake = FakeOpenML(x, y)
-    monkeypatch.setattr(data, "_fetch_openml", fake)
+    monkeypatch.setattr(openml, "_fetch_openml", fake)
     return fake
 
 
@@ -199,13 +202,13 @@ def test_mnist_is_fetched_once_cached_compactly_and_loads_offline(fake_mnist, tm
     def offline(name, version, data_home):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(data, "_fetch_openml", offline)
+    monkeypatch.setattr(openml, "_fetch_openml", offline)
     data.clear_cache()
     assert load_dataset("mnist", cache_dir=cache) == split
 
 
 def test_cache_dir_comes_from_environment(fake_mnist, tmp_path, monkeypatch):
-    monkeypatch.setenv(data.CACHE_ENV_VAR, str(tmp_path / "from-env"))
+    monkeypatch.setenv(openml.CACHE_ENV_VAR, str(tmp_path / "from-env"))
     assert data.fetch_dataset("mnist") == tmp_path / "from-env" / "mnist.npz"
     assert data.dataset_status("mnist") == "cached"
     assert data.fetch_dataset("mnist") == tmp_path / "from-env" / "mnist.npz"
@@ -218,7 +221,7 @@ def test_offline_without_cache_explains_how_to_get_the_data(tmp_path, monkeypatc
     def offline(name, version, data_home):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(data, "_fetch_openml", offline)
+    monkeypatch.setattr(openml, "_fetch_openml", offline)
     cache = tmp_path / "empty"
     with pytest.raises(DatasetError) as err:
         load_dataset("mnist", cache_dir=cache)
@@ -244,7 +247,7 @@ def test_cifar10_columns_are_channel_major(monkeypatch, tmp_path):
     red = np.arange(1024) % 200
     row = np.concatenate([red, np.full(1024, 7), np.full(1024, 250)]).astype(np.float64)
     x = np.tile(row, (12, 1))
-    monkeypatch.setattr(data, "_fetch_openml", FakeOpenML(x, np.array(["1"] * 6 + ["2"] * 6)))
+    monkeypatch.setattr(openml, "_fetch_openml", FakeOpenML(x, np.array(["1"] * 6 + ["2"] * 6)))
     split = load_dataset("cifar10", cache_dir=tmp_path)
     assert split.x_members.shape == (10, 3, 32, 32) and split.x_non_members.shape == (2, 3, 32, 32)
     images = data.preview_images(split, n=2)
@@ -256,7 +259,7 @@ def test_cifar10_columns_are_channel_major(monkeypatch, tmp_path):
 
 def test_wrong_row_count_from_openml_is_reported(monkeypatch, tmp_path):
     shrink(monkeypatch, "mnist", n_train=60, n_test=10)
-    monkeypatch.setattr(data, "_fetch_openml", FakeOpenML(np.zeros((50, 784)), np.array(["0"] * 50)))
+    monkeypatch.setattr(openml, "_fetch_openml", FakeOpenML(np.zeros((50, 784)), np.array(["0"] * 50)))
     with pytest.raises(DatasetError, match="expected"):
         load_dataset("mnist", cache_dir=tmp_path)
 
@@ -271,7 +274,7 @@ def test_adult_is_one_hot_encoded_and_cached_as_float32(monkeypatch, tmp_path):
     })
     target = pd.Series(pd.Categorical(np.array([">50K", "<=50K", "<=50K"])[np.arange(n) % 3]))
     fake = FakeOpenML(frame, target)
-    monkeypatch.setattr(data, "_fetch_openml", fake)
+    monkeypatch.setattr(openml, "_fetch_openml", fake)
     split = load_dataset("adult", cache_dir=tmp_path)
     assert fake.calls[0][:2] == ("adult", 2)
     assert split.info.feature_names == ("age", "workclass=Private", "workclass=Self-emp", "workclass=State-gov",
@@ -427,7 +430,7 @@ def test_csv_errors_say_what_is_wrong(case):
 
 
 def test_csv_too_many_rows(monkeypatch):
-    monkeypatch.setattr(data, "MAX_CSV_ROWS", 30)
+    monkeypatch.setattr(csv_data, "MAX_CSV_ROWS", 30)
     with pytest.raises(DatasetError, match="more than 30 rows"):
         load_dataset("csv", data_path=csv_bytes(good_frame(31)), label_column="buys")
     assert load_dataset("csv", data_path=csv_bytes(good_frame(30)), label_column="buys").n_members == 24
@@ -442,3 +445,11 @@ def test_csv_missing_file_and_columns_errors(tmp_path):
         data.csv_columns(b"a,b\n\xff,1\n")
     with pytest.raises(DatasetError, match="empty"):
         data.csv_columns(b"")
+
+
+def test_member_counts_match_the_loaded_splits():
+    counts = data.member_counts()
+    for name in ("synthetic", "digits", "breast-cancer"):
+        assert counts[name] == data.load_dataset(name).n_members
+    assert counts["mnist"] == 60000 and counts["cifar10"] == 50000
+    assert "csv" not in counts

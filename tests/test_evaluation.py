@@ -11,6 +11,7 @@ import torch
 
 from dpcore.config import TrainConfig
 from dpcore.jobs import training as evaluation
+from dpcore.store import artifacts
 from dpcore.store.runs import DONE, RUNNING, RunRecord, RunStore
 from dpcore.views.progress import estimate_progress, format_duration, parse_time
 
@@ -54,7 +55,7 @@ def test_record_result_finishes_the_run_then_stores_roc_and_summary(store, train
     assert record.summary["mia_auc"] == pytest.approx(stored.auc) == pytest.approx(attack.auc)  # deterministic
     assert 0.0 <= record.summary["mia_tpr_at_1pct_fpr"] <= 1.0 and 0.0 <= record.summary["mia_advantage"] <= 1.0
     roc = json.loads((store.artifacts_dir(run_id) / "roc.json").read_text())
-    assert roc == evaluation.load_roc(store.artifacts_dir(run_id))
+    assert roc == artifacts.load_roc(store.artifacts_dir(run_id))
     assert roc["auc"] == pytest.approx(stored.auc) and roc["n_members"] == 800
     assert len(roc["fpr"]) == len(roc["tpr"]) >= 2 and roc["fpr"][0] == 0.0 and roc["fpr"][-1] == 1.0
     assert all(b >= a for a, b in zip(roc["tpr"], roc["tpr"][1:], strict=False))  # an ROC never goes down
@@ -71,7 +72,7 @@ def test_a_failing_attack_keeps_the_trained_run(store, trained):
     assert evaluation.record_result(store, run_id, broken) is None
     record = store.get(run_id)
     assert record.status == DONE and record.summary["mia_status"] == "failed" and record.summary["mia_error"]
-    assert "mia_auc" not in record.summary and evaluation.load_roc(store.artifacts_dir(run_id)) is None
+    assert "mia_auc" not in record.summary and artifacts.load_roc(store.artifacts_dir(run_id)) is None
 
 
 def test_find_baseline_prefers_the_link_then_the_closest_finished_baseline(store):

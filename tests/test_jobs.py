@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-import types
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +12,9 @@ import pytest
 from dpcore.config import TrainConfig
 from dpcore.errors import ConfigError, DPExplorerError
 from dpcore.jobs import queue as jobs
-from dpcore.jobs.queue import JobQueue, ProgressWriter, QueueClosed, QueueFull, StopCheck, get_queue
+from dpcore.jobs import training as job_training
+from dpcore.jobs.queue import JobQueue, QueueClosed, QueueFull, StopCheck, get_queue
+from dpcore.jobs.training import ProgressWriter
 from dpcore.store.runs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, RunStore
 
 TIMEOUT = 5.0
@@ -289,7 +289,7 @@ def test_default_runner_with_fake_trainer(queue, store, monkeypatch):
         on_epoch(dict(epoch=1, epsilon=0.5, train_loss=0.5, train_accuracy=0.7, test_accuracy=0.6, total_epochs=1))
         return FakeRunResult(cfg, step, "finished")
 
-    monkeypatch.setitem(sys.modules, "dpcore.engine.training", types.SimpleNamespace(train=train))
+    monkeypatch.setattr(job_training, "train", train)
     run_id = queue.submit(CFG)
     rec = queue.wait(run_id, TIMEOUT)
     assert rec.status == DONE, rec.error
@@ -306,7 +306,7 @@ def test_default_runner_reports_missing_dataset_cleanly(queue, store, monkeypatc
     def train(cfg, on_step=None, on_epoch=None, should_stop=None, **options):
         raise DatasetError("dataset 'nope' is unknown; available: synthetic, digits")
 
-    monkeypatch.setitem(sys.modules, "dpcore.engine.training", types.SimpleNamespace(train=train))
+    monkeypatch.setattr(job_training, "train", train)
     rec = queue.wait(queue.submit(CFG.replace(dataset="nope")), TIMEOUT)
     assert rec.status == FAILED and rec.error == "dataset 'nope' is unknown; available: synthetic, digits"
 

@@ -121,3 +121,17 @@ def test_training_a_new_run_here_follows_it_and_opens_it_when_done():
     assert jobs.get_queue().wait(new, timeout=60).status == DONE
     at.run()
     assert at.selectbox[0].value == new  # the new run, not the one chosen before
+
+
+def test_an_unknown_run_in_the_link_is_named_not_replaced_by_another():
+    store = RunStore(default_root())
+    run_id = _finished_run(store)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["run"] = "no-such-run"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("no-such-run is not in this runs directory" in warning.value for warning in at.warning)
+    assert at.selectbox[0].value is None and not at.metric  # nothing of another run is shown
+    at.selectbox[0].set_value(run_id).run()
+    assert not at.warning and at.query_params["run"] in (run_id, [run_id])
+    assert {metric.label for metric in at.metric} >= {"Accountant ε", "Test accuracy"}

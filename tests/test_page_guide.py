@@ -7,8 +7,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dpcore import ConfigError
+from dpcore.privacy.bands import EPSILON_BANDS
 from dpcore.views import plots
-from dpcore.views.explain import BAND_MEANINGS, EPSILON_BANDS, TOPICS, epsilon_band_table
+from dpcore.views.explain import BAND_MEANINGS, TOPICS, epsilon_band_table
 
 PAGE = "../pages/guide.py"
 

@@ -7,6 +7,7 @@ import math
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dpcore.engine import data
 from dpcore.privacy import accounting
 
 PAGE = "../pages/planner.py"
@@ -113,7 +114,7 @@ def test_batch_larger_than_n_is_a_clear_message(page):
 
 def test_dataset_picker_fills_n_and_sample_rate_mode(page):
     page.selectbox(key="planner_dataset").set_value("breast-cancer").run()
-    assert page.number_input(key="planner_n").value == accounting.member_counts()["breast-cancer"] == 455
+    assert page.number_input(key="planner_n").value == data.member_counts()["breast-cancer"] == 455
     page.radio(key="planner_size_by").set_value("sample_rate").run()
     set_inputs(page, sample_rate=0.1)
     caption = " ".join(caption.value for caption in page.caption)

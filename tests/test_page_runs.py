@@ -154,6 +154,7 @@ def test_a_shared_link_reopens_the_comparison(runs):
     assert not at.exception, at.exception
     assert [s.value for s in at.subheader] == ["Compare 2 runs"]
     assert at.session_state["runs_selected_ids"] == [ids["noisy"], ids["baseline"]]
+    assert any("not-a-run" in warning.value for warning in at.warning)  # named, not silently dropped
 
 
 def test_delete_needs_confirmation(runs):

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dpcore.config import TrainConfig, from_query, to_query
+from dpcore.config import TrainConfig
 from dpcore.errors import ConfigError
 from dpcore.jobs import queue as jobs
 from dpcore.jobs import sweep as sweeps
+from dpcore.query import from_query, to_query
 from dpcore.store.runs import RUNS_DIR_ENV, RunStore
 
 PAGE = "../pages/tradeoffs.py"

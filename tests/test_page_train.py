@@ -156,7 +156,7 @@ def test_train_shows_live_run_then_summary_roc_and_checks(app):
 
     # continue the finished run for one more epoch: a new run, linked to this one, spending on top
     app.number_input(key=f"train-more-epochs-{run_id}").set_value(1).run()
-    assert "bring the total to about" in texts(app.markdown)
+    assert "ε spent so far" in texts(app.markdown) and "→ about" in texts(app.markdown)  # the projected total
     app.button(key=f"train-continue-{run_id}").click().run()
     assert not app.exception
     continuation = app.session_state["train_run_id"]

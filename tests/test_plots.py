@@ -59,19 +59,6 @@ def has_no_data(fig: go.Figure) -> bool:
     return plots.NO_DATA_TEXT in annotation_texts(fig)
 
 
-# ---------------------------------------------------------------------------- epsilon bands
-
-
-def test_epsilon_bands_constant_and_lookup():
-    assert plots.EPSILON_BANDS == [(0, 1, "strong"), (1, 5, "moderate"), (5, 10, "weak"), (10, math.inf, "very weak")]
-    assert [plots.epsilon_band(e) for e in (0, 0.99, 1, 4.99, 5, 9.99, 10, 1e6)] == [
-        "strong", "strong", "moderate", "moderate", "weak", "weak", "very weak", "very weak"]
-    assert plots.epsilon_band(math.inf) == "none (not private)"
-    assert plots.epsilon_band(float("nan")) == "unknown"
-    with pytest.raises(ConfigError, match="got -1"):
-        plots.epsilon_band(-1)
-
-
 # ---------------------------------------------------------------------------- epsilon_chart
 
 
@@ -174,7 +161,7 @@ def test_clip_fraction_chart_band_and_rolling_mean():
     assert fig.layout.yaxis.tickformat == ".0%"
     raw, smoothed = fig.data
     assert raw.showlegend is False and raw.opacity < 1
-    window = plots._smoothing_window(200)
+    window = plots.training._smoothing_window(200)
     expected = run["clip_fraction"].rolling(window, min_periods=1).mean().to_numpy()
     np.testing.assert_allclose(smoothed.y, expected)
     assert len(plots.clip_fraction_chart([("a", history(10))]).data) == 1  # few steps: no rolling mean

@@ -9,9 +9,11 @@ from html.parser import HTMLParser
 import pytest
 
 from dpcore.cli import main
-from dpcore.config import TrainConfig, guidance
+from dpcore.config import TrainConfig
 from dpcore.errors import DPExplorerError
 from dpcore.jobs import sweep as sweeps
+from dpcore.privacy.checks import run_checks
+from dpcore.privacy.guidance import guidance
 from dpcore.store.runs import RunStore
 from dpcore.views import report
 
@@ -84,7 +86,7 @@ def test_run_report_contains_the_runs_numbers(trained, store):
     assert baseline.id in page.text
     assert f"{summary['mia_auc']:.3f}" in page.text and "mia_tpr_at_1pct_fpr" in page.text
     assert "mia_epsilon_lower" in page.text
-    for check in report.summary_checks(record.config, summary):
+    for check in run_checks(record.config, summary):
         assert check.name in page.text
     assert "pass" in page.text
     cfg = TrainConfig.from_dict(record.config)
@@ -95,10 +97,12 @@ def test_run_report_contains_the_runs_numbers(trained, store):
     assert "python" in page.text and "report generated" in page.text
     assert "synthetic" in page.text and "Synthetic embeddings" in page.text and sweep_id in page.text
     # the proven limit of any attack, beside the attack's own TPR at 1 % FPR, and on both ROCs
+    from dpcore.engine.checkpoint import checkpoint_history
     from dpcore.privacy import tradeoff
     from dpcore.views.explain import attack_bound_sentence
 
-    bound = tradeoff.tradeoff_for_run(summary=summary, config=record.config, artifacts=store.artifacts_path(record.id))
+    bound = tradeoff.tradeoff_for_run(summary=summary, config=record.config,
+                                      history=checkpoint_history(store.artifacts_path(record.id)))
     assert not bound.unlimited and bound.headline() < 1
     assert attack_bound_sentence(bound_tpr=bound.headline(), empirical_tpr=summary["mia_tpr_at_1pct_fpr"]) in page.text
     assert html.count("most any attacker can achieve at ε") == 2 and html.count("impossible for any attack") == 2

@@ -12,10 +12,10 @@ from dpcore.jobs.queue import JobQueue
 from dpcore.jobs.resume import (
     NotResumable,
     continuation_name,
-    parent_of,
     plan_resume,
     resume_problem,
 )
+from dpcore.store.records import parent_of
 from dpcore.store.runs import DONE, FAILED, INTERRUPTED, RUNNING, RunActive, RunNotFound, RunStore
 
 torch = pytest.importorskip("torch")

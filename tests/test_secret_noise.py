@@ -14,9 +14,10 @@ import torch
 
 from dpcore import TrainConfig, train
 from dpcore.cli import build_parser, config_from_args
-from dpcore.config import from_query, to_query
 from dpcore.engine import training as training_mod
-from dpcore.engine.training import ResumeState, _random_streams
+from dpcore.engine.checkpoint import ResumeState
+from dpcore.engine.training import _random_streams
+from dpcore.query import from_query, to_query
 
 CFG = TrainConfig(dataset="synthetic", noise_multiplier=1.0, max_grad_norm=1.0, epochs=1, batch_size=64,
                   lr=0.05, seed=7, device="cpu")

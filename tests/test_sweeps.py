@@ -20,6 +20,7 @@ from dpcore.errors import ConfigError
 from dpcore.jobs import sweep as sweeps
 from dpcore.jobs.queue import JobQueue
 from dpcore.store.runs import CANCELLED, DONE, FAILED, INTERRUPTED, RunStore
+from dpcore.views import frontier as frontiers
 from dpcore.views import plots
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -289,16 +290,16 @@ def fake_runs() -> pd.DataFrame:
 
 
 def test_run_points_give_one_point_per_finished_training_run():
-    points = sweeps.run_points(fake_runs())
+    points = frontiers.run_points(fake_runs())
     assert len(points) == 10 and set(points["run_id"]) == set(fake_runs()["id"]) - {"failed", "attack-job"}
     assert points["is_baseline"].sum() == 2
     assert points.loc[points["is_baseline"], "epsilon"].map(math.isinf).all()
-    assert list(points.columns) == list(sweeps.POINT_COLUMNS)
-    assert sweeps.run_points(pd.DataFrame()).empty
+    assert list(points.columns) == list(frontiers.POINT_COLUMNS)
+    assert frontiers.run_points(pd.DataFrame()).empty
 
 
 def test_frontier_picks_the_best_clip_per_epsilon_and_aggregates_seeds():
-    front = sweeps.frontier(sweeps.run_points(fake_runs()))
+    front = frontiers.frontier(frontiers.run_points(fake_runs()))
     assert list(front["label"]) == ["ε 1", "ε 4", "non-private baseline"]
     eps1, eps4, base = (front.iloc[i] for i in range(3))
     assert eps1["max_grad_norm"] == 0.5 and eps1["test_accuracy"] == pytest.approx(0.72)
@@ -306,31 +307,31 @@ def test_frontier_picks_the_best_clip_per_epsilon_and_aggregates_seeds():
     assert eps4["max_grad_norm"] == 2.0 and eps4["test_accuracy"] == pytest.approx(0.87) and eps4["n_runs"] == 2
     assert bool(base["is_baseline"]) and math.isinf(base["epsilon"]) and base["test_accuracy"] == pytest.approx(0.94)
     assert sorted(base["run_ids"]) == ["base-0", "base-1"]
-    fixed = sweeps.frontier(sweeps.run_points(fake_runs()), max_grad_norm=0.5)
+    fixed = frontiers.frontier(frontiers.run_points(fake_runs()), max_grad_norm=0.5)
     assert list(fixed["max_grad_norm"].iloc[:2]) == [0.5, 0.5]
-    one_seed = sweeps.frontier(sweeps.run_points(fake_runs()[fake_runs()["seed"] == 0]))
+    one_seed = frontiers.frontier(frontiers.run_points(fake_runs()[fake_runs()["seed"] == 0]))
     assert one_seed["test_accuracy_std"].isna().all()  # one seed: no error bar
 
 
 def test_heatmap_has_one_cell_per_pair_and_one_best_per_epsilon():
-    cells = sweeps.heatmap_data(sweeps.run_points(fake_runs()))
+    cells = frontiers.heatmap_data(frontiers.run_points(fake_runs()))
     assert len(cells) == 4
     best = cells[cells["is_best"]]
     assert sorted(zip(best["target_epsilon"], best["max_grad_norm"], strict=True)) == [(1.0, 0.5), (4.0, 2.0)]
-    clip = sweeps.heatmap_data(sweeps.run_points(fake_runs()), value="final_clip_fraction")
+    clip = frontiers.heatmap_data(frontiers.run_points(fake_runs()), value="final_clip_fraction")
     assert clip.set_index(["target_epsilon", "max_grad_norm"]).loc[(1.0, 2.0), "value"] == pytest.approx(0.7)
 
 
 def test_bounds_prefer_the_attack_lab_bound():
-    bounds = sweeps.bounds_data(sweeps.run_points(fake_runs())).set_index("run_id")
+    bounds = frontiers.bounds_data(frontiers.run_points(fake_runs())).set_index("run_id")
     assert len(bounds) == 8
     assert bounds.loc["r-4-0.5-0", "empirical_lower_bound"] == 0.3 and bounds.loc["r-4-0.5-0", "source"] == "attack lab"
     assert bounds.loc["r-1-0.5-0", "empirical_lower_bound"] == pytest.approx(0.1)
 
 
 def test_charts_carry_the_baseline_error_bars_and_run_ids_for_clicks():
-    points = sweeps.run_points(fake_runs())
-    front = sweeps.frontier(points)
+    points = frontiers.run_points(fake_runs())
+    front = frontiers.frontier(points)
     utility = plots.add_run_points(plots.privacy_utility_chart(front), points, x="epsilon", y="test_accuracy")
     names = [trace.name for trace in utility.data]
     assert any(name.startswith("non-private baseline (94.0%)") for name in names)
@@ -347,7 +348,7 @@ def test_charts_carry_the_baseline_error_bars_and_run_ids_for_clicks():
     tpr = plots.attack_vs_epsilon_chart(front, metric="mia_tpr_at_1pct_fpr")
     assert tpr.layout.yaxis.tickformat == "~%"  # 0.5 %, 1 %, 1.5 %: small rates keep their decimals
 
-    heat = plots.sweep_heatmap(sweeps.heatmap_data(points))
+    heat = plots.sweep_heatmap(frontiers.heatmap_data(points))
     cells = next(trace for trace in heat.data if trace.name == "cells")
     assert len(cells.customdata) == 4 and set(cells.customdata) <= set(points["run_id"])
     assert any(trace.name == "best C for this ε" and len(trace.x) == 2 for trace in heat.data)
@@ -355,11 +356,11 @@ def test_charts_carry_the_baseline_error_bars_and_run_ids_for_clicks():
 
 
 def test_fraction_axis_fits_a_lone_point_inside_0_and_1():
-    points = sweeps.run_points(fake_runs()[fake_runs()["target_epsilon"] == 1.0].head(1))
-    fig = plots.fit_fraction_axis(plots.privacy_utility_chart(sweeps.frontier(points)))
+    points = frontiers.run_points(fake_runs()[fake_runs()["target_epsilon"] == 1.0].head(1))
+    fig = plots.fit_fraction_axis(plots.privacy_utility_chart(frontiers.frontier(points)))
     low, high = fig.layout.yaxis.range
     assert 0.0 <= low < 0.70 < high <= 1.0 and high - low < 0.2
-    auc = plots.fit_fraction_axis(plots.attack_vs_epsilon_chart(sweeps.frontier(points)), include=(0.5,))
+    auc = plots.fit_fraction_axis(plots.attack_vs_epsilon_chart(frontiers.frontier(points)), include=(0.5,))
     assert auc.layout.yaxis.range[0] < 0.5 < auc.layout.yaxis.range[1]
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import beta, norm
 
+from dpcore.engine.checkpoint import checkpoint_history
 from dpcore.privacy import tradeoff
 from dpcore.privacy.tradeoff import (
     FPR_GRID,
@@ -184,7 +185,10 @@ def test_tradeoff_for_run_reads_the_stored_run(trained_runs, tmp_path):
     private, baseline = trained_runs
     run = private[0]
     run.save(tmp_path / "run")
-    from_store = tradeoff.tradeoff_for_run(summary=run.summary(), artifacts=tmp_path / "run")
+    history = checkpoint_history(tmp_path / "run")
+    assert history == [tuple(segment) for segment in run.accountant_history]
+    assert checkpoint_history(tmp_path / "missing") is None and checkpoint_history(None) is None
+    from_store = tradeoff.tradeoff_for_run(summary=run.summary(), history=history)
     assert from_store is tradeoff_from_history(run.accountant_history)
     from_summary = tradeoff.tradeoff_for_run(summary=run.summary())
     assert from_summary.headline() == pytest.approx(from_store.headline(), abs=1e-9)

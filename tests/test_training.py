@@ -11,9 +11,10 @@ import torch
 
 from dpcore import ConfigError, TrainConfig, train
 from dpcore.attacks import loss_threshold_attack
+from dpcore.engine.checkpoint import ResumeState
 from dpcore.engine.data import load_for_config
 from dpcore.engine.models import build_model, make_private_compatible
-from dpcore.engine.training import ResumeState, probe_grad_norms, suggest_max_grad_norm
+from dpcore.engine.probe import probe_grad_norms, suggest_max_grad_norm
 from dpcore.privacy.checks import all_passed, seed_checks
 
 SEED_CONFIG = TrainConfig(dataset="synthetic", target_epsilon=3.0, target_delta=1e-5, max_grad_norm=1.0,

@@ -20,12 +20,14 @@ import torch
 
 from dpcore.config import TrainConfig
 from dpcore.engine.data import hold_out_validation, load_dataset, load_for_config, validation_indices
-from dpcore.engine.training import EPOCH_COLUMNS, train
+from dpcore.engine.result import EPOCH_COLUMNS
+from dpcore.engine.training import train
 from dpcore.errors import ConfigError, DatasetError
 from dpcore.jobs import queue as jobs
 from dpcore.jobs import sweep as sweeps
 from dpcore.store.runs import DB_NAME, RUNS_DIR_ENV, RunStore
 from dpcore.views import explain, report
+from dpcore.views import frontier as frontiers
 
 
 def _rows(x: torch.Tensor) -> set[bytes]:
@@ -105,23 +107,23 @@ def _points(validation: dict[tuple[float, float], float] | None) -> pd.DataFrame
                          **({} if validation is None else {"validation_accuracy": validation[(eps, clip)]})))
     rows.append(dict(id="base", name="baseline", kind="train", status="done", private=False, seed=0,
                      test_accuracy=0.95, **({} if validation is None else {"validation_accuracy": 0.96})))
-    return sweeps.run_points(pd.DataFrame(rows))
+    return frontiers.run_points(pd.DataFrame(rows))
 
 
 DISAGREEING = {(1.0, 0.5): 0.80, (1.0, 2.0): 0.75, (4.0, 0.5): 0.85, (4.0, 2.0): 0.88}
 
 
 def test_frontier_chooses_on_validation_and_reports_test_accuracy():
-    front = sweeps.frontier(_points(DISAGREEING)).set_index("label")
+    front = frontiers.frontier(_points(DISAGREEING)).set_index("label")
     # test accuracy alone would pick C 2 at eps 1 and C 0.5 at eps 4: validation picks the others
     assert front.loc["ε 1", "max_grad_norm"] == 0.5 and front.loc["ε 1", "test_accuracy"] == pytest.approx(0.70)
     assert front.loc["ε 4", "max_grad_norm"] == 2.0 and front.loc["ε 4", "test_accuracy"] == pytest.approx(0.80)
     assert front.loc["ε 1", "validation_accuracy"] == pytest.approx(0.80)
-    assert set(front.loc[["ε 1", "ε 4"], "chosen_on"]) == {sweeps.CHOSEN_ON_VALIDATION}
+    assert set(front.loc[["ε 1", "ε 4"], "chosen_on"]) == {frontiers.CHOSEN_ON_VALIDATION}
     assert list(front.loc[["ε 1", "ε 4"], "n_candidates"]) == [2, 2]
-    assert front.loc["non-private baseline", "chosen_on"] == sweeps.CHOSEN_ON_NOTHING
-    assert sweeps.frontier_note(sweeps.frontier(_points(DISAGREEING))) is None
-    cells = sweeps.heatmap_data(_points(DISAGREEING))
+    assert front.loc["non-private baseline", "chosen_on"] == frontiers.CHOSEN_ON_NOTHING
+    assert frontiers.frontier_note(frontiers.frontier(_points(DISAGREEING))) is None
+    cells = frontiers.heatmap_data(_points(DISAGREEING))
     best = cells[cells["is_best"]]
     assert sorted(zip(best["target_epsilon"], best["max_grad_norm"], strict=True)) == [(1.0, 0.5), (4.0, 2.0)]
 
@@ -129,22 +131,22 @@ def test_frontier_chooses_on_validation_and_reports_test_accuracy():
 def test_old_runs_without_validation_fall_back_to_test_with_a_note():
     old = _points(None)
     assert old["validation_accuracy"].isna().all()
-    front = sweeps.frontier(old).set_index("label")
+    front = frontiers.frontier(old).set_index("label")
     assert front.loc["ε 1", "max_grad_norm"] == 2.0 and front.loc["ε 4", "max_grad_norm"] == 0.5
-    assert set(front.loc[["ε 1", "ε 4"], "chosen_on"]) == {sweeps.CHOSEN_ON_TEST}
-    note = sweeps.frontier_note(sweeps.frontier(old))
+    assert set(front.loc[["ε 1", "ε 4"], "chosen_on"]) == {frontiers.CHOSEN_ON_TEST}
+    note = frontiers.frontier_note(frontiers.frontier(old))
     assert note and "ε 1" in note and "test accuracy" in note
     # a points frame from before the column existed at all
-    legacy = sweeps.frontier(old.drop(columns="validation_accuracy")).set_index("label")
+    legacy = frontiers.frontier(old.drop(columns="validation_accuracy")).set_index("label")
     assert legacy.loc["ε 1", "max_grad_norm"] == 2.0
-    cells = sweeps.heatmap_data(old.drop(columns="validation_accuracy"))
+    cells = frontiers.heatmap_data(old.drop(columns="validation_accuracy"))
     assert cells["is_best"].sum() == 2
     # one cell of eps 1 without validation: that epsilon falls back, the other still chooses on validation
     mixed = _points(DISAGREEING)
     mixed.loc[mixed["run_id"] == "r-1-2", "validation_accuracy"] = math.nan
-    front = sweeps.frontier(mixed).set_index("label")
-    assert front.loc["ε 1", "chosen_on"] == sweeps.CHOSEN_ON_TEST
-    assert front.loc["ε 4", "chosen_on"] == sweeps.CHOSEN_ON_VALIDATION
+    front = frontiers.frontier(mixed).set_index("label")
+    assert front.loc["ε 1", "chosen_on"] == frontiers.CHOSEN_ON_TEST
+    assert front.loc["ε 4", "chosen_on"] == frontiers.CHOSEN_ON_VALIDATION
 
 
 def test_sweeps_hold_out_validation_for_every_member_and_old_records_read_as_none():
@@ -210,9 +212,9 @@ def test_an_old_runs_folder_opens_and_its_sweep_still_renders(tmp_path):
     epochs = store.epochs(run_id)  # the column was added in place
     assert "validation_accuracy" in epochs.columns and epochs["validation_accuracy"].isna().all()
     assert store.append_epoch(run_id, {"epoch": 2, "epsilon": 1.0, "validation_accuracy": 0.6}) == 1
-    points = sweeps.run_points(sweeps.sweep_runs(store, sweep_id))
-    front = sweeps.frontier(points).set_index("label")
-    assert front.loc["ε 1", "chosen_on"] == sweeps.CHOSEN_ON_TEST and front.loc["ε 1", "max_grad_norm"] == 2.0
+    points = frontiers.run_points(sweeps.sweep_runs(store, sweep_id))
+    front = frontiers.frontier(points).set_index("label")
+    assert front.loc["ε 1", "chosen_on"] == frontiers.CHOSEN_ON_TEST and front.loc["ε 1", "max_grad_norm"] == 2.0
     html = report.sweep_report(store, sweep_id)
     assert "no validation set" in html and "validation split" in html
     assert "a sweep recorded before validation splits" in html

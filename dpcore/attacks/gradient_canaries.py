@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from dpcore import attacks as attack_lib
+from dpcore.attacks.bounds import EpsilonBound, one_run_audit_best, one_run_audit_power
 from dpcore.config import TrainConfig
 from dpcore.engine.data import SplitData
 from dpcore.engine.training import fresh_model
@@ -43,7 +43,7 @@ class GradientCanaryAudit:
     guess right), the schedule it ran (sigma, sample rate q, steps, C) and its accountant epsilon at ``delta``
     (``math.inf`` without DP), the canaries' ``scores`` and ``included`` mask, and wall ``seconds``."""
 
-    bound: attack_lib.EpsilonBound
+    bound: EpsilonBound
     power: float
     accountant_epsilon: float
     delta: float
@@ -124,6 +124,77 @@ def _choose_coordinates(model: nn.Module, names: list[str], data: SplitData, m: 
     return np.sort(order[:m])
 
 
+def _canary_model(config: TrainConfig, data: SplitData, n_canaries: int, *, rng: np.random.Generator
+                  ) -> tuple[nn.Module, list[str], np.ndarray]:
+    """``config``'s model at initialisation (weights from ``config.seed``) in train mode, the names of its
+    trainable parameters, and the ``n_canaries`` coordinates (indices into their concatenation) the canaries
+    use. Raises ``ConfigError`` when the model has too few parameters for ``n_canaries``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model, _ = fresh_model(config, data)
+    model.train()
+    names = [name for name, p in model.named_parameters() if p.requires_grad]
+    most = max_gradient_canaries(model)
+    if not 2 <= n_canaries <= most:
+        raise ConfigError(f"white-box canaries must be between 2 and {most} (half the model's {2 * most} "
+                          f"parameters), got {n_canaries}")
+    coordinates = _choose_coordinates(model, names, data, n_canaries, max_grad_norm=float(config.max_grad_norm),
+                                      rng=rng)
+    return model, names, coordinates
+
+
+def _train_with_canaries(
+    model: nn.Module,
+    names: list[str],
+    data: SplitData,
+    *,
+    config: TrainConfig,
+    coordinates: np.ndarray,
+    included: np.ndarray,
+    sigma: float,
+    sample_rate: float,
+    steps: int,
+    seed: int,
+    should_stop: Callable[[], bool] | None,
+) -> np.ndarray | None:
+    """Train ``model`` for ``steps`` steps of the audited schedule with the ``included`` canaries adding C along
+    their ``coordinates`` when sampled (``sigma`` = 0: no clipping and no noise). Returns every step's
+    privatised gradient sum at the canaries' coordinates, ``[steps, m]`` in units of C, or None when
+    ``should_stop()`` answered True."""
+    params = [p for name, p in model.named_parameters() if name in names]
+    optimizer: torch.optim.Optimizer = (torch.optim.Adam(params, lr=config.lr) if config.optimizer == "adam" else
+                                        torch.optim.SGD(params, lr=config.lr, momentum=config.momentum))
+    sampling, noise = _streams(int(seed), bool(config.reproducible))
+    private, clip = sigma != 0.0, float(config.max_grad_norm)
+    coordinate_index, included_t = torch.from_numpy(coordinates), torch.from_numpy(included)
+    n = len(data.x_members)
+    expected_batch = sample_rate * n
+    observations = np.zeros((steps, len(coordinates)), dtype=np.float32)
+    for step in range(steps):
+        if should_stop is not None and should_stop():
+            return None
+        chosen = torch.nonzero(torch.rand(n, generator=sampling) < sample_rate).flatten()
+        total = torch.zeros(sum(p.numel() for p in params))
+        if len(chosen):
+            g = _per_sample_grads(model, names, data.x_members[chosen], data.y_members[chosen])
+            if private:
+                g = g * (clip / (g.norm(dim=1, keepdim=True) + 1e-6)).clamp(max=1.0)
+            total += g.sum(dim=0)
+        sampled = included_t & (torch.rand(len(coordinates), generator=sampling) < sample_rate)
+        total[coordinate_index] += clip * sampled.to(total.dtype)
+        if private:
+            total += torch.normal(0.0, sigma * clip, size=total.shape, generator=noise)
+        observations[step] = (total[coordinate_index] / clip).numpy()
+        update = total / expected_batch
+        offset = 0
+        for p in params:
+            p.grad = update[offset:offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return observations
+
+
 def gradient_canary_audit(
     config: TrainConfig,
     data: SplitData,
@@ -153,65 +224,29 @@ def gradient_canary_audit(
     if steps < 1:
         raise ConfigError(f"the audited schedule needs at least 1 step, got {steps}")
     private = bool(noise_multiplier)
-    clip = float(config.max_grad_norm)
-    rng = np.random.default_rng(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model, _ = fresh_model(config, data)
-    model.train()
-    names = [name for name, p in model.named_parameters() if p.requires_grad]
-    params = [p for name, p in model.named_parameters() if name in names]
-    most = max_gradient_canaries(model)
-    if not 2 <= n_canaries <= most:
-        raise ConfigError(f"white-box canaries must be between 2 and {most} (half the model's {2 * most} "
-                          f"parameters), got {n_canaries}")
-    coordinates = _choose_coordinates(model, names, data, n_canaries, max_grad_norm=clip, rng=rng)
-    coordinate_index = torch.from_numpy(coordinates)
-    included = rng.random(n_canaries) < 0.5
-    included_t = torch.from_numpy(included)
-    optimizer: torch.optim.Optimizer = (torch.optim.Adam(params, lr=config.lr) if config.optimizer == "adam" else
-                                        torch.optim.SGD(params, lr=config.lr, momentum=config.momentum))
-    sampling, noise = _streams(int(seed), bool(config.reproducible))
-    n = len(data.x_members)
-    expected_batch = sample_rate * n
-    observations = np.zeros((steps, n_canaries), dtype=np.float32)
     sigma = float(noise_multiplier) if private else 0.0
-    for step in range(steps):
-        if should_stop is not None and should_stop():
-            return None
-        chosen = torch.nonzero(torch.rand(n, generator=sampling) < sample_rate).flatten()
-        total = torch.zeros(sum(p.numel() for p in params))
-        if len(chosen):
-            g = _per_sample_grads(model, names, data.x_members[chosen], data.y_members[chosen])
-            if private:
-                g = g * (clip / (g.norm(dim=1, keepdim=True) + 1e-6)).clamp(max=1.0)
-            total += g.sum(dim=0)
-        sampled = included_t & (torch.rand(n_canaries, generator=sampling) < sample_rate)
-        total[coordinate_index] += clip * sampled.to(total.dtype)
-        if private:
-            total += torch.normal(0.0, sigma * clip, size=total.shape, generator=noise)
-        observations[step] = (total[coordinate_index] / clip).numpy()
-        update = total / expected_batch
-        offset = 0
-        for p in params:
-            p.grad = update[offset:offset + p.numel()].view_as(p).clone()
-            offset += p.numel()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    rng = np.random.default_rng(seed)
+    model, names, coordinates = _canary_model(config, data, n_canaries, rng=rng)
+    included = rng.random(n_canaries) < 0.5
+    observations = _train_with_canaries(model, names, data, config=config, coordinates=coordinates,
+                                        included=included, sigma=sigma, sample_rate=sample_rate, steps=steps,
+                                        seed=seed, should_stop=should_stop)
+    if observations is None:
+        return None
     scores = canary_scores(observations, sample_rate=sample_rate, noise_multiplier=sigma)
     if not np.all(np.isfinite(scores)):  # a diverged run: rank what is finite, the rest lowest
         scores = np.nan_to_num(scores, nan=-np.inf, posinf=np.finfo(np.float64).max, neginf=-np.inf)
         scores[~np.isfinite(scores)] = np.finfo(np.float64).min
-    bound = attack_lib.one_run_audit_best(scores, included, delta=config.target_delta, confidence=confidence)
-    power = attack_lib.one_run_audit_power(bound, confidence=confidence)
+    bound = one_run_audit_best(scores, included, delta=config.target_delta, confidence=confidence)
+    power = one_run_audit_power(bound, confidence=confidence)
     accountant = config.accountant if private else None
     epsilon = (accounting.schedule_epsilon([(sigma, sample_rate, steps)], delta=config.target_delta,
                                            accountant=accountant) if private else math.inf)
     return GradientCanaryAudit(
         bound=bound, power=power, accountant_epsilon=float(epsilon), delta=config.target_delta,
         accountant=accountant, noise_multiplier=sigma if private else None, sample_rate=float(sample_rate),
-        steps=int(steps), max_grad_norm=clip, canaries=int(n_canaries), scores=scores, included=included,
-        coordinates=coordinates, observations=observations,
+        steps=int(steps), max_grad_norm=float(config.max_grad_norm), canaries=int(n_canaries), scores=scores,
+        included=included, coordinates=coordinates, observations=observations,
         seconds=time.perf_counter() - started, reproducible=bool(config.reproducible),
     )
 

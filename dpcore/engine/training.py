@@ -5,6 +5,12 @@ calibrates (or takes) the noise multiplier, wraps everything with Opacus'
 ``PrivacyEngine``, and records per logical step the epsilon spent, the fraction
 of per-sample gradients clipped and the loss. It stops cleanly on cancel, on a
 diverging loss, or before a step would take epsilon past ``epsilon_limit``.
+
+``train`` is three steps: ``plan_training`` (validation, device, model, optimizer,
+random streams, sigma, Opacus wrapping, the epsilon-at-step curve and the hard stop),
+``_run_epochs`` (the loop; ``_train_batch`` is one physical batch) and ``_finish``
+(final epsilon, an unwrapped model, the ``RunResult`` of ``engine.result``). Checkpoints
+are in ``engine.checkpoint``, the clipping-bound probe in ``engine.probe``.
 """
 
 from __future__ import annotations
@@ -27,20 +33,20 @@ import numpy as np
 import pandas as pd
 import torch
 from opacus import PrivacyEngine
+from opacus.optimizers.optimizer_fast_gradient_clipping import DPOptimizerFastGradientClipping
 from opacus.utils.batch_memory_manager import BatchMemoryManager
 from torch import nn
 from torch.utils.data import DataLoader
 
 from dpcore.config import TrainConfig
+from dpcore.engine.checkpoint import ResumeState, write_checkpoint
 from dpcore.engine.data import SplitData, load_for_config
 from dpcore.engine.models import build_model, make_private_compatible
+from dpcore.engine.result import EPOCH_COLUMNS, HISTORY_COLUMNS, RunResult
 from dpcore.errors import ConfigError
 from dpcore.privacy import accounting
 
 StepCallback = Callable[[dict[str, Any]], None]
-HISTORY_COLUMNS = ["step", "epoch", "epsilon", "clip_fraction", "loss", "batch_size"]
-# validation_accuracy: on the member-side slice held out of training (cfg.validation_fraction); NaN without one.
-EPOCH_COLUMNS = ["epoch", "epsilon", "train_loss", "train_accuracy", "test_accuracy", "validation_accuracy"]
 STOP_REASONS = {
     "finished": "Trained for all {epochs} epoch(s).",
     "epsilon_limit": "Stopped after step {steps}: the next step would have spent more than the "
@@ -84,180 +90,6 @@ def describe_device(device: torch.device) -> str:
     return str(device)
 
 
-@dataclass
-class ResumeState:
-    """What a checkpoint carries to continue a run: weights, optimizer, spent budget, position."""
-
-    model_state: dict[str, torch.Tensor]
-    optimizer_state: dict[str, Any]
-    accountant_history: list[tuple[float, float, int]]
-    noise_multiplier: float | None
-    epochs_done: int
-    steps_done: int
-    sample_rate: float | None = None
-
-    @classmethod
-    def load(cls, directory: str | Path) -> ResumeState:
-        """Read ``checkpoint.pt`` written by ``RunResult.save`` (weights_only: no code is unpickled)."""
-        path = Path(directory) / "checkpoint.pt"
-        if not path.exists():
-            raise ConfigError(f"no checkpoint at {path}: only runs saved by this version can be resumed")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return cls(
-            model_state=state["model_state"],
-            optimizer_state=state["optimizer_state"],
-            accountant_history=[(float(s), float(q), int(n)) for s, q, n in state["accountant_history"]],
-            noise_multiplier=state["noise_multiplier"],
-            epochs_done=int(state["epochs_done"]),
-            steps_done=int(state["steps_done"]),
-            sample_rate=state.get("sample_rate"),
-        )
-
-
-def write_checkpoint(directory: str | Path, *, model: nn.Module, optimizer_state: dict[str, Any],
-                     accountant_history: list[tuple[float, float, int]], noise_multiplier: float | None,
-                     max_grad_norm: float, epochs_done: int, steps_done: int, sample_rate: float) -> Path:
-    """Write ``checkpoint.pt`` (what ``ResumeState.load`` reads) atomically; return its path.
-
-    Opacus' own checkpoint keeps the accountant history but not sigma or max_grad_norm,
-    so this one stores them too. Only tensors and plain data: loadable with weights_only.
-    """
-    path = Path(directory) / "checkpoint.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    inner = getattr(model, "_module", model)  # Opacus wraps the model during training
-    payload = {
-        "model_state": {key: value.detach().cpu() for key, value in inner.state_dict().items()},
-        "optimizer_state": optimizer_state,
-        "accountant_history": [list(segment) for segment in accountant_history],
-        "noise_multiplier": noise_multiplier,
-        "max_grad_norm": max_grad_norm,
-        "epochs_done": epochs_done,
-        "steps_done": steps_done,
-        "sample_rate": sample_rate,
-    }
-    scratch = path.with_suffix(".pt.tmp")
-    torch.save(payload, scratch)
-    scratch.replace(path)  # a crash mid-write never leaves a truncated checkpoint behind
-    return path
-
-
-@dataclass
-class RunResult:
-    """Everything a run produced, as plain data plus the trained model.
-
-    ``final_epsilon`` is the epsilon spent at ``config.target_delta`` by the
-    accountant named in the config (``math.inf`` for the non-private baseline).
-    """
-
-    config: TrainConfig
-    status: str
-    stop_reason: str
-    final_epsilon: float
-    noise_multiplier: float | None
-    sample_rate: float
-    steps: int
-    history: pd.DataFrame
-    epochs: pd.DataFrame
-    model: nn.Module
-    data: SplitData
-    device: str
-    grad_sample_mode: str | None
-    fixes: list[str]
-    seconds: float
-    accountant_history: list[tuple[float, float, int]] = field(default_factory=list)
-    optimizer_state: dict[str, Any] = field(default_factory=dict, repr=False)
-    epochs_done: int = 0
-
-    @property
-    def test_accuracy(self) -> float:
-        """Accuracy on the held-out non-members after the last epoch (NaN if no epoch finished)."""
-        return float(self.epochs["test_accuracy"].iloc[-1]) if len(self.epochs) else math.nan
-
-    @property
-    def validation_accuracy(self) -> float:
-        """Accuracy on the validation slice held out of the members after the last epoch.
-
-        NaN when the run had no validation set (``validation_fraction`` 0) or no epoch finished.
-        Choices among runs (the sweep frontier) are made on this, never on test accuracy.
-        """
-        if not len(self.epochs) or "validation_accuracy" not in self.epochs.columns:
-            return math.nan
-        return float(self.epochs["validation_accuracy"].iloc[-1])
-
-    @property
-    def train_accuracy(self) -> float:
-        """Accuracy on the training members after the last epoch (NaN if no epoch finished)."""
-        return float(self.epochs["train_accuracy"].iloc[-1]) if len(self.epochs) else math.nan
-
-    @property
-    def final_clip_fraction(self) -> float:
-        """Mean clip fraction over the last epoch's steps (NaN for the baseline)."""
-        if self.history.empty:
-            return math.nan
-        last = self.history[self.history["epoch"] == self.history["epoch"].max()]
-        return float(last["clip_fraction"].mean())
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-ready numbers describing the run (no arrays, no model)."""
-        cfg = self.config
-        own_steps = len(self.history)
-        return {
-            "label": cfg.label(),
-            "dataset": cfg.dataset,
-            "model": cfg.model,
-            "mode": cfg.mode,
-            "private": cfg.private,
-            "reproducible": cfg.reproducible,
-            "target_epsilon": cfg.target_epsilon,
-            "target_delta": cfg.target_delta,
-            "epsilon_limit": cfg.epsilon_limit,
-            "final_epsilon": json_number(self.final_epsilon),
-            "noise_multiplier": self.noise_multiplier,
-            "max_grad_norm": cfg.max_grad_norm,
-            "accountant": cfg.accountant if cfg.private else None,
-            "sample_rate": self.sample_rate,
-            "steps": self.steps,
-            "epochs_done": self.epochs_done,
-            "status": self.status,
-            "stop_reason": self.stop_reason,
-            "train_accuracy": json_number(self.train_accuracy),
-            "test_accuracy": json_number(self.test_accuracy),
-            "validation_accuracy": json_number(self.validation_accuracy),
-            "final_clip_fraction": json_number(self.final_clip_fraction),
-            "device": self.device,
-            "grad_sample_mode": self.grad_sample_mode,
-            "fixes": list(self.fixes),
-            "seconds": round(self.seconds, 3),
-            "ms_per_step": round(1000 * self.seconds / own_steps, 3) if own_steps else None,
-            "n_members": self.data.info.n_members,
-            "n_non_members": self.data.info.n_non_members,
-            "n_validation": self.data.n_validation,
-        }
-
-    def save(self, directory: str | Path) -> Path:
-        """Write model.pt, checkpoint.pt, history.csv, epochs.csv and summary.json into ``directory``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
-        torch.save(state, directory / "model.pt")
-        write_checkpoint(directory, model=self.model, optimizer_state=self.optimizer_state,
-                         accountant_history=self.accountant_history, noise_multiplier=self.noise_multiplier,
-                         max_grad_norm=self.config.max_grad_norm, epochs_done=self.epochs_done,
-                         steps_done=self.steps, sample_rate=self.sample_rate)
-        self.history.to_csv(directory / "history.csv", index=False)
-        self.epochs.to_csv(directory / "epochs.csv", index=False)
-        (directory / "summary.json").write_text(json.dumps(
-            {"config": self.config.to_dict(), "summary": self.summary()}, indent=2))
-        return directory
-
-
-def json_number(value: float | None) -> float | None:
-    """Finite floats pass; NaN and infinities become None (JSON has no such numbers)."""
-    if value is None or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 # ---------------------------------------------------------------------- helpers
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device) -> tuple[float, float]:
@@ -289,7 +121,7 @@ def _choose_grad_sample_mode(requested: str, model: nn.Module) -> str:
     return "ghost"
 
 
-def _hooks_sample_norms(params: list[nn.Parameter]) -> torch.Tensor | None:
+def hooks_sample_norms(params: list[nn.Parameter]) -> torch.Tensor | None:
     """Per-sample gradient norms from Opacus' ``grad_sample`` (hooks/functorch mode), before clipping."""
     samples = [p.grad_sample for p in params if getattr(p, "grad_sample", None) is not None]
     if not samples:
@@ -314,13 +146,12 @@ def _accumulate_by_clone(self: Any) -> None:
 
 def _speed_up_ghost_accumulation(optimizer: torch.optim.Optimizer) -> None:
     """Give a ghost-clipping DP optimizer the faster ``accumulate`` (other optimizers are left alone)."""
-    from opacus.optimizers.optimizer_fast_gradient_clipping import DPOptimizerFastGradientClipping
-
     if isinstance(optimizer, DPOptimizerFastGradientClipping):
         optimizer.accumulate = types.MethodType(_accumulate_by_clone, optimizer)
 
 
-def _make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """A fresh torch optimizer for ``model``: Adam or SGD with momentum, at ``cfg.lr``."""
     if cfg.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg.lr)
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
@@ -390,6 +221,310 @@ def _random_streams(cfg: TrainConfig, *, resume: ResumeState | None,
     return loader_generator, noise_generator
 
 
+# ---------------------------------------------------------------------- plan
+@dataclass(eq=False)
+class TrainingPlan:
+    """Everything a training call decided before its first step (``plan_training`` builds it).
+
+    ``model``, ``optimizer``, ``criterion`` and ``loader`` are Opacus-wrapped for private runs.
+    ``epsilon_at[k]`` is the epsilon spent (at ``cfg.target_delta``) after ``k`` steps of this call
+    (inf for the baseline); ``max_steps`` is the hard stop: the last step that keeps epsilon within
+    ``cfg.epsilon_limit`` (``planned_steps`` without a limit). ``started`` is ``time.perf_counter()``.
+    """
+
+    cfg: TrainConfig
+    data: SplitData
+    device: torch.device
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    criterion: nn.Module
+    loader: DataLoader
+    fixes: list[str]
+    sample_rate: float
+    planned_steps: int
+    max_steps: int
+    epsilon_at: np.ndarray
+    prior_history: list[tuple[float, float, int]]
+    prior_steps: int = 0
+    prior_epochs: int = 0
+    noise_multiplier: float | None = None
+    grad_sample_mode: str | None = None
+    engine: PrivacyEngine | None = None
+    started: float = 0.0
+
+
+def plan_training(cfg: TrainConfig, *, data: SplitData | None = None, resume: ResumeState | None = None,
+                  started: float | None = None) -> TrainingPlan:
+    """Validate ``cfg``, load ``data`` and build the ``TrainingPlan`` of one training call (see ``train``).
+
+    Picks the device, seeds and builds the model, the optimizer and the random streams, calibrates
+    sigma and wraps everything with Opacus for private runs, and computes the epsilon-at-step curve and
+    the hard-stop step. Raises ConfigError or DatasetError for bad input before any training starts.
+    """
+    started = time.perf_counter() if started is None else started
+    cfg = cfg.validate()
+    if data is None:
+        data = load_for_config(cfg)
+    cfg = cfg.validate(n=data.n_members)
+    device = resolve_device(cfg.device)
+
+    # The seed fixes the initial weights only; every stream the guarantee relies on comes from
+    # _random_streams (secret OS entropy unless cfg.reproducible), see its docstring.
+    with _GLOBAL_RNG_LOCK:  # jobs train in threads: another run must not re-seed mid-initialisation
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        model, fixes = fresh_model(cfg, data)
+        loader_generator, noise_generator = _random_streams(cfg, resume=resume, device=device)
+    if resume is not None:
+        model.load_state_dict(resume.model_state)
+    model.to(device)
+    optimizer = make_optimizer(cfg, model)
+    if resume is not None and resume.optimizer_state:
+        with contextlib.suppress(ValueError, KeyError):  # a changed optimizer starts fresh
+            optimizer.load_state_dict(resume.optimizer_state)
+
+    loader = DataLoader(data.members, batch_size=cfg.batch_size, shuffle=True, generator=loader_generator)
+    planned_steps = len(loader) * cfg.epochs
+    plan = TrainingPlan(
+        cfg=cfg, data=data, device=device, model=model, optimizer=optimizer, criterion=nn.CrossEntropyLoss(),
+        loader=loader, fixes=fixes, sample_rate=1.0 / len(loader), planned_steps=planned_steps,
+        max_steps=planned_steps, epsilon_at=np.full(planned_steps + 1, math.inf),
+        prior_history=list(resume.accountant_history) if resume else [],
+        prior_steps=resume.steps_done if resume else 0, prior_epochs=resume.epochs_done if resume else 0,
+        started=started)
+    if cfg.private:
+        _make_private(plan, resume=resume, noise_generator=noise_generator)
+    return plan
+
+
+def _calibrate_noise(plan: TrainingPlan, *, resume: ResumeState | None) -> float:
+    """Sigma for this call: a continuation keeps its parent's, else calibrated to the target epsilon, else given."""
+    cfg = plan.cfg
+    if resume is not None and resume.noise_multiplier is not None:
+        return resume.noise_multiplier
+    if cfg.target_epsilon is not None:
+        return accounting.noise_for_epsilon(
+            target_epsilon=cfg.target_epsilon, delta=cfg.target_delta, sample_rate=plan.sample_rate,
+            steps=plan.planned_steps, accountant=cfg.accountant, prior=plan.prior_history)
+    return float(cfg.noise_multiplier)
+
+
+def _make_private(plan: TrainingPlan, *, resume: ResumeState | None, noise_generator: torch.Generator) -> None:
+    """Calibrate sigma, wrap the plan's model/optimizer/loader with Opacus and fill in the epsilon curve (in place)."""
+    cfg = plan.cfg
+    plan.noise_multiplier = _calibrate_noise(plan, resume=resume)
+    plan.grad_sample_mode = _choose_grad_sample_mode(cfg.grad_sample_mode, plan.model)
+    plan.engine = PrivacyEngine(accountant=cfg.accountant)
+    plan.engine.accountant.history = list(plan.prior_history)
+    wrapped = plan.engine.make_private(
+        module=plan.model, optimizer=plan.optimizer, criterion=plan.criterion, data_loader=plan.loader,
+        noise_multiplier=plan.noise_multiplier, max_grad_norm=cfg.max_grad_norm,
+        poisson_sampling=cfg.poisson_sampling, grad_sample_mode=plan.grad_sample_mode,
+        noise_generator=noise_generator)
+    if plan.grad_sample_mode == "ghost":
+        plan.model, plan.optimizer, plan.criterion, plan.loader = wrapped
+        _speed_up_ghost_accumulation(plan.optimizer)
+    else:
+        plan.model, plan.optimizer, plan.loader = wrapped
+    plan.epsilon_at = np.concatenate([[accounting.schedule_epsilon(plan.prior_history, delta=cfg.target_delta,
+                                                                   accountant=cfg.accountant)],
+                                      accounting.epsilon_curve(
+                                          noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
+                                          steps=np.arange(1, plan.planned_steps + 1), delta=cfg.target_delta,
+                                          accountant=cfg.accountant, prior=plan.prior_history)])
+    if cfg.epsilon_limit is not None:
+        plan.max_steps = _hard_stop_step(plan)
+
+
+def _hard_stop_step(plan: TrainingPlan) -> int:
+    """The most steps this call may take with epsilon staying within ``cfg.epsilon_limit``."""
+    cfg, prior = plan.cfg, plan.prior_history
+    max_steps = min(plan.planned_steps, int(np.searchsorted(plan.epsilon_at, cfg.epsilon_limit, side="right")) - 1)
+    if cfg.accountant == "prv" and max_steps > 0:
+        # The PRV curve is interpolated between exact points: confirm the stop exactly, so the
+        # hard limit holds even where the interpolation runs below the true epsilon.
+        exact = accounting.schedule_epsilon([*prior, (plan.noise_multiplier, plan.sample_rate, max_steps)],
+                                            delta=cfg.target_delta, accountant="prv")
+        if exact > cfg.epsilon_limit:
+            max_steps = accounting.max_steps_within(
+                cfg.epsilon_limit, noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
+                delta=cfg.target_delta, accountant="prv", prior=prior, upper=max_steps)
+    return max_steps
+
+
+# ---------------------------------------------------------------------- loop
+@dataclass
+class _Progress:
+    """What the loop has done so far: rows, status, logical steps of this call, the open logical batch."""
+
+    step_rows: list[dict[str, Any]] = field(default_factory=list)
+    epoch_rows: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "finished"
+    step: int = 0  # logical steps taken in this call
+    clipped: int = 0  # in the logical batch being accumulated
+    seen: int = 0
+    loss_sum: float = 0.0
+
+
+def _run_epochs(plan: TrainingPlan, progress: _Progress, *, on_step: StepCallback | None,
+                on_epoch: StepCallback | None, should_stop: Callable[[], bool] | None,
+                checkpoint_dir: str | Path | None) -> None:
+    """Train epoch by epoch until done, cancelled, diverged or at the hard stop; record into ``progress``."""
+    cfg = plan.cfg
+    params = [p for p in plan.model.parameters() if p.requires_grad]
+    plan.model.train()
+    for epoch in range(plan.prior_epochs + 1, plan.prior_epochs + cfg.epochs + 1):
+        with _batches(plan) as batches:
+            for xb, yb in batches:
+                if progress.seen == 0:  # a logical step starts here
+                    stop = _stop_before_step(plan, progress, should_stop)
+                    if stop is not None:
+                        progress.status = stop
+                        break
+                if not _train_batch(plan, progress, params, xb, yb, epoch=epoch, on_step=on_step):
+                    break
+        if progress.status != "finished":
+            break
+        progress.epoch_rows.append(_epoch_row(plan, progress, epoch))
+        if checkpoint_dir is not None:
+            engine = plan.engine
+            write_checkpoint(checkpoint_dir, model=plan.model, optimizer_state=_inner_optimizer_state(plan),
+                             accountant_history=list(engine.accountant.history) if engine is not None else [],
+                             noise_multiplier=plan.noise_multiplier, max_grad_norm=cfg.max_grad_norm,
+                             epochs_done=epoch, steps_done=plan.prior_steps + progress.step,
+                             sample_rate=plan.sample_rate)
+        if on_epoch is not None:
+            on_epoch({**progress.epoch_rows[-1], "total_epochs": plan.prior_epochs + cfg.epochs})
+        if progress.step >= plan.max_steps and plan.max_steps < plan.planned_steps:
+            progress.status = "epsilon_limit"
+            break
+
+
+def _batches(plan: TrainingPlan) -> contextlib.AbstractContextManager[Any]:
+    """The epoch's physical batches: through BatchMemoryManager when a private step is split, else the loader."""
+    cfg = plan.cfg
+    if cfg.private and cfg.physical_batch_size is not None and cfg.physical_batch_size < cfg.batch_size:
+        return BatchMemoryManager(data_loader=plan.loader, max_physical_batch_size=cfg.physical_batch_size,
+                                  optimizer=plan.optimizer)
+    return contextlib.nullcontext(plan.loader)
+
+
+def _stop_before_step(plan: TrainingPlan, progress: _Progress, should_stop: Callable[[], bool] | None) -> str | None:
+    """The status to stop with before the next logical step ('cancelled', 'epsilon_limit', 'finished'), or None."""
+    if should_stop is not None and should_stop():
+        return "cancelled"
+    if progress.step >= plan.max_steps:
+        return "epsilon_limit" if progress.step < plan.planned_steps else "finished"
+    return None
+
+
+def _train_batch(plan: TrainingPlan, progress: _Progress, params: list[nn.Parameter], xb: torch.Tensor,
+                 yb: torch.Tensor, *, epoch: int, on_step: StepCallback | None) -> bool:
+    """One physical batch: forward, backward, optimizer step; a finished logical step is recorded and reported.
+
+    Returns False (status 'diverged') when the loss is NaN or infinite, True otherwise.
+    """
+    cfg, model = plan.cfg, plan.model
+    xb, yb = xb.to(plan.device, non_blocking=True), yb.to(plan.device, non_blocking=True)
+    batch = len(xb)
+    if batch:
+        loss = plan.criterion(model(xb), yb)
+        loss_value = float(loss.item())
+        if not math.isfinite(loss_value):
+            progress.status = "diverged"
+            return False
+        loss.backward()
+        if cfg.private:
+            norms = model.per_sample_gradient_norms if plan.grad_sample_mode == "ghost" else hooks_sample_norms(params)
+            if norms is not None:
+                progress.clipped += int((norms > cfg.max_grad_norm).sum())
+        progress.loss_sum += loss_value * batch
+        progress.seen += batch
+    plan.optimizer.step()
+    plan.optimizer.zero_grad(set_to_none=True)
+    if cfg.private and plan.optimizer._is_last_step_skipped:
+        return True  # BatchMemoryManager: the logical batch is not complete yet
+    progress.step += 1
+    seen = progress.seen
+    row = {
+        "step": plan.prior_steps + progress.step,
+        "epoch": epoch,
+        "epsilon": float(plan.epsilon_at[progress.step]),
+        "clip_fraction": progress.clipped / seen if cfg.private and seen else math.nan,
+        "loss": progress.loss_sum / seen if seen else math.nan,
+        "batch_size": seen,
+    }
+    progress.step_rows.append(row)
+    progress.clipped = progress.seen = 0
+    progress.loss_sum = 0.0
+    if on_step is not None:
+        on_step({**row, "total_steps": plan.prior_steps + plan.max_steps,
+                 "elapsed_s": time.perf_counter() - plan.started})
+    return True
+
+
+def _epoch_row(plan: TrainingPlan, progress: _Progress, epoch: int) -> dict[str, Any]:
+    """The epoch table row for ``epoch``: epsilon so far, mean step loss, train/test/validation accuracy."""
+    data, model, device = plan.data, plan.model, plan.device
+    losses = [row["loss"] for row in progress.step_rows if row["epoch"] == epoch and not math.isnan(row["loss"])]
+    train_loss, train_accuracy = evaluate(model, data.x_members, data.y_members, device=device)
+    _, test_accuracy = evaluate(model, data.x_non_members, data.y_non_members, device=device)
+    validation_accuracy = (evaluate(model, data.x_validation, data.y_validation, device=device)[1]
+                           if data.n_validation else math.nan)
+    return {"epoch": epoch, "epsilon": float(plan.epsilon_at[progress.step]),
+            "train_loss": float(np.mean(losses)) if losses else train_loss,
+            "train_accuracy": train_accuracy, "test_accuracy": test_accuracy,
+            "validation_accuracy": validation_accuracy}
+
+
+def _inner_optimizer_state(plan: TrainingPlan) -> dict[str, Any]:
+    """The state of the torch optimizer inside Opacus' DP optimizer (or of the plain one)."""
+    return getattr(plan.optimizer, "original_optimizer", plan.optimizer).state_dict()
+
+
+# ---------------------------------------------------------------------- finish
+def _finish(plan: TrainingPlan, progress: _Progress) -> RunResult:
+    """Close the run: last epoch row, exact final epsilon, an unwrapped eval-mode model copy, the RunResult."""
+    cfg = plan.cfg
+    step_rows, epoch_rows = progress.step_rows, progress.epoch_rows
+    if step_rows and (not epoch_rows or epoch_rows[-1]["epoch"] != step_rows[-1]["epoch"]):
+        # A run that stopped mid-epoch still reports where it left the model.
+        epoch_rows.append(_epoch_row(plan, progress, step_rows[-1]["epoch"]))
+
+    accountant_history = list(plan.engine.accountant.history) if plan.engine is not None else []
+    if plan.engine is not None:
+        final_epsilon = accounting.schedule_epsilon(accountant_history, delta=cfg.target_delta,
+                                                    accountant=cfg.accountant)
+        if step_rows:
+            step_rows[-1]["epsilon"] = final_epsilon  # PRV curves interpolate; the last point is exact
+        if epoch_rows:
+            epoch_rows[-1]["epsilon"] = final_epsilon
+    else:
+        final_epsilon = math.inf
+
+    inner = getattr(plan.model, "_module", plan.model)
+    clean_model, _ = fresh_model(cfg, plan.data)
+    clean_model.load_state_dict({key: value.detach().cpu() for key, value in inner.state_dict().items()})
+    clean_model.eval()
+    optimizer_state = _inner_optimizer_state(plan)
+    if plan.engine is not None and hasattr(plan.model, "_close"):
+        plan.model._close()  # remove Opacus hooks from the training copy
+
+    steps = plan.prior_steps + progress.step
+    stop_reason = STOP_REASONS[progress.status].format(epochs=cfg.epochs, steps=steps,
+                                                       limit=cfg.epsilon_limit or 0.0)
+    return RunResult(
+        config=cfg, status=progress.status, stop_reason=stop_reason, final_epsilon=final_epsilon,
+        noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate, steps=steps,
+        history=pd.DataFrame(step_rows, columns=HISTORY_COLUMNS),
+        epochs=pd.DataFrame(epoch_rows, columns=EPOCH_COLUMNS),
+        model=clean_model, data=plan.data, device=describe_device(plan.device),
+        grad_sample_mode=plan.grad_sample_mode, fixes=plan.fixes, seconds=time.perf_counter() - plan.started,
+        accountant_history=[tuple(seg) for seg in accountant_history], optimizer_state=optimizer_state,
+        epochs_done=epoch_rows[-1]["epoch"] if epoch_rows else plan.prior_epochs,
+    )
+
+
 # ---------------------------------------------------------------------- train
 def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepCallback | None = None,
           should_stop: Callable[[], bool] | None = None, *, resume: ResumeState | None = None,
@@ -411,267 +546,8 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
     gets a ``checkpoint.pt`` at every epoch end, so a run killed mid-way can be continued.
     Raises ConfigError or DatasetError for bad input before any training starts.
     """
-    started = time.perf_counter()
-    cfg = cfg.validate()
-    if data is None:
-        data = load_for_config(cfg)
-    cfg = cfg.validate(n=data.n_members)
-    device = resolve_device(cfg.device)
-
-    # The seed fixes the initial weights only; every stream the guarantee relies on comes from
-    # _random_streams (secret OS entropy unless cfg.reproducible), see its docstring.
-    with _GLOBAL_RNG_LOCK:  # jobs train in threads: another run must not re-seed mid-initialisation
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed % 2**32)
-        model, fixes = fresh_model(cfg, data)
-        loader_generator, noise_generator = _random_streams(cfg, resume=resume, device=device)
-    if resume is not None:
-        model.load_state_dict(resume.model_state)
-    model.to(device)
-    optimizer = _make_optimizer(cfg, model)
-    if resume is not None and resume.optimizer_state:
-        with contextlib.suppress(ValueError, KeyError):  # a changed optimizer starts fresh
-            optimizer.load_state_dict(resume.optimizer_state)
-
-    loader = DataLoader(data.members, batch_size=cfg.batch_size, shuffle=True, generator=loader_generator)
-    steps_per_epoch = len(loader)
-    sample_rate = 1.0 / steps_per_epoch
-    planned_steps = steps_per_epoch * cfg.epochs
-    prior_history = list(resume.accountant_history) if resume else []
-    prior_steps = resume.steps_done if resume else 0
-    prior_epochs = resume.epochs_done if resume else 0
-
-    criterion = nn.CrossEntropyLoss()
-    noise_multiplier: float | None = None
-    grad_sample_mode: str | None = None
-    engine: PrivacyEngine | None = None
-    max_steps = planned_steps
-    epsilon_at = np.full(planned_steps + 1, math.inf)
-    if cfg.private:
-        if resume is not None and resume.noise_multiplier is not None:
-            noise_multiplier = resume.noise_multiplier
-        elif cfg.target_epsilon is not None:
-            noise_multiplier = accounting.noise_for_epsilon(
-                target_epsilon=cfg.target_epsilon, delta=cfg.target_delta, sample_rate=sample_rate,
-                steps=planned_steps, accountant=cfg.accountant, prior=prior_history)
-        else:
-            noise_multiplier = float(cfg.noise_multiplier)
-        grad_sample_mode = _choose_grad_sample_mode(cfg.grad_sample_mode, model)
-        engine = PrivacyEngine(accountant=cfg.accountant)
-        engine.accountant.history = list(prior_history)
-        wrapped = engine.make_private(
-            module=model, optimizer=optimizer, criterion=criterion, data_loader=loader,
-            noise_multiplier=noise_multiplier, max_grad_norm=cfg.max_grad_norm,
-            poisson_sampling=cfg.poisson_sampling, grad_sample_mode=grad_sample_mode,
-            noise_generator=noise_generator)
-        if grad_sample_mode == "ghost":
-            model, optimizer, criterion, loader = wrapped
-            _speed_up_ghost_accumulation(optimizer)
-        else:
-            model, optimizer, loader = wrapped
-        epsilon_at = np.concatenate([[accounting.schedule_epsilon(prior_history, delta=cfg.target_delta,
-                                                                  accountant=cfg.accountant)],
-                                     accounting.epsilon_curve(
-                                         noise_multiplier=noise_multiplier, sample_rate=sample_rate,
-                                         steps=np.arange(1, planned_steps + 1), delta=cfg.target_delta,
-                                         accountant=cfg.accountant, prior=prior_history)])
-        if cfg.epsilon_limit is not None:
-            max_steps = min(planned_steps, int(np.searchsorted(epsilon_at, cfg.epsilon_limit, side="right")) - 1)
-            if cfg.accountant == "prv" and max_steps > 0:
-                # The PRV curve is interpolated between exact points: confirm the stop exactly, so the
-                # hard limit holds even where the interpolation runs below the true epsilon.
-                exact = accounting.schedule_epsilon([*prior_history, (noise_multiplier, sample_rate, max_steps)],
-                                                    delta=cfg.target_delta, accountant="prv")
-                if exact > cfg.epsilon_limit:
-                    max_steps = accounting.max_steps_within(
-                        cfg.epsilon_limit, noise_multiplier=noise_multiplier, sample_rate=sample_rate,
-                        delta=cfg.target_delta, accountant="prv", prior=prior_history, upper=max_steps)
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    use_memory_manager = (cfg.private and cfg.physical_batch_size is not None
-                          and cfg.physical_batch_size < cfg.batch_size)
-    step_rows: list[dict[str, Any]] = []
-    epoch_rows: list[dict[str, Any]] = []
-    status = "finished"
-    step = 0  # logical steps taken in this call
-    clipped = seen = 0
-    loss_sum = 0.0
-    model.train()
-
-    def _epoch_row(epoch: int) -> dict[str, Any]:
-        losses = [row["loss"] for row in step_rows if row["epoch"] == epoch and not math.isnan(row["loss"])]
-        train_loss, train_accuracy = evaluate(model, data.x_members, data.y_members, device=device)
-        _, test_accuracy = evaluate(model, data.x_non_members, data.y_non_members, device=device)
-        validation_accuracy = (evaluate(model, data.x_validation, data.y_validation, device=device)[1]
-                               if data.n_validation else math.nan)
-        return {"epoch": epoch, "epsilon": float(epsilon_at[step]),
-                "train_loss": float(np.mean(losses)) if losses else train_loss,
-                "train_accuracy": train_accuracy, "test_accuracy": test_accuracy,
-                "validation_accuracy": validation_accuracy}
-
-    for epoch in range(prior_epochs + 1, prior_epochs + cfg.epochs + 1):
-        memory_manager = (BatchMemoryManager(data_loader=loader, max_physical_batch_size=cfg.physical_batch_size,
-                                             optimizer=optimizer)
-                          if use_memory_manager else contextlib.nullcontext(loader))
-        with memory_manager as batches:
-            for xb, yb in batches:
-                at_step_start = seen == 0
-                if at_step_start and should_stop is not None and should_stop():
-                    status = "cancelled"
-                    break
-                if at_step_start and step >= max_steps:
-                    status = "epsilon_limit" if step < planned_steps else "finished"
-                    break
-                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-                batch = len(xb)
-                if batch:
-                    loss = criterion(model(xb), yb)
-                    loss_value = float(loss.item())
-                    if not math.isfinite(loss_value):
-                        status = "diverged"
-                        break
-                    loss.backward()
-                    if cfg.private:
-                        norms = (model.per_sample_gradient_norms if grad_sample_mode == "ghost"
-                                 else _hooks_sample_norms(params))
-                        if norms is not None:
-                            clipped += int((norms > cfg.max_grad_norm).sum())
-                    loss_sum += loss_value * batch
-                    seen += batch
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                if cfg.private and optimizer._is_last_step_skipped:
-                    continue  # BatchMemoryManager: the logical batch is not complete yet
-                step += 1
-                row = {
-                    "step": prior_steps + step,
-                    "epoch": epoch,
-                    "epsilon": float(epsilon_at[step]),
-                    "clip_fraction": clipped / seen if cfg.private and seen else math.nan,
-                    "loss": loss_sum / seen if seen else math.nan,
-                    "batch_size": seen,
-                }
-                step_rows.append(row)
-                clipped = seen = 0
-                loss_sum = 0.0
-                if on_step is not None:
-                    on_step({**row, "total_steps": prior_steps + max_steps,
-                             "elapsed_s": time.perf_counter() - started})
-        if status != "finished":
-            break
-        epoch_rows.append(_epoch_row(epoch))
-        if checkpoint_dir is not None:
-            write_checkpoint(checkpoint_dir, model=model,
-                             optimizer_state=getattr(optimizer, "original_optimizer", optimizer).state_dict(),
-                             accountant_history=list(engine.accountant.history) if engine is not None else [],
-                             noise_multiplier=noise_multiplier, max_grad_norm=cfg.max_grad_norm,
-                             epochs_done=epoch, steps_done=prior_steps + step, sample_rate=sample_rate)
-        if on_epoch is not None:
-            on_epoch({**epoch_rows[-1], "total_epochs": prior_epochs + cfg.epochs})
-        if step >= max_steps and max_steps < planned_steps:
-            status = "epsilon_limit"
-            break
-
-    if step_rows and (not epoch_rows or epoch_rows[-1]["epoch"] != step_rows[-1]["epoch"]):
-        # A run that stopped mid-epoch still reports where it left the model.
-        epoch_rows.append(_epoch_row(step_rows[-1]["epoch"]))
-
-    accountant_history = list(engine.accountant.history) if engine is not None else []
-    if engine is not None:
-        final_epsilon = accounting.schedule_epsilon(accountant_history, delta=cfg.target_delta,
-                                                    accountant=cfg.accountant)
-        if step_rows:
-            step_rows[-1]["epsilon"] = final_epsilon  # PRV curves interpolate; the last point is exact
-        if epoch_rows:
-            epoch_rows[-1]["epsilon"] = final_epsilon
-    else:
-        final_epsilon = math.inf
-
-    inner = getattr(model, "_module", model)
-    clean_model, _ = fresh_model(cfg, data)
-    clean_model.load_state_dict({key: value.detach().cpu() for key, value in inner.state_dict().items()})
-    clean_model.eval()
-    optimizer_state = getattr(optimizer, "original_optimizer", optimizer).state_dict()
-    if engine is not None and hasattr(model, "_close"):
-        model._close()  # remove Opacus hooks from the training copy
-
-    stop_reason = STOP_REASONS[status].format(epochs=cfg.epochs, steps=prior_steps + step,
-                                              limit=cfg.epsilon_limit or 0.0)
-    return RunResult(
-        config=cfg,
-        status=status,
-        stop_reason=stop_reason,
-        final_epsilon=final_epsilon,
-        noise_multiplier=noise_multiplier,
-        sample_rate=sample_rate,
-        steps=prior_steps + step,
-        history=pd.DataFrame(step_rows, columns=HISTORY_COLUMNS),
-        epochs=pd.DataFrame(epoch_rows, columns=EPOCH_COLUMNS),
-        model=clean_model,
-        data=data,
-        device=describe_device(device),
-        grad_sample_mode=grad_sample_mode,
-        fixes=fixes,
-        seconds=time.perf_counter() - started,
-        accountant_history=[tuple(seg) for seg in accountant_history],
-        optimizer_state=optimizer_state,
-        epochs_done=epoch_rows[-1]["epoch"] if epoch_rows else prior_epochs,
-    )
-
-
-# ---------------------------------------------------------------------- clipping-bound probe
-def probe_grad_norms(cfg: TrainConfig, *, steps: int = 30, data: SplitData | None = None) -> np.ndarray:
-    """Per-sample gradient norms seen over ``steps`` short training steps without noise or clipping.
-
-    The model trains as usual (same model, optimizer, batch size, seed) so the
-    norms reflect the early phase of a real run. Note: the probe looks at the
-    training data without privacy; a careful deployment probes on public data.
-    Returns a 1-D float array, one norm per example seen.
-    """
-    cfg = cfg.validate()
-    if data is None:
-        data = load_for_config(cfg)
-    cfg = cfg.validate(n=data.n_members)
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    model, _ = fresh_model(cfg, data)
-    model.to(device)
-    optimizer = _make_optimizer(cfg, model)
-    loader = DataLoader(data.members, batch_size=cfg.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(cfg.seed))
-    engine = PrivacyEngine(accountant="rdp")
-    model, optimizer, loader = engine.make_private(
-        module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=0.0,
-        max_grad_norm=1e9, poisson_sampling=False, grad_sample_mode="hooks")
-    params = [p for p in model.parameters() if p.requires_grad]
-    criterion = nn.CrossEntropyLoss()
-    norms: list[np.ndarray] = []
-    taken = 0
-    while taken < steps:
-        for xb, yb in loader:
-            loss = criterion(model(xb.to(device)), yb.to(device))
-            loss.backward()
-            sample_norms = _hooks_sample_norms(params)
-            if sample_norms is not None:
-                norms.append(sample_norms.detach().cpu().numpy())
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            taken += 1
-            if taken >= steps:
-                break
-    model._close()
-    return np.concatenate(norms) if norms else np.zeros(0)
-
-
-def suggest_max_grad_norm(norms: np.ndarray, *, clip_fraction: float = 0.65) -> float:
-    """A clipping bound that clips ``clip_fraction`` of the probed norms (the seed's advice: 50-80 %).
-
-    Rounded to two significant figures so it reads well in a form.
-    """
-    if len(norms) == 0:
-        raise ConfigError("no gradient norms were measured; the probe needs at least one step")
-    bound = float(np.quantile(np.asarray(norms, dtype=float), 1.0 - clip_fraction))
-    if bound <= 0:
-        return 1e-3
-    digits = 1 - math.floor(math.log10(bound))
-    return float(round(bound, digits))
+    plan = plan_training(cfg, data=data, resume=resume, started=time.perf_counter())
+    progress = _Progress()
+    _run_epochs(plan, progress, on_step=on_step, on_epoch=on_epoch, should_stop=should_stop,
+                checkpoint_dir=checkpoint_dir)
+    return _finish(plan, progress)

@@ -11,33 +11,31 @@ run's artifacts, plus headline numbers into its summary (``lira_auc``, ``empiric
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
-import os
-import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 # Imported here, not inside functions: jobs run on worker threads, and a lazy import there can race with
 # Streamlit's reloader dropping a changed module from sys.modules.
 from dpcore import attacks as attack_lib
+from dpcore.atomic import atomic_write, atomic_write_text
 from dpcore.attacks import gradient_canaries
 from dpcore.config import TrainConfig
-from dpcore.engine.data import SplitData, load_for_config, preview_images, preview_table
-from dpcore.engine.training import fresh_model, json_number, train
+from dpcore.engine.data import SplitData, load_for_config
+from dpcore.engine.training import fresh_model, train
 from dpcore.errors import ConfigError, DPExplorerError
+from dpcore.jobs.attack_pool import leave_one_out, pool_cache_path, reference_config, train_pool
+from dpcore.jobs.queue import JobQueue
+from dpcore.jsonable import json_number
+from dpcore.privacy.caveats import EpsilonStatus
+from dpcore.store.records import StoredRun
 from dpcore.store.runs import ACTIVE_STATUSES, DONE, RunRecord, RunStore, utc_now
-
-if TYPE_CHECKING:
-    from dpcore.jobs.queue import JobQueue
 
 __all__ = [
     "ATTACK_FILE",
@@ -45,29 +43,22 @@ __all__ = [
     "DEFAULT_ATTACKS",
     "AttackOptions",
     "TargetRun",
-    "attack_history",
     "attack_runner",
     "black_box_canary_audit",
-    "canary_sentence",
-    "epsilon_table",
     "estimate_seconds",
-    "load_attack_result",
-    "load_attack_scores",
     "load_target",
     "pool_cache_path",
     "reference_config",
     "run_attack_suite",
     "submit_attack",
     "summary_fields",
-    "tpr_table",
-    "vulnerable_members",
     "white_box_canary_audit",
 ]
 
 ATTACK_KIND = "attack"
 ATTACK_FILE = "attack.json"
 SCORES_FILE = "attack_scores.npz"
-RESULT_VERSION = 1
+RESULT_VERSION = 2  # 2: epsilon.accountant is the proven bound (RDP for a GDP run), not GDP's ε
 DEFAULT_ATTACKS: tuple[str, ...] = ("loss", "lira-online", "rmia")
 MAX_MODELS = 256
 TOP_K = 16
@@ -92,14 +83,6 @@ CANARY_COMPARE_NOTE = (
     "shown beside it, not with the target run's ε. Its power is the largest ε it could certify were every "
     "guess right: a run whose ε exceeds the power cannot be caught overspending by this audit."
 )
-# Reference models train on half of (members + non-members); training time scales about linearly.
-POOL_NOTE = (
-    "Reference models are trained with the target's exact settings (model, optimizer, epochs, batch size, "
-    "clipping bound) on random halves of the target's members and non-members together; every example is in "
-    "the training set of exactly half of them. "
-)
-POOL_SIGMA_NOTE = ("Their noise multiplier is fixed to the target's σ = {sigma} (not re-calibrated for the smaller "
-                   "half-size training sets, so their own ε differs from the target's).")
 SINGLE_RUN_NOTE = (
     "Attack-based lower bounds use the target's own members and non-members. They all come from one model, "
     "so they are not independent trials: read them as evidence of leakage, not as a proof. The one-run canary "
@@ -194,9 +177,16 @@ class TargetRun:
 
     @property
     def accountant_epsilon(self) -> float:
-        """Epsilon the accountant reported for the run (``math.inf`` without DP)."""
-        value = self.record.summary.get("final_epsilon")
-        return float(value) if self.config.private and value is not None else math.inf
+        """Epsilon the accountant reported for the run (``math.inf`` without DP or when not stored; for GDP an
+        approximation, see ``epsilon_status``)."""
+        epsilon = StoredRun.from_record(self.record).final_epsilon
+        return math.inf if math.isnan(epsilon) else epsilon
+
+    @property
+    def epsilon_status(self) -> EpsilonStatus:
+        """The run's ε caveats and ``bound``: the proven upper bound (nats) every lower bound is compared with
+        (the run's own ε under RDP/PRV, the RDP ε of its schedule for GDP, None without DP or Poisson sampling)."""
+        return StoredRun.from_record(self.record).epsilon_status
 
 
 def check_target(record: RunRecord) -> None:
@@ -229,43 +219,10 @@ def load_target(store: RunStore, run_id: str) -> TargetRun:
     return TargetRun(record=record, config=config, model=model, data=data)
 
 
-def reference_config(config: TrainConfig, *, noise_multiplier: float | None, epochs_done: int | None = None
-                     ) -> TrainConfig:
-    """The config reference models (and the canary model) train with: the target's resolved config with
-    sigma fixed to the target's ``noise_multiplier`` (a private run is not re-calibrated for half-size
-    training sets), no epsilon limit, and ``epochs_done`` epochs when the target stopped early. The target's
-    ``reproducible`` switch is kept: reference and canary models draw secret noise and batches unless the
-    target followed its seed; their own seeds fix only their initial weights (the pool halves follow the
-    pool's seed)."""
-    config = config.resolve()
-    changes: dict[str, Any] = {"epsilon_limit": None, "extra": {}}
-    if config.private:
-        if noise_multiplier is None:
-            raise DPExplorerError("the target run has no recorded noise multiplier; train it again to attack it")
-        changes.update(target_epsilon=None, noise_multiplier=float(noise_multiplier))
-    if epochs_done:
-        changes["epochs"] = int(epochs_done)
-    return dataclasses.replace(config, **changes)
-
-
-def _config_key(config: TrainConfig, *parts: Any) -> str:
-    values = {k: v for k, v in config.to_dict().items() if k != "device"}  # CPU and GPU pools are interchangeable
-    digest = hashlib.sha256(json.dumps([values, *parts], sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:16]
-
-
 def _with_members(data: SplitData, x: torch.Tensor, y: torch.Tensor) -> SplitData:
     """``data`` with other members (same non-members, info.n_members updated, CSV rows dropped)."""
     info = dataclasses.replace(data.info, n_members=len(x))
     return dataclasses.replace(data, info=info, x_members=x, y_members=y, raw=None)
-
-
-def pool_cache_path(store: RunStore, record: RunRecord, *, n_models: int, seed: int = 0) -> Path:
-    """Where the reference pool of this run for ``n_models`` and ``seed`` is cached (it may not exist yet):
-    ``pool-<hash of the reference config>-M<n_models>.npz`` in the run's artifacts."""
-    ref_cfg = reference_config(record.train_config(), noise_multiplier=record.summary.get("noise_multiplier"),
-                               epochs_done=record.summary.get("epochs_done"))
-    return store.artifacts_path(record.id) / f"pool-{_config_key(ref_cfg, n_models, seed)}-M{n_models}.npz"
 
 
 def estimate_seconds(summary: Mapping[str, Any], *, n_models: int, canaries: int = 0, needs_pool: bool = True,
@@ -328,17 +285,22 @@ def run_attack_suite(
             torch.set_num_threads(previous)
 
 
-def _run_attack_suite(store: RunStore, target_run_id: str, *, attacks: Sequence[str], n_models: int, seed: int,
-                      canaries: int, canary_mode: str, top_k: int, should_stop: Callable[[], bool] | None,
-                      on_progress: ProgressCallback | None, attack_run_id: str | None) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class _Plan:
+    """What one attack evaluation will do: validated options, the loaded target and the reference config."""
 
-    started = time.perf_counter()
-    options = AttackOptions(target_run_id, tuple(attacks), n_models, seed, canaries, canary_mode).validate()
-    stop = should_stop or (lambda: False)
+    options: AttackOptions
+    target: TargetRun
+    ref_cfg: TrainConfig
+    n_canaries: int
+    total: int  # progress units: reference models plus one for the canary model
+
+
+def _plan(store: RunStore, target_run_id: str, options: AttackOptions) -> _Plan:
+    """Load the target and check the options fit it (ConfigError when the batch is larger than a pool half)."""
     target = load_target(store, target_run_id)
-    data, cfg = target.data, target.config
-    summary = target.record.summary
-    ref_cfg = reference_config(cfg, noise_multiplier=summary.get("noise_multiplier"),
+    data, summary = target.data, target.record.summary
+    ref_cfg = reference_config(target.config, noise_multiplier=summary.get("noise_multiplier"),
                                epochs_done=summary.get("epochs_done"))
     pool_size = data.n_members + data.n_non_members
     if options.needs_pool and ref_cfg.batch_size > pool_size // 2:
@@ -346,42 +308,32 @@ def _run_attack_suite(store: RunStore, target_run_id: str, *, attacks: Sequence[
                           "each reference model trains on; attack a run with a smaller batch size")
     n_canaries = min(options.canaries, data.n_members // 2) if options.canary_mode == "black-box" else options.canaries
     total = (options.n_models if options.needs_pool else 0) + (1 if n_canaries else 0)
-    progress = on_progress or (lambda done, total, phase: None)
-    if stop():
-        return None
-    progress(0, total, "loading the target run")
+    return _Plan(options, target, ref_cfg, n_canaries, total)
 
-    pool, pool_info = None, None
-    if options.needs_pool:
-        try:
-            pool, pool_info = _build_pool(store, target, ref_cfg, options, stop, progress, total)
-        except _Stopped:
-            return None
 
-    canary_info = None
-    if n_canaries:
-        if stop():
-            return None
-        progress(total - 1, total, f"training the canary model ({options.canary_mode})")
-        if options.canary_mode == "white-box":
-            canary_info = white_box_canary_audit(data, cfg, summary, n_canaries=n_canaries, seed=options.seed,
-                                                 should_stop=stop)
-        else:
-            canary_info = black_box_canary_audit(data, ref_cfg, n_canaries=n_canaries, seed=options.seed,
-                                                 should_stop=stop)
-        if canary_info is None:
-            return None
-    progress(total, total, "scoring the attacks")
+def _canary_audit(plan: _Plan, stop: Callable[[], bool]) -> dict[str, Any] | None:
+    """The one-run canary audit the plan asks for (white-box or black-box); None when stopped."""
+    options, target = plan.options, plan.target
+    if options.canary_mode == "white-box":
+        return white_box_canary_audit(target.data, target.config, target.record.summary, n_canaries=plan.n_canaries,
+                                      seed=options.seed, should_stop=stop)
+    return black_box_canary_audit(target.data, plan.ref_cfg, n_canaries=plan.n_canaries, seed=options.seed,
+                                  should_stop=stop)
 
-    delta = cfg.target_delta
+
+def _score_attacks(plan: _Plan, pool: attack_lib.ReferencePool | None, top_k: int
+                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Run every chosen attack on the target: (results by name, leave-one-out results on the pool, raw scores)."""
+    options, target = plan.options, plan.target
     alpha_each = (1.0 - CONFIDENCE) / len(options.attacks)
     results, pool_results, scores = {}, {}, {}
     for name in options.attacks:
         spec = attack_lib.ATTACKS[name]
-        result = attack_lib.attack_model(name, target.model, data, pool=pool if spec.needs_references else None,
-                                         seed=options.seed, confidence=CONFIDENCE)
-        bound = attack_lib.empirical_epsilon(result.member_scores, result.non_member_scores, delta=delta,
-                                             alpha=alpha_each, seed=options.seed)
+        result = attack_lib.attack_model(name, target.model, target.data,
+                                         pool=pool if spec.needs_references else None, seed=options.seed,
+                                         confidence=CONFIDENCE)
+        bound = attack_lib.empirical_epsilon(result.member_scores, result.non_member_scores,
+                                             delta=target.config.target_delta, alpha=alpha_each, seed=options.seed)
         order = np.argsort(-result.member_scores, kind="stable")[:top_k]
         results[name] = {
             **result.to_dict(), "title": spec.title, "roc": result.roc_points(),
@@ -391,92 +343,91 @@ def _run_attack_suite(store: RunStore, target_run_id: str, *, attacks: Sequence[
         }
         scores[name] = (result.member_scores, result.non_member_scores)
         if pool is not None:
-            pool_results[name] = _leave_one_out(pool, name, options.seed)
+            pool_results[name] = leave_one_out(pool, name, seed=options.seed, confidence=CONFIDENCE)
+    return results, pool_results, scores
 
-    bounds = [(name, results[name]["epsilon_bound"]["epsilon_lower"]) for name in options.attacks]
-    best_bound_attack, best_bound = max(bounds, key=lambda item: item[1])
-    strongest = max(options.attacks, key=lambda name: results[name]["auc"])
-    accountant_epsilon = target.accountant_epsilon
+
+def _target_info(target: TargetRun) -> dict[str, Any]:
+    """The ``target`` entry of a stored result: what was attacked (its ε is the run's own reported one)."""
+    cfg, data, summary = target.config, target.data, target.record.summary
+    return {
+        "label": target.record.name, "dataset": cfg.dataset, "kind": data.info.kind, "model": cfg.model,
+        "private": cfg.private, "final_epsilon": json_number(target.accountant_epsilon),
+        "target_delta": cfg.target_delta, "accountant": cfg.accountant if cfg.private else None,
+        "noise_multiplier": summary.get("noise_multiplier"), "n_members": data.n_members,
+        "n_non_members": data.n_non_members, "train_accuracy": summary.get("train_accuracy"),
+        "test_accuracy": summary.get("test_accuracy"), "seconds": summary.get("seconds"),
+    }
+
+
+def _epsilon_info(target: TargetRun, results: Mapping[str, Any], canary: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``epsilon`` entry: ``accountant`` is the proven upper bound (None: no DP or no proven bound; for a GDP
+    run the RDP bound of its schedule, not its GDP approximation), ``bound_accountant`` what proved it,
+    ``reported`` the run's own ε; the best lower bound over the attacks, and the canary audit."""
+    bounds = [(name, entry["epsilon_bound"]["epsilon_lower"]) for name, entry in results.items()]
+    best_attack, best_bound = max(bounds, key=lambda item: item[1])
+    status = target.epsilon_status
+    return {
+        "accountant": json_number(status.bound), "bound_accountant": status.bound_accountant,
+        "reported": json_number(target.accountant_epsilon),
+        "lower_bound": best_bound, "lower_bound_attack": best_attack, "confidence": CONFIDENCE,
+        "alpha_per_attack": (1.0 - CONFIDENCE) / len(results), "note": SINGLE_RUN_NOTE, "canary": canary,
+    }
+
+
+def _run_attack_suite(store: RunStore, target_run_id: str, *, attacks: Sequence[str], n_models: int, seed: int,
+                      canaries: int, canary_mode: str, top_k: int, should_stop: Callable[[], bool] | None,
+                      on_progress: ProgressCallback | None, attack_run_id: str | None) -> dict[str, Any] | None:
+    started = time.perf_counter()
+    options = AttackOptions(target_run_id, tuple(attacks), n_models, seed, canaries, canary_mode).validate()
+    stop = should_stop or (lambda: False)
+    plan = _plan(store, target_run_id, options)
+    total = plan.total
+    progress = on_progress or (lambda done, total, phase: None)
+    if stop():
+        return None
+    progress(0, total, "loading the target run")
+    pool, pool_info = None, None
+    if options.needs_pool:
+        try:
+            pool, pool_info = _build_pool(store, plan, stop, progress)
+        except _Stopped:
+            return None
+    canary_info = None
+    if plan.n_canaries:
+        if stop():
+            return None
+        progress(total - 1, total, f"training the canary model ({options.canary_mode})")
+        canary_info = _canary_audit(plan, stop)
+        if canary_info is None:
+            return None
+    progress(total, total, "scoring the attacks")
+    results, pool_results, scores = _score_attacks(plan, pool, top_k)
     result_dict = {
-        "version": RESULT_VERSION,
-        "target_run_id": target_run_id,
-        "attack_run_id": attack_run_id,
-        "created": utc_now(),
-        "seconds": round(time.perf_counter() - started, 3),
-        "options": options.to_dict(),
-        "target": {
-            "label": target.record.name, "dataset": cfg.dataset, "kind": data.info.kind, "model": cfg.model,
-            "private": cfg.private, "final_epsilon": json_number(accountant_epsilon), "target_delta": delta,
-            "accountant": cfg.accountant if cfg.private else None, "noise_multiplier": summary.get("noise_multiplier"),
-            "n_members": data.n_members, "n_non_members": data.n_non_members,
-            "train_accuracy": summary.get("train_accuracy"), "test_accuracy": summary.get("test_accuracy"),
-            "seconds": summary.get("seconds"),
-        },
-        "pool": pool_info,
-        "attacks": results,
-        "pool_evaluation": pool_results,
-        "strongest_attack": strongest,
-        "epsilon": {
-            "accountant": json_number(accountant_epsilon),
-            "lower_bound": best_bound,
-            "lower_bound_attack": best_bound_attack,
-            "confidence": CONFIDENCE,
-            "alpha_per_attack": alpha_each,
-            "note": SINGLE_RUN_NOTE,
-            "canary": canary_info,
-        },
+        "version": RESULT_VERSION, "target_run_id": target_run_id, "attack_run_id": attack_run_id,
+        "created": utc_now(), "seconds": round(time.perf_counter() - started, 3), "options": options.to_dict(),
+        "target": _target_info(plan.target), "pool": pool_info, "attacks": results, "pool_evaluation": pool_results,
+        "strongest_attack": max(options.attacks, key=lambda name: results[name]["auc"]),
+        "epsilon": _epsilon_info(plan.target, results, canary_info),
     }
     _save_result(store, target_run_id, result_dict, scores)
     store.update_summary(target_run_id, **summary_fields(result_dict))
     return result_dict
 
 
-def _build_pool(store: RunStore, target: TargetRun, ref_cfg: TrainConfig, options: AttackOptions,
-                stop: Callable[[], bool], progress: ProgressCallback, total: int
+def _build_pool(store: RunStore, plan: _Plan, stop: Callable[[], bool], progress: ProgressCallback
                 ) -> tuple[attack_lib.ReferencePool, dict[str, Any]]:
-    data = target.data
-    x = torch.cat([data.x_members, data.x_non_members])
-    y = torch.cat([data.y_members, data.y_non_members])
-    cache_path = pool_cache_path(store, target.record, n_models=options.n_models, seed=options.seed)
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    key = _config_key(ref_cfg, options.n_models, options.seed)
-    train_fn = attack_lib.trainer_train_fn(ref_cfg, data)
-    trained = 0
-    started = time.perf_counter()
-
+    """``train_pool`` for the plan, counting progress in trained models; raises _Stopped when a stop is asked."""
     def on_model(done: int, n_models: int) -> None:
-        nonlocal trained
-        trained = done
-        progress(done, total, f"trained reference model {done} of {n_models}")
+        progress(done, plan.total, f"trained reference model {done} of {n_models}")
         if stop():
             raise _Stopped
 
     if stop():
         raise _Stopped
-    progress(0, total, f"training reference model 1 of {options.n_models}")
-    pool = attack_lib.reference_pool(train_fn, x, y, n_models=options.n_models, seed=options.seed,
-                                  cache_path=cache_path, cache_key=key, on_model=on_model)
-    seconds = time.perf_counter() - started
-    sigma = ref_cfg.noise_multiplier
-    info = {
-        "n_models": pool.n_models, "seed": options.seed, "examples_per_model": len(x) // 2,
-        "cache_file": cache_path.name, "cached": trained == 0,
-        "seconds": round(seconds, 3), "seconds_per_model": round(seconds / trained, 3) if trained else None,
-        "noise_multiplier": sigma, "config": ref_cfg.to_dict(),
-        "note": POOL_NOTE + (POOL_SIGMA_NOTE.format(sigma=f"{sigma:.3g}") if sigma is not None else
-                             "Like the target, they train without differential privacy."),
-    }
-    return pool, info
-
-
-def _leave_one_out(pool: attack_lib.ReferencePool, name: str, seed: int) -> dict[str, Any]:
-    """An attack evaluated leave-one-out on the pool (each reference model in turn the target)."""
-    try:
-        result = pool.leave_one_out(name, seed=seed, confidence=CONFIDENCE, n_bootstrap=100)
-    except ConfigError as exc:
-        return {"name": name, "error": str(exc)}
-    return {**result.to_dict(), "title": attack_lib.ATTACKS[name].title, "roc": result.roc_points(),
-            "tpr_at_fpr_raw": {f"{f:g}": result.tpr_at_fpr(f) for f in attack_lib.DEFAULT_FPRS}}
+    progress(0, plan.total, f"training reference model 1 of {plan.options.n_models}")
+    return train_pool(store, plan.target.record, plan.target.data, plan.ref_cfg, n_models=plan.options.n_models,
+                      seed=plan.options.seed, on_model=on_model)
 
 
 def black_box_canary_audit(data: SplitData, ref_cfg: TrainConfig, *, n_canaries: int, seed: int,
@@ -530,60 +481,16 @@ def white_box_canary_audit(data: SplitData, config: TrainConfig, summary: Mappin
 
 def _save_result(store: RunStore, run_id: str, result: dict[str, Any],
                  scores: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    """Write attack.json and attack_scores.npz atomically (a reader never sees half a file)."""
+    """Write attack_scores.npz, then attack.json, each atomically (a reader never sees half a file)."""
     folder = store.artifacts_dir(run_id, create=True)
-    token = secrets.token_hex(3)
     arrays = {}
     for name, (members, non_members) in scores.items():
         arrays[f"{name}__members"] = np.asarray(members, dtype=np.float64)
         arrays[f"{name}__non_members"] = np.asarray(non_members, dtype=np.float64)
-    partial_scores = folder / f".{SCORES_FILE}.{token}.partial"
-    with open(partial_scores, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
-    os.replace(partial_scores, folder / SCORES_FILE)
-    partial_json = folder / f".{ATTACK_FILE}.{token}.partial"
-    partial_json.write_text(json.dumps(result, indent=1, allow_nan=False))
-    os.replace(partial_json, folder / ATTACK_FILE)
+    atomic_write(folder / SCORES_FILE, lambda handle: np.savez_compressed(handle, **arrays))
+    atomic_write_text(folder / ATTACK_FILE, json.dumps(result, indent=1, allow_nan=False))
 
 
-HISTORY_COLUMNS = ["finished", "status", "attacks", "reference models", "canaries", "seed", "best AUC",
-                   "strongest attack", "ε lower bound", "canary ε lower bound", "canary power",
-                   "canary run's ε", "seconds", "job id"]
-
-
-def attack_history(store: RunStore, run_id: str) -> pd.DataFrame:
-    """Every attack-lab job on run ``run_id``, newest first: options, outcome and headline numbers.
-
-    The attack page shows the newest result in full; this table keeps the earlier ones in view
-    (e.g. a quick pool against a thorough one). Numbers come from each job's summary, so a
-    cancelled or failed job has none. Columns: ``HISTORY_COLUMNS``.
-    """
-    rows = []
-    for job in store.records(kind=ATTACK_KIND, group=run_id):
-        options = (job.config.get("extra") or {}).get("attack") or {}
-        summary = job.summary
-        aucs = {name: summary.get(f"{name.replace('-', '_')}_auc") for name in attack_lib.ATTACKS}
-        aucs = {name: value for name, value in aucs.items() if isinstance(value, (int, float))}
-        strongest = max(aucs, key=aucs.get) if aucs else None
-        rows.append({
-            "finished": job.finished or job.created,
-            "status": job.status,
-            "attacks": ", ".join(attack_lib.ATTACKS[name].title if name in attack_lib.ATTACKS else name
-                                 for name in options.get("attacks", [])),
-            "reference models": options.get("n_models"),
-            "canaries": (f"{int(options.get('canaries') or 0)} {options.get('canary_mode', 'black-box')}"
-                         if options.get("canaries") else "0"),
-            "seed": options.get("seed"),
-            "best AUC": aucs[strongest] if strongest else None,
-            "strongest attack": attack_lib.ATTACKS[strongest].title if strongest else None,
-            "ε lower bound": summary.get("empirical_epsilon_lower"),
-            "canary ε lower bound": summary.get("canary_epsilon_lower"),
-            "canary power": summary.get("canary_epsilon_power"),
-            "canary run's ε": summary.get("canary_accountant_epsilon"),
-            "seconds": summary.get("seconds"),
-            "job id": job.id,
-        })
-    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 
 
 def summary_fields(result: Mapping[str, Any]) -> dict[str, Any]:
@@ -622,164 +529,6 @@ def summary_fields(result: Mapping[str, Any]) -> dict[str, Any]:
     )
     return fields
 
-
-# ---------------------------------------------------------------------- reading results back
-def load_attack_result(store: RunStore, run_id: str) -> dict[str, Any] | None:
-    """The stored attack result of a run (the dict ``run_attack_suite`` returned), or None if never attacked."""
-    path = store.artifacts_path(run_id) / ATTACK_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DPExplorerError(f"the attack result of run {run_id} ({path}) cannot be read ({exc}); run the "
-                              "attack again") from None
-
-
-def load_attack_scores(store: RunStore, run_id: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per-example attack scores of a run: ``{attack: (member_scores, non_member_scores)}`` ({} if none)."""
-    path = store.artifacts_path(run_id) / SCORES_FILE
-    if not path.is_file():
-        return {}
-    with np.load(path, allow_pickle=False) as stored:
-        names = sorted({key.rsplit("__", 1)[0] for key in stored.files})
-        return {name: (stored[f"{name}__members"], stored[f"{name}__non_members"]) for name in names}
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f} %"
-
-
-def _entries(result: Mapping[str, Any], evaluation: str) -> dict[str, Any]:
-    if evaluation not in ("target", "pool"):
-        raise ConfigError(f"evaluation must be 'target' or 'pool', got {evaluation!r}")
-    return dict(result.get("attacks" if evaluation == "target" else "pool_evaluation") or {})
-
-
-def roc_curves(result: Mapping[str, Any], *, evaluation: str = "target") -> list[tuple[str, list, list, float]]:
-    """``(title, fpr, tpr, auc)`` per attack, ready for ``plots.roc_chart``."""
-    return [(entry.get("title", name), entry["roc"]["fpr"], entry["roc"]["tpr"], entry["auc"])
-            for name, entry in _entries(result, evaluation).items() if "roc" in entry]
-
-
-def tpr_table(result: Mapping[str, Any], *, evaluation: str = "target") -> pd.DataFrame:
-    """One row per attack: AUC with its bootstrap interval, TPR at 10 %, 1 % and 0.1 % FPR with
-    Clopper-Pearson intervals, and (target evaluation) the attack's epsilon lower bound. Display strings.
-
-    An FPR that needs more non-members than there are (at least 10 / FPR) shows the raw ROC value marked
-    '≈ ... (few non-members)' rather than an interval. 'n in / out' counts the members and non-members.
-    """
-    rows = []
-    for name, entry in _entries(result, evaluation).items():
-        row: dict[str, Any] = {"attack": entry.get("title", name)}
-        if "error" in entry:
-            row["AUC"] = f"not run: {entry['error']}"
-            rows.append(row)
-            continue
-        low, high = entry.get("auc_ci") or (None, None)
-        row["AUC"] = f"{entry['auc']:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
-        for point in entry["operating_points"]:
-            label = f"TPR @ {100 * point['target_fpr']:g} % FPR"
-            if point["resolvable"]:
-                row[label] = f"{_percent(point['tpr'])} [{_percent(point['tpr_low'])}, {_percent(point['tpr_high'])}]"
-            else:
-                raw = entry.get("tpr_at_fpr_raw", {}).get(f"{point['target_fpr']:g}")
-                row[label] = f"≈ {_percent(raw)} (few non-members)"
-        if "epsilon_bound" in entry:
-            row["ε lower bound"] = f"{entry['epsilon_bound']['epsilon_lower']:.2f}"
-        row["n in / out"] = f"{entry['n_members']} / {entry['n_non_members']}"
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def epsilon_table(result: Mapping[str, Any]) -> pd.DataFrame:
-    """Rows for ``plots.epsilon_audit_chart``: the accountant's epsilon (an upper bound; NaN without DP)
-    and each lower bound (per attack, and the canary audit when run). Columns: label, kind ('upper' or
-    'lower'), epsilon (nats), detail (a sentence for the hover), and for the canary audit's row
-    ``compare_epsilon`` (its own run's accountant epsilon, the one its bound must be compared with; NaN
-    elsewhere and without DP) and ``power`` (nats, the most that audit could certify; NaN elsewhere)."""
-    epsilon = result.get("epsilon", {})
-    target = result.get("target", {})
-    delta = target.get("target_delta")
-    accountant = epsilon.get("accountant")
-    rows = [{
-        "label": "this run's accountant (guarantee)", "kind": "upper",
-        "epsilon": float(accountant) if accountant is not None else math.nan,
-        "detail": (f"ε ≤ {accountant:.2f} at δ = {delta:g} ({target.get('accountant')})" if accountant is not None
-                   else "no upper bound: trained without differential privacy"),
-    }]
-    for name, entry in result.get("attacks", {}).items():
-        bound = entry.get("epsilon_bound")
-        if bound is None:
-            continue
-        rows.append({"label": f"{entry.get('title', name)} attack", "kind": "lower",
-                     "epsilon": float(bound["epsilon_lower"]),
-                     "detail": f"ε ≥ {bound['epsilon_lower']:.2f} with {100 * (1 - bound['alpha']):.1f} % confidence "
-                               f"(threshold attack on this run's members and non-members)"})
-    canary = epsilon.get("canary")
-    if canary:
-        own = canary.get("accountant_epsilon")
-        power = canary.get("power")
-        rows.append({"label": f"canary audit ({canary.get('mode', 'black-box')})", "kind": "lower",
-                     "epsilon": float(canary["epsilon_lower"]), "detail": canary_sentence(canary),
-                     "compare_epsilon": float(own) if own is not None else math.nan,
-                     "power": float(power) if power is not None else math.nan})
-    return pd.DataFrame(rows, columns=["label", "kind", "epsilon", "detail", "compare_epsilon", "power"])
-
-
-def canary_sentence(canary: Mapping[str, Any]) -> str:
-    """One sentence on a stored canary audit: its bound and confidence, the guesses it rests on, its power, and
-    the canary run's own epsilon (delta, accountant) that the bound must be compared with."""
-    counts = canary.get("counts", {})
-    mode = canary.get("mode", "black-box")
-    own = canary.get("accountant_epsilon")
-    power = canary.get("power")
-    delta = canary.get("delta")
-    text = (f"{mode} canary audit: ε ≥ {canary['epsilon_lower']:.2f} with {100 * (1 - canary['alpha']):.0f} % "
-            f"confidence ({counts.get('correct')} of {counts.get('guesses')} guesses right on {canary['canaries']} "
-            "canaries)")
-    if power is not None:
-        text += f"; power {power:.2f} (the most {counts.get('power_guesses', counts.get('guesses'))} right guesses " \
-                "could certify)"
-    if own is not None:
-        detail = ", ".join(part for part in (f"δ = {delta:g}" if delta else "", canary.get("accountant") or "") if part)
-        text += f". Compare with the canary run's own ε = {own:.2f}" + (f" ({detail})" if detail else "") + \
-            ", not the target's ε"
-    else:
-        text += ". The canary run has no DP, so no ε to compare with"
-    return text + "."
-
-
-def vulnerable_members(result: Mapping[str, Any], data: SplitData, *, attack: str | None = None,
-                       k: int | None = None) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """The members an attack is most sure about, highest score first.
-
-    Returns ``(table, images)``: the table has rank, member index (row of ``data.x_members``), label and
-    score, plus the original feature values for tabular data; ``images`` is uint8 (k, H, W, C) for image
-    data (standardisation undone), else None. ``attack`` defaults to the strongest attack.
-    """
-    attack = attack or result.get("strongest_attack")
-    entries = result.get("attacks", {})
-    if attack not in entries:
-        raise ConfigError(f"no stored result for attack {attack!r}; stored: {', '.join(entries)}")
-    top = entries[attack]["top_members"][: k or None]
-    index = np.array([item["index"] for item in top], dtype=np.int64)
-    if len(index) and index.max() >= data.n_members:
-        raise DPExplorerError("the stored attack result does not match this dataset (member index out of range); "
-                              "run the attack again")
-    rows = torch.from_numpy(index)
-    subset = dataclasses.replace(data, x_members=data.x_members[rows], y_members=data.y_members[rows],
-                                 raw=data.raw.iloc[index].reset_index(drop=True) if data.raw is not None else None)
-    table = pd.DataFrame({
-        "rank": np.arange(1, len(index) + 1),
-        "member index": index,
-        "label": [data.info.class_names[int(c)] for c in subset.y_members],
-        "score": [item["score"] for item in top],
-    })
-    if data.info.kind == "image":
-        return table, preview_images(subset, n=len(index))
-    features = preview_table(subset, n=len(index)).drop(columns=["label"])
-    return pd.concat([table, features], axis=1), None
 
 
 # ---------------------------------------------------------------------- jobs

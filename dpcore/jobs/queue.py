@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import collections
 import functools
-import importlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from dpcore.config import TrainConfig
+from dpcore.engine.checkpoint import ResumeState
 from dpcore.errors import DPExplorerError
+from dpcore.jobs import resume as resuming
+from dpcore.jobs.training import train_stored_run
 from dpcore.store.runs import (
     CANCELLED,
     DONE,
@@ -34,14 +36,10 @@ from dpcore.store.runs import (
     default_root,
 )
 
-if TYPE_CHECKING:
-    from dpcore.engine.training import ResumeState
-
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PENDING = 32
 CANCEL_POLL_S = 0.2  # how stale a cancel pressed in another session may be when should_stop answers
-STEP_FLUSH_S = 0.5  # step rows are written at most this often (and at every epoch and at the end)
 
 
 class QueueFull(DPExplorerError):
@@ -102,61 +100,17 @@ class StopCheck:
         return self.event.is_set()
 
 
-class ProgressWriter:
-    """Trainer callbacks that write progress to the store.
-
-    ``on_step`` buffers step rows and flushes them (with steps_done/total_steps) at most
-    every ``flush_s`` seconds; ``on_epoch`` flushes and writes the epoch row at once;
-    call ``flush()`` at the end.
-    """
-
-    def __init__(self, store: RunStore, run_id: str, *, flush_s: float = STEP_FLUSH_S) -> None:
-        self.store, self.run_id, self.flush_s = store, run_id, flush_s
-        self._rows: list[dict[str, Any]] = []
-        self._last_flush = float("-inf")
-        self.steps_done = 0
-        self.total_steps: int | None = None
-
-    def on_step(self, row: Mapping[str, Any]) -> None:
-        self._rows.append(dict(row))
-        self.steps_done = int(row.get("step") or self.steps_done + 1)
-        if row.get("total_steps") is not None:
-            self.total_steps = int(row["total_steps"])
-        if time.monotonic() - self._last_flush >= self.flush_s:
-            self.flush()
-
-    def on_epoch(self, row: Mapping[str, Any]) -> None:
-        self.flush()
-        self.store.append_epoch(self.run_id, row)
-
-    def flush(self) -> None:
-        """Write buffered step rows and the progress counters."""
-        self._last_flush = time.monotonic()
-        if self._rows:
-            rows, self._rows = self._rows, []
-            self.store.append_steps(self.run_id, rows)
-        self.store.set_progress(self.run_id, self.steps_done, self.total_steps)
-
-
 def train_runner(run_id: str, store: RunStore, should_stop: Callable[[], bool], *,
                  resume: ResumeState | None = None) -> Any:
-    """The default runner: ``dpcore.engine.training.train`` on the run's stored config, then ``store.finish``
-    and the loss-threshold membership attack (``dpcore.jobs.training.record_result``: ``roc.json`` in the
-    artifacts, ``mia_auc``/``mia_tpr_at_1pct_fpr``/``mia_advantage`` in the summary).
+    """The default runner (plain runs, baselines, continuations): ``dpcore.jobs.training.train_stored_run``.
 
-    ``resume`` (a parent's checkpoint, see ``JobQueue.resume``) continues that run instead of starting fresh.
-    A checkpoint is written at every epoch end, so a run the process lost can be continued too.
-    Returns the RunResult (whose artifacts are in ``store.artifacts_dir(run_id)``).
+    It trains the run's stored config, stores the result (``store.finish``) and runs the loss-threshold
+    membership attack (``roc.json`` in the artifacts, ``mia_auc``/``mia_tpr_at_1pct_fpr``/``mia_advantage``
+    in the summary). ``resume`` (a parent's checkpoint, see ``JobQueue.resume``) continues that run instead
+    of starting fresh. A checkpoint is written at every epoch end, so a run the process lost can be
+    continued too. Returns the RunResult (whose artifacts are in ``store.artifacts_dir(run_id)``).
     """
-    training = importlib.import_module("dpcore.engine.training")
-    evaluation = importlib.import_module("dpcore.jobs.training")
-    cfg = store.get(run_id).train_config()
-    writer = ProgressWriter(store, run_id)
-    result = training.train(cfg, on_step=writer.on_step, on_epoch=writer.on_epoch, should_stop=should_stop,
-                            resume=resume, checkpoint_dir=store.artifacts_dir(run_id, create=True))
-    writer.flush()
-    evaluation.record_result(store, run_id, result)  # store.finish, then the attack
-    return result
+    return train_stored_run(store, run_id, should_stop=should_stop, resume=resume)
 
 
 class JobQueue:
@@ -227,8 +181,6 @@ class JobQueue:
         checkpoint, diverged, not a training run), ConfigError (bad epochs, limit already reached) or
         QueueFull. See ``dpcore.jobs.resume`` for the rules.
         """
-        from dpcore.jobs import resume as resuming
-
         plan = resuming.plan_resume(self.store, run_id, epochs=epochs, epsilon_limit=epsilon_limit, name=name)
         state = resuming.load_state(self.store, run_id)  # read now: the parent may be deleted while this waits
         runner = functools.partial(train_runner, resume=state)

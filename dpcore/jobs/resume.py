@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
 from dpcore.config import MAX_EPOCHS, TrainConfig
+from dpcore.engine.checkpoint import ResumeState
 from dpcore.errors import ConfigError, DPExplorerError
+from dpcore.privacy import accounting
+from dpcore.store.artifacts import CHECKPOINT_FILE
+from dpcore.store.records import RESUME_KEY, StoredRun
 from dpcore.store.runs import ACTIVE_STATUSES, RunActive, RunRecord, RunStore
 
-if TYPE_CHECKING:
-    from dpcore.engine.training import ResumeState
-
-CHECKPOINT_FILE = "checkpoint.pt"
-RESUME_KEY = "resume_from"  # config.extra key naming the run a continuation started from
 # config.extra keys with where the continuation starts: its config's ``epochs`` counts only the extra
 # epochs, so a progress display shows 'epoch 7 of epochs_before + epochs'.
 EPOCHS_BEFORE_KEY = "epochs_before"
@@ -41,13 +40,6 @@ CONTINUATION_SUFFIX = re.compile(r" \(\+(\d+) epochs?\)$")  # what continuation_
 
 class NotResumable(DPExplorerError):
     """The run cannot be continued (no checkpoint, still active, diverged, not a training run)."""
-
-
-def parent_of(record: RunRecord) -> str | None:
-    """Id of the run ``record`` continues, or None for a run trained from scratch."""
-    extra = record.config.get("extra") or {}
-    parent = extra.get(RESUME_KEY) if isinstance(extra, dict) else None
-    return str(parent) if parent else None
 
 
 def resume_problem(store: RunStore, run_id: str) -> str | None:
@@ -89,8 +81,6 @@ def check_resumable(store: RunStore, run_id: str) -> RunRecord:
 
 def load_state(store: RunStore, run_id: str) -> ResumeState:
     """The parent's checkpoint as a ``training.ResumeState`` (NotResumable when it cannot be read)."""
-    from dpcore.engine.training import ResumeState  # torch: imported only when a run is really continued
-
     check_resumable(store, run_id)
     try:
         return ResumeState.load(store.artifacts_dir(run_id))
@@ -109,18 +99,8 @@ def continuation_name(parent_name: str, epochs: int) -> str:
     return f"{base} (+{total} epoch{'s' if total != 1 else ''})"
 
 
-def _spent_epsilon(config: dict[str, Any], summary: dict[str, Any]) -> float:
-    """Epsilon the run has spent (inf for the non-private baseline, NaN when unknown)."""
-    if not config.get("private", True):
-        return math.inf
-    value = summary.get("final_epsilon")
-    return float(value) if isinstance(value, (int, float)) else math.nan
-
-
 def _checkpoint_summary(store: RunStore, run_id: str, cfg: TrainConfig) -> dict[str, Any]:
     """The summary fields a plan needs, read from the checkpoint of a run that never finished."""
-    from dpcore.privacy import accounting
-
     state = load_state(store, run_id)
     spent = accounting.schedule_epsilon(state.accountant_history, delta=cfg.target_delta,
                                         accountant=cfg.accountant) if cfg.private else None
@@ -182,7 +162,7 @@ def plan_resume(store: RunStore, run_id: str, *, epochs: int, epsilon_limit: flo
         summary.update(_checkpoint_summary(store, run_id, parent_cfg))
     steps_done = int(summary.get("steps") or 0)
     epochs_done = int(summary.get("epochs_done") or 0)
-    spent = _spent_epsilon(record.config, summary)
+    spent = StoredRun.from_record(replace(record, summary=summary)).final_epsilon  # inf without DP
     if limit is not None and parent_cfg.private and math.isfinite(spent) and spent >= limit * (1 - 1e-9):
         raise ConfigError(
             f"run {run_id} has already spent epsilon {spent:.3g}, at or above the epsilon limit {limit:g}; "
@@ -201,8 +181,6 @@ def plan_resume(store: RunStore, run_id: str, *, epochs: int, epsilon_limit: flo
     if isinstance(sample_rate, (int, float)) and sample_rate > 0:
         more_steps = round(1.0 / sample_rate) * epochs
         if config.private and isinstance(sigma, (int, float)):
-            from dpcore.privacy import accounting  # opacus: imported only when a plan is made
-
             projected = accounting.epsilon_for(noise_multiplier=float(sigma), sample_rate=float(sample_rate),
                                                steps=steps_done + more_steps, delta=config.target_delta,
                                                accountant=config.accountant)

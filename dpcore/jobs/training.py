@@ -1,34 +1,39 @@
-"""Evaluation after training: the loss-threshold membership attack every training run gets, and its baseline.
+"""The one training runner (runs, baselines, continuations, sweep members, the CLI) and its evaluation.
 
-``record_result`` is what a training job does with a finished ``RunResult``: store it, attack
-the trained model, write the ROC to ``roc.json`` in the run's artifacts and the attack's headline
-numbers (``mia_auc``, ``mia_tpr_at_1pct_fpr``, ``mia_advantage``) into the run's summary.
-``train_and_evaluate`` is the same pipeline without a store (for the CLI and scripts).
+``run_training`` trains a config and attacks the result with the loss-threshold membership
+attack every training run gets. With a store it is a training job: progress rows go to the
+store as they come (``ProgressWriter``), the result is stored (``store.finish``) before the
+attack, the ROC lands in ``roc.json`` in the run's artifacts and the attack's headline numbers
+(``mia_auc``, ``mia_tpr_at_1pct_fpr``, ``mia_advantage``) in the run's summary (``record_result``).
+``train_and_evaluate`` is the store-free call (for the CLI and scripts); the job queue's
+``train_runner`` (plain runs, baselines, continuations) and ``sweep.train_member`` are thin calls too.
 ``find_baseline`` finds the non-private run a private run is compared against.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
-import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from dpcore.attacks import AttackResult, empirical_epsilon, loss_threshold_attack
 from dpcore.config import TrainConfig
+from dpcore.engine.checkpoint import ResumeState
+from dpcore.engine.result import RunResult
+from dpcore.engine.training import train
 from dpcore.errors import DPExplorerError
-from dpcore.jobs.resume import parent_of
+from dpcore.jsonable import json_number
+from dpcore.store.artifacts import ROC_FILE, write_roc
+from dpcore.store.records import StoredRun
 from dpcore.store.runs import ACTIVE_STATUSES, DONE, RunNotFound, RunRecord, RunStore, format_error
-
-if TYPE_CHECKING:
-    from dpcore.attacks import AttackResult
-    from dpcore.engine.training import ResumeState, RunResult
 
 log = logging.getLogger(__name__)
 
-ROC_FILE = "roc.json"
 MIA_FPR = 0.01  # the low false-positive rate at which the attack's TPR is reported
+STEP_FLUSH_S = 0.5  # step rows are written at most this often (and at every epoch and at the end)
 
 # ``summary['mia_status']``: 'pending' while the attack runs, then 'done', 'failed' or 'skipped'.
 MIA_PENDING, MIA_DONE, MIA_FAILED, MIA_SKIPPED = "pending", "done", "failed", "skipped"
@@ -37,27 +42,68 @@ MIA_PENDING, MIA_DONE, MIA_FAILED, MIA_SKIPPED = "pending", "done", "failed", "s
 BASELINE_KEYS = ("dataset", "model", "seed", "data_path", "label_column")
 BASELINE_PREFERRED_KEYS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "validation_fraction")
 
+StepCallback = Callable[[dict[str, Any]], None]
+
+
+class ProgressWriter:
+    """Trainer callbacks that write progress to the store.
+
+    ``on_step`` buffers step rows and flushes them (with steps_done/total_steps) at most
+    every ``flush_s`` seconds; ``on_epoch`` flushes and writes the epoch row at once;
+    call ``flush()`` at the end.
+    """
+
+    def __init__(self, store: RunStore, run_id: str, *, flush_s: float = STEP_FLUSH_S) -> None:
+        self.store, self.run_id, self.flush_s = store, run_id, flush_s
+        self._rows: list[dict[str, Any]] = []
+        self._last_flush = float("-inf")
+        self.steps_done = 0
+        self.total_steps: int | None = None
+
+    def on_step(self, row: Mapping[str, Any]) -> None:
+        self._rows.append(dict(row))
+        self.steps_done = int(row.get("step") or self.steps_done + 1)
+        if row.get("total_steps") is not None:
+            self.total_steps = int(row["total_steps"])
+        if time.monotonic() - self._last_flush >= self.flush_s:
+            self.flush()
+
+    def on_epoch(self, row: Mapping[str, Any]) -> None:
+        self.flush()
+        self.store.append_epoch(self.run_id, row)
+
+    def flush(self) -> None:
+        """Write buffered step rows and the progress counters."""
+        self._last_flush = time.monotonic()
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self.store.append_steps(self.run_id, rows)
+        self.store.set_progress(self.run_id, self.steps_done, self.total_steps)
+
 
 # ---------------------------------------------------------------------- the attack
 def evaluate_membership(result: RunResult) -> AttackResult:
     """The loss-threshold attack on ``result.model`` with ``result.data``'s members and non-members."""
-    from dpcore.attacks import loss_threshold_attack
-
     return loss_threshold_attack(result.model, result.data)
 
 
 def membership_summary(attack: AttackResult) -> dict[str, float | None]:
     """The summary fields of an attack: ``mia_auc`` (0.5 = chance), ``mia_tpr_at_1pct_fpr`` and
     ``mia_advantage`` (max TPR - FPR), all fractions in [0, 1]; None where not finite."""
-    def number(value: float) -> float | None:
-        value = float(value)
-        return value if math.isfinite(value) else None
-
     return {
-        "mia_auc": number(attack.auc),
-        "mia_tpr_at_1pct_fpr": number(attack.tpr_at_fpr(MIA_FPR)),
-        "mia_advantage": number(attack.advantage),
+        "mia_auc": json_number(attack.auc),
+        "mia_tpr_at_1pct_fpr": json_number(attack.tpr_at_fpr(MIA_FPR)),
+        "mia_advantage": json_number(attack.advantage),
     }
+
+
+def lower_bound_summary(attack: AttackResult, *, delta: float, alpha: float = 0.05) -> dict[str, float | None]:
+    """``{'mia_epsilon_lower': ...}``: the threshold-attack lower bound on epsilon (nats) from ``attack``'s scores.
+
+    An indication from one model, not a proof (see ``dpcore.attacks.empirical_epsilon``).
+    """
+    bound = empirical_epsilon(attack.member_scores, attack.non_member_scores, delta=delta, alpha=alpha)
+    return {"mia_epsilon_lower": json_number(bound.epsilon_lower)}
 
 
 def roc_payload(attack: AttackResult) -> dict[str, Any]:
@@ -66,31 +112,11 @@ def roc_payload(attack: AttackResult) -> dict[str, Any]:
 
 
 def save_roc(directory: str | Path, attack: AttackResult) -> Path:
-    """Write ``roc_payload(attack)`` to ``directory/roc.json`` (atomically); return the path."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / ROC_FILE
-    partial = directory / f".{ROC_FILE}.partial"
-    partial.write_text(json.dumps(roc_payload(attack)))
-    partial.replace(path)
-    return path
+    """Write ``roc_payload(attack)`` to ``directory/roc.json`` (atomically); return the path.
 
-
-def load_roc(directory: str | Path) -> dict[str, Any] | None:
-    """The stored ROC of a run (``fpr``, ``tpr``, ``auc``, ...) or None when there is none.
-
-    Raises DPExplorerError when the file exists but cannot be read.
+    Read it back with ``dpcore.store.artifacts.load_roc`` (or ``roc_curve``, ready to plot).
     """
-    path = Path(directory) / ROC_FILE
-    if not path.is_file():
-        return None
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise DPExplorerError(f"could not read the attack's ROC from {path}: {err}; re-run the attack") from err
-    if not isinstance(payload, dict) or "fpr" not in payload or "tpr" not in payload:
-        raise DPExplorerError(f"{path} holds no ROC curve (fpr/tpr lists); re-run the attack")
-    return payload
+    return write_roc(directory, roc_payload(attack))
 
 
 # ---------------------------------------------------------------------- pipelines
@@ -129,20 +155,57 @@ def record_result(store: RunStore, run_id: str, result: RunResult) -> AttackResu
     return attack
 
 
-def train_and_evaluate(cfg: TrainConfig, *, on_step: Callable[[dict[str, Any]], None] | None = None,
-                       on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                       should_stop: Callable[[], bool] | None = None,
-                       resume: ResumeState | None = None) -> tuple[RunResult, AttackResult | None]:
-    """Train ``cfg`` and attack the result: ``(RunResult, AttackResult or None when no step was taken)``.
+def run_training(cfg: TrainConfig, *, store: RunStore | None = None, run_id: str | None = None,
+                 should_stop: Callable[[], bool] | None = None, resume: ResumeState | None = None,
+                 checkpoint: bool = False, lower_bound: bool = False, on_step: StepCallback | None = None,
+                 on_epoch: StepCallback | None = None) -> tuple[RunResult, AttackResult | None]:
+    """THE training runner: train ``cfg``, then the loss-threshold membership attack.
 
-    The store-free twin of a training job, for the CLI and scripts. Raises ConfigError or
+    Returns ``(RunResult, AttackResult or None)``; None when no step was taken (or, with a
+    store, when the attack failed). ``resume`` (a parent's checkpoint) continues that run.
+    Without ``store`` the step/epoch rows go to ``on_step``/``on_epoch`` and an attack error
+    raises. With ``store`` and ``run_id`` it is a training job: the rows go to the store
+    (``ProgressWriter``; ``on_step``/``on_epoch`` must be None), ``checkpoint`` writes
+    ``checkpoint.pt`` into the run's artifacts at every epoch end, the result is stored and
+    attacked by ``record_result``, and ``lower_bound`` (private runs with an attack) adds
+    ``mia_epsilon_lower`` (``lower_bound_summary``) to the summary. Raises ConfigError or
     DatasetError for bad input before training starts.
     """
-    from dpcore.engine.training import train
-
-    result = train(cfg, on_step=on_step, on_epoch=on_epoch, should_stop=should_stop, resume=resume)
-    attack = evaluate_membership(result) if result.steps > 0 else None
+    if store is None:
+        result = train(cfg, on_step=on_step, on_epoch=on_epoch, should_stop=should_stop, resume=resume)
+        return result, (evaluate_membership(result) if result.steps > 0 else None)
+    if run_id is None or on_step is not None or on_epoch is not None:
+        raise ValueError("a stored training job needs run_id and writes its own progress (no on_step/on_epoch)")
+    writer = ProgressWriter(store, run_id)
+    checkpoint_dir = store.artifacts_dir(run_id, create=True) if checkpoint else None
+    result = train(cfg, on_step=writer.on_step, on_epoch=writer.on_epoch, should_stop=should_stop, resume=resume,
+                   checkpoint_dir=checkpoint_dir)
+    writer.flush()
+    attack = record_result(store, run_id, result)  # store.finish, then the attack
+    if lower_bound and attack is not None and result.config.private:
+        with contextlib.suppress(DPExplorerError):
+            store.update_summary(run_id, **lower_bound_summary(attack, delta=result.config.target_delta))
     return result, attack
+
+
+def train_and_evaluate(cfg: TrainConfig, *, on_step: StepCallback | None = None,
+                       on_epoch: StepCallback | None = None, should_stop: Callable[[], bool] | None = None,
+                       resume: ResumeState | None = None) -> tuple[RunResult, AttackResult | None]:
+    """Train ``cfg`` and attack the result without a store (for the CLI and scripts): ``run_training``."""
+    return run_training(cfg, on_step=on_step, on_epoch=on_epoch, should_stop=should_stop, resume=resume)
+
+
+def train_stored_run(store: RunStore, run_id: str, *, should_stop: Callable[[], bool] | None = None,
+                     resume: ResumeState | None = None, checkpoint: bool = True,
+                     lower_bound: bool = False) -> RunResult:
+    """Train the stored run ``run_id`` from its stored config as a job (``run_training`` with the store).
+
+    Returns the RunResult (whose artifacts are in ``store.artifacts_dir(run_id)``).
+    """
+    cfg = store.get(run_id).train_config()
+    result, _ = run_training(cfg, store=store, run_id=run_id, should_stop=should_stop, resume=resume,
+                             checkpoint=checkpoint, lower_bound=lower_bound)
+    return result
 
 
 # ---------------------------------------------------------------------- the baseline
@@ -163,10 +226,11 @@ def find_baseline(store: RunStore, run_id: str) -> RunRecord | None:
     optimizer. Non-private runs themselves have no baseline.
     """
     record = store.get(run_id)
-    linked = record.summary.get("baseline_run")
+    run = StoredRun.from_record(record)
+    linked = run.baseline_run
     if isinstance(linked, str) and linked and store.exists(linked):
         return store.get(linked)
-    parent = parent_of(record)
+    parent = run.parent
     if parent is not None and parent != run_id and store.exists(parent):
         return find_baseline(store, parent)  # a continuation compares with its parent's baseline
     config = _resolved(record.config)
@@ -216,15 +280,18 @@ __all__ = [
     "MIA_PENDING",
     "MIA_SKIPPED",
     "ROC_FILE",
+    "ProgressWriter",
     "baseline_config",
     "evaluate_membership",
     "find_baseline",
     "find_baseline_for_config",
     "link_baseline",
-    "load_roc",
+    "lower_bound_summary",
     "membership_summary",
     "record_result",
     "roc_payload",
+    "run_training",
     "save_roc",
     "train_and_evaluate",
+    "train_stored_run",
 ]

@@ -315,24 +315,6 @@ def sampling_for(*, n: int, batch_size: int | None = None, sample_rate: float | 
     return Sampling(n=n, batch_size=batch_size, steps_per_epoch=steps_per_epoch, sample_rate=1.0 / steps_per_epoch)
 
 
-def member_counts() -> dict[str, int]:
-    """Training-set (member) size of every registered dataset whose size is known without loading it.
-
-    Built-in and OpenML tabular datasets use the fixed stratified split (``data.NON_MEMBER_FRACTION``
-    held out, rounded up as scikit-learn does); image datasets use their standard train split.
-    CSV uploads have no known size and are left out. Returns ``{name: n_members}``.
-    """
-    from dpcore.engine import data  # local: the data module pulls in torch and scikit-learn
-
-    counts: dict[str, int] = {}
-    for name, spec in data.DATASETS.items():
-        if spec.n_train:
-            counts[name] = int(spec.n_train)
-        elif spec.n_examples:
-            counts[name] = int(spec.n_examples - math.ceil(data.NON_MEMBER_FRACTION * spec.n_examples))
-    return counts
-
-
 _ORDERS = np.asarray(RDP_ORDERS, dtype=float)
 _WHOLE = np.flatnonzero(_ORDERS == np.round(_ORDERS))  # cheap orders: a finite sum of order + 1 terms
 _WHOLE_SET = frozenset(int(index) for index in _WHOLE)

@@ -23,7 +23,9 @@ from typing import Any
 
 from dpcore.config import TrainConfig
 from dpcore.errors import ConfigError
+from dpcore.jsonable import json_number
 from dpcore.privacy import accounting
+from dpcore.privacy.bands import format_number
 
 GDP, NO_POISSON, REPRODUCIBLE = "gdp", "no_poisson", "reproducible"
 #: Accountants whose ε is a proven upper bound (given Poisson sampling).
@@ -114,7 +116,7 @@ class EpsilonStatus:
         if GDP in self.kinds:
             if self.bound is None:
                 return "no RDP bound stored"
-            return f"{(self.bound_accountant or 'rdp').upper()} bound {_number(self.bound, spec)}"
+            return f"{(self.bound_accountant or 'rdp').upper()} bound {format_number(self.bound, spec)}"
         return ""
 
     def note(self, spec: str = ".2f", *, include_reproducible: bool = True) -> str:
@@ -130,7 +132,7 @@ class EpsilonStatus:
 
     def text(self, spec: str = ".2f", *, symbol: str = "ε", include_reproducible: bool = True) -> str:
         """'ε 3.00 (GDP approximation; RDP bound 3.77)'; plain 'ε 3.00' when the ε is a guarantee."""
-        value = _number(self.epsilon, spec)
+        value = format_number(self.epsilon, spec)
         note = self.note(spec, include_reproducible=include_reproducible)
         return f"{symbol} {value} ({note})" if note else f"{symbol} {value}"
 
@@ -158,22 +160,12 @@ class EpsilonStatus:
         """JSON-ready fields for run summaries and exports (``epsilon_*`` keys, ``reproducible``)."""
         return {
             "epsilon_is_guarantee": self.is_guarantee,
-            "epsilon_bound": _json(self.bound),
+            "epsilon_bound": json_number(self.bound),
             "epsilon_bound_accountant": self.bound_accountant,
             "epsilon_note": self.note(".3f"),
             "epsilon_caveats": [caveat.to_dict() for caveat in self.caveats],
             "reproducible": self.reproducible,
         }
-
-
-def _number(value: float | None, spec: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return "∞" if math.isinf(value) else f"{value:{spec}}"
-
-
-def _json(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def _config_dict(config: Mapping[str, Any] | TrainConfig) -> Mapping[str, Any]:

@@ -1,9 +1,11 @@
 """The seed's four privacy/utility checks, as data: each with its threshold, measured value and verdict.
 
-Used by the train page (pass/fail badges), reports and ``python -m dpcore check``
-(a privacy gate for users' CI). Thresholds default to the seed's test suite. ``run_checks``
-checks the budget with a proven bound (``dpcore.privacy.caveats``), never a GDP approximation, and
-fails a reproducible run (noise that followed the seed) unless explicitly allowed.
+``run_checks`` is the one builder of the checks from plain values (a config dict and a summary
+dict, or explicit numbers): the run view (pass/fail badges), reports, JSON exports,
+``StoredRun.checks`` and ``python -m dpcore check`` (a privacy gate for users' CI) all call it.
+Thresholds default to the seed's test suite. ``run_checks`` checks the budget with a proven bound
+(``dpcore.privacy.caveats``), never a GDP approximation, and fails a reproducible run (noise that
+followed the seed) unless explicitly allowed.
 """
 
 from __future__ import annotations
@@ -91,16 +93,26 @@ def seed_checks(*, final_epsilon: float, target_epsilon: float | None, test_accu
     return checks
 
 
-def run_checks(config: Mapping[str, Any], summary: Mapping[str, Any], *, max_epsilon: float = 10.0,
-               max_auc: float = 0.60, min_accuracy: float = 0.55, allow_reproducible: bool = False,
-               final_epsilon: float | None = None) -> list[Check]:
-    """The privacy gate's checks for a run's config and summary (a stored run or a fresh result).
+def _number(value: Any) -> float | None:
+    """``value`` as a float, None when it is not a number (booleans, text, None)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def run_checks(config: Mapping[str, Any], summary: Mapping[str, Any], *, test_accuracy: float | None = None,
+               mia_auc: float | None = None, final_epsilon: float | None = None, max_epsilon: float = 10.0,
+               max_auc: float = 0.60, min_accuracy: float = 0.55, allow_reproducible: bool = False) -> list[Check]:
+    """The privacy gate's checks for a run's config and summary (plain dicts: a stored run or a fresh result).
+
+    The one place that derives the checks: pages, reports, exports, the CLI gate and
+    ``StoredRun.checks`` all call it. ``test_accuracy`` (a fraction), ``mia_auc`` and
+    ``final_epsilon`` override the summary's values when the caller measured them elsewhere
+    (metrics tables, the ROC file, an active run's latest ε); NaN or None means not measured.
 
     The epsilon checks compare a proven bound (``dpcore.privacy.caveats.epsilon_status``: the run's own
     RDP/PRV ε, or the RDP ε of a GDP run's schedule) with the thresholds, never a GDP
     approximation; a run without Poisson sampling has no bound and fails them. A reproducible
     run (or one stored before the noise became secret) fails an extra check unless
-    ``allow_reproducible``. ``final_epsilon`` overrides the summary's (an active run's latest ε).
+    ``allow_reproducible``.
     """
     status = epsilon_status(config=config, summary=summary, epsilon=final_epsilon)
     private = status.private
@@ -110,16 +122,19 @@ def run_checks(config: Mapping[str, Any], summary: Mapping[str, Any], *, max_eps
         checked = status.bound
     else:
         checked = status.epsilon
-    accuracy = summary.get("test_accuracy")
-    auc = summary.get("mia_auc")
+    if status.no_proven_bound:
+        no_bound = NO_BOUND_TEXT
+    elif status.bound is None and math.isfinite(checked) and not status.is_guarantee:
+        no_bound = "no proven bound: the schedule was not stored"
+    else:
+        no_bound = None
+    accuracy = _number(summary.get("test_accuracy") if test_accuracy is None else test_accuracy)
+    auc = _number(summary.get("mia_auc") if mia_auc is None else mia_auc)
     return seed_checks(final_epsilon=checked, target_epsilon=config.get("target_epsilon") if private else None,
-                       test_accuracy=float(accuracy) if isinstance(accuracy, (int, float)) else math.nan,
-                       mia_auc=float(auc) if isinstance(auc, (int, float)) else None, max_epsilon=max_epsilon,
+                       test_accuracy=math.nan if accuracy is None else accuracy,
+                       mia_auc=None if auc is None or math.isnan(auc) else auc, max_epsilon=max_epsilon,
                        max_auc=max_auc, min_accuracy=min_accuracy,
-                       checked_by=status.bound_accountant if private else None,
-                       no_bound=NO_BOUND_TEXT if status.no_proven_bound else (
-                           "no proven bound: the schedule was not stored" if status.bound is None
-                           and math.isfinite(checked) and not status.is_guarantee else None),
+                       checked_by=status.bound_accountant if private else None, no_bound=no_bound,
                        reproducible=status.reproducible, allow_reproducible=allow_reproducible)
 
 

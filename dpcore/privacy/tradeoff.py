@@ -20,17 +20,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from opacus.accountants import PRVAccountant
 from opacus.accountants.analysis import rdp as rdp_analysis
+from opacus.accountants.analysis.prv import PoissonSubsampledGaussianPRV, compute_safe_domain_size
 
 from dpcore.errors import ConfigError
 from dpcore.privacy.accounting import RDP_ORDERS
+from dpcore.privacy.caveats import NO_POISSON, REPRODUCIBLE, run_caveats
 
 Segment = tuple[float, float, int]
 
@@ -47,6 +50,11 @@ PRV_MAX_POINTS = 400_000
 #: Most (ε, δ) pairs kept from each source for the envelope.
 MAX_PAIRS = 3000
 ACCOUNTANTS = ("prv", "rdp")
+#: Why the bound is not a proven limit for a run (``dpcore.privacy.caveats`` kinds; GDP does not matter here).
+BOUND_CAVEATS = {
+    NO_POISSON: "assumes Poisson sampling, which this run did not use: not a proven limit",
+    REPRODUCIBLE: "reproducible run: no limit against anyone who knows the seed",
+}
 
 
 @dataclass(frozen=True)
@@ -192,8 +200,6 @@ def tradeoff_bound(*, noise_multiplier: float, sample_rate: float, steps: int,
 
 @functools.lru_cache(maxsize=256)
 def _history_curve(history: tuple[Segment, ...], accountant: str) -> TradeoffCurve:
-    import time
-
     started = time.perf_counter()
     eps_rdp, delta_rdp = _rdp_pairs(history)
     epsilons, deltas, source = [eps_rdp], [delta_rdp], "rdp"
@@ -239,9 +245,6 @@ def _prv_pairs(history: tuple[Segment, ...]) -> tuple[np.ndarray, np.ndarray]:
     gives the pair (t + ε_err, δ_discrete(t) + δ_err + slack). ε_err is chosen so the domain has at
     most ``PRV_MAX_POINTS`` points.
     """
-    from opacus.accountants import PRVAccountant
-    from opacus.accountants.analysis.prv import PoissonSubsampledGaussianPRV, compute_safe_domain_size
-
     steps_total = sum(n for _, _, n in history)
     prvs = [PoissonSubsampledGaussianPRV(q, sigma) for sigma, q, _ in history]
     log_term = math.sqrt(steps_total * math.log(12 / PRV_DELTA_ERROR) / 2)
@@ -275,40 +278,32 @@ def _prv_pairs(history: tuple[Segment, ...]) -> tuple[np.ndarray, np.ndarray]:
     return np.maximum(t + eps_error, 0.0), deltas + PRV_DELTA_ERROR + NUMERIC_SLACK
 
 
-def tradeoff_for_run(*, summary: dict[str, Any], config: dict[str, Any] | None = None,
-                     artifacts: str | Path | None = None, accountant: str = "prv") -> TradeoffCurve:
-    """The bound for a stored run: its checkpoint's accountant history when there is one, else its summary.
+def tradeoff_for_run(*, summary: Mapping[str, Any], config: Mapping[str, Any] | None = None,
+                     history: Sequence[Sequence[float]] | None = None, accountant: str = "prv") -> TradeoffCurve:
+    """The bound for a stored run: its accountant ``history`` when given, else the schedule in its summary.
 
     ``summary`` is the run's summary.json (``private``, ``noise_multiplier``, ``sample_rate``,
-    ``steps``, ``final_epsilon``); ``artifacts`` its folder (``checkpoint.pt`` holds the exact
-    segments, continuations included). A non-private run, or one with ε = ∞, gets no limit.
+    ``steps``, ``final_epsilon``); ``history`` the exact ``(sigma, sample_rate, steps)`` segments,
+    continuations included, that the caller read from the run's checkpoint
+    (``dpcore.engine.checkpoint.checkpoint_history``). A non-private run, or one with ε = ∞, gets no limit.
+    ``caveat`` says why the curve is not a proven limit (no Poisson sampling, noise that followed the seed).
     """
     config = config or {}
-    curve = _run_curve(summary=summary, config=config, artifacts=artifacts, accountant=accountant)
-    caveats = []
-    if config.get("poisson_sampling", True) is False and not curve.unlimited:
-        caveats.append("assumes Poisson sampling, which this run did not use: not a proven limit")
-    # a stored config without the key predates secret noise: its noise followed the seed
-    reproducible = bool(config) and config.get("reproducible", True) is True
-    if reproducible and not curve.unlimited:
-        caveats.append("reproducible run: no limit against anyone who knows the seed")
+    curve = _run_curve(summary=summary, config=config, history=history, accountant=accountant)
+    kinds = {caveat.kind for caveat in run_caveats(config=config)} if config and not curve.unlimited else set()
+    caveats = [text for kind, text in BOUND_CAVEATS.items() if kind in kinds]
     return dataclasses.replace(curve, caveat="; ".join(caveats)) if caveats else curve
 
 
-def _run_curve(*, summary: dict[str, Any], config: dict[str, Any], artifacts: str | Path | None,
-               accountant: str) -> TradeoffCurve:
+def _run_curve(*, summary: Mapping[str, Any], config: Mapping[str, Any],
+               history: Sequence[Sequence[float]] | None, accountant: str) -> TradeoffCurve:
     private = summary.get("private", config.get("private", True))
     final_epsilon = summary.get("final_epsilon")
     if not private or (final_epsilon is not None and isinstance(final_epsilon, (int, float))
                        and math.isinf(final_epsilon)):
         return no_limit()
-    if artifacts is not None and (Path(artifacts) / "checkpoint.pt").is_file():
-        try:
-            from dpcore.engine.training import ResumeState
-
-            return tradeoff_from_history(ResumeState.load(artifacts).accountant_history, accountant=accountant)
-        except (ConfigError, OSError, KeyError, ValueError, RuntimeError):
-            pass  # an unreadable checkpoint: fall back to the summary's schedule
+    if history is not None:
+        return tradeoff_from_history(history, accountant=accountant)
     sigma, q, steps = summary.get("noise_multiplier"), summary.get("sample_rate"), summary.get("steps")
     if sigma is None or q is None or steps is None:
         if final_epsilon is not None and summary.get("target_delta") is not None:

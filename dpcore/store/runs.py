@@ -1,4 +1,9 @@
-"""The run store: every run's config, status, progress, metrics and artifacts, kept in one SQLite file.
+"""The run store: every run's config, status, progress and metrics, kept in one SQLite file.
+
+What is stored (statuses, tables, ``RunRecord``) is in ``dpcore.store.schema``; the files of a
+run (artifacts, uploads, the ROC) in ``dpcore.store.artifacts``, which the file methods here
+delegate to; process ownership in ``dpcore.store.owners``; the typed view every reader uses in
+``dpcore.store.records.StoredRun``.
 
 ``RunStore(root)`` keeps ``root/runs.sqlite3`` (WAL mode, safe for several threads and
 processes), one artifacts folder per run (``root/artifacts/<run_id>/``) and
@@ -19,107 +24,50 @@ opening a store marks runs whose owning process is gone as ``interrupted``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import json
-import math
 import os
-import re
 import secrets
-import shutil
 import sqlite3
 import threading
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dpcore.config import TrainConfig
 from dpcore.errors import DPExplorerError
+from dpcore.store import artifacts
+from dpcore.store.owners import own_token, owner_alive, process_token
+from dpcore.store.schema import (
+    ACTIVE_STATUSES,
+    CANCELLED,
+    DB_NAME,
+    DONE,
+    EPOCH_COLUMNS,
+    FAILED,
+    INTERRUPTED,
+    LIST_COLUMNS,
+    QUEUED,
+    RECORD_SQL,
+    RUNNING,
+    SCHEMA_VERSION,
+    STATUSES,
+    STEP_COLUMNS,
+    TERMINAL_STATUSES,
+    RunRecord,
+    as_rows,
+    dumps,
+    migrate,
+    record_from_row,
+    row_values,
+)
 
-if TYPE_CHECKING:  # pandas is imported lazily: worker subprocesses and the CLI stay light
+if TYPE_CHECKING:  # pandas is imported lazily: the CLI and store readers that need no frame stay light
     import pandas as pd
 
 RUNS_DIR_ENV = "DPEXPLORER_RUNS_DIR"
 DEFAULT_RUNS_DIR = "runs"
-DB_NAME = "runs.sqlite3"
-SCHEMA_VERSION = 1
-
-QUEUED = "queued"
-RUNNING = "running"
-DONE = "done"
-FAILED = "failed"
-CANCELLED = "cancelled"
-INTERRUPTED = "interrupted"
-STATUSES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED)
-ACTIVE_STATUSES = (QUEUED, RUNNING)
-TERMINAL_STATUSES = (DONE, FAILED, CANCELLED, INTERRUPTED)
-
-STEP_COLUMNS = ("step", "epoch", "epsilon", "clip_fraction", "loss", "batch_size")
-EPOCH_COLUMNS = ("epoch", "epsilon", "train_loss", "train_accuracy", "test_accuracy", "validation_accuracy")
-#: Columns added to a table after the first schema, with their SQL type: added in place when missing
-#: (older readers name their columns, so they keep working; runs stored before read NaN there).
-_ADDED_COLUMNS = {"epochs": {"validation_accuracy": "REAL"}}
-_INT_COLUMNS = {"step", "epoch", "batch_size"}
-
-# Columns every list_runs() frame has, even when no run has a value for them.
-LIST_COLUMNS = (
-    "id", "name", "kind", "group", "status", "stop_status", "created", "started", "finished",
-    "steps_done", "total_steps", "device", "dataset", "model", "mode", "private", "target_epsilon",
-    "noise_multiplier", "target_delta", "max_grad_norm", "epochs", "batch_size", "seed",
-    "final_epsilon", "test_accuracy", "train_accuracy", "mia_auc", "error",
-    # Config fields dpcore.privacy.caveats needs (a missing "reproducible" means a run stored before secret noise).
-    "accountant", "poisson_sampling", "reproducible",
-)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'train',
-    group_id TEXT,
-    config TEXT NOT NULL,
-    status TEXT NOT NULL,
-    stop_status TEXT,
-    stop_reason TEXT,
-    error TEXT,
-    created TEXT NOT NULL,
-    started TEXT,
-    finished TEXT,
-    device TEXT,
-    pid INTEGER,
-    owner_token TEXT,
-    steps_done INTEGER NOT NULL DEFAULT 0,
-    total_steps INTEGER,
-    summary TEXT NOT NULL DEFAULT '{}',
-    cancel_requested INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
-CREATE INDEX IF NOT EXISTS runs_group ON runs(group_id);
-CREATE TABLE IF NOT EXISTS steps (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    step INTEGER NOT NULL,
-    epoch INTEGER,
-    epsilon REAL,
-    clip_fraction REAL,
-    loss REAL,
-    batch_size INTEGER,
-    PRIMARY KEY (run_id, step)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS epochs (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    epoch INTEGER NOT NULL,
-    epsilon REAL,
-    train_loss REAL,
-    train_accuracy REAL,
-    test_accuracy REAL,
-    validation_accuracy REAL,
-    PRIMARY KEY (run_id, epoch)
-) WITHOUT ROWID;
-"""
-
 
 class RunNotFound(DPExplorerError, LookupError):
     """No run with the given id exists in this store (never created, or deleted)."""
@@ -148,69 +96,6 @@ def _reason(err: BaseException) -> str:
     return f"{err.strerror or err}; {elsewhere}." if isinstance(err, OSError) else f"{err}; {elsewhere}."
 
 
-# ---------------------------------------------------------------------- process identity
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def process_token(pid: int) -> str | None:
-    """Identity of the live process ``pid`` (boot id + start time), or None when it cannot be read.
-
-    Two processes that reuse the same pid get different tokens, so a run owned by a
-    dead process is not mistaken for one owned by whoever holds that pid now.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Field 22 (starttime) counted from the end of the "(comm)" field, which may contain spaces.
-    fields = stat.rsplit(")", 1)[-1].split()
-    if len(fields) < 20:
-        return None
-    return f"{_boot_id()}:{fields[19]}"
-
-
-_own_token: tuple[int, str] | None = None
-
-
-def own_token() -> str:
-    """This process's token (recomputed after a fork)."""
-    global _own_token
-    pid = os.getpid()
-    if _own_token is None or _own_token[0] != pid:
-        _own_token = (pid, process_token(pid) or f"uuid:{secrets.token_hex(8)}")
-    return _own_token[1]
-
-
-def owner_alive(pid: int | None, token: str | None) -> bool:
-    """Whether the process that recorded ``(pid, token)`` is still running.
-
-    Uses /proc where available; elsewhere falls back to a signal-0 probe (which cannot
-    tell a reused pid) and, on Windows, assumes other processes are alive.
-    """
-    if pid is None:
-        return False
-    if pid == os.getpid():
-        return token == own_token()
-    live = process_token(pid)
-    if live is not None:
-        return live == token
-    if Path("/proc/self/stat").exists():  # /proc works, so the pid simply does not exist
-        return False
-    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there; stay conservative
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # ---------------------------------------------------------------------- helpers
 def default_root() -> Path:
     """The runs directory: ``$DPEXPLORER_RUNS_DIR`` or ``./runs``."""
@@ -227,50 +112,6 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy / torch scalars
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return str(value)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, sort_keys=True)
-
-
-def _number(value: Any, *, integer: bool = False) -> int | float | None:
-    """Plain int/float for SQLite; None for missing values and NaN (infinities are kept)."""
-    if value is None:
-        return None
-    if hasattr(value, "item"):
-        value = value.item()
-    value = float(value)
-    if math.isnan(value):
-        return None
-    if integer and not math.isinf(value):
-        return int(value)
-    return value
-
-
-def _row_values(run_id: str, row: Mapping[str, Any], columns: tuple[str, ...]) -> tuple[Any, ...]:
-    key = columns[0]
-    if row.get(key) is None:
-        raise ValueError(f"metrics row needs a '{key}' value, got {dict(row)!r}")
-    return (run_id, *(_number(row.get(col), integer=col in _INT_COLUMNS) for col in columns))
-
-
-def _records(rows: Any) -> list[Mapping[str, Any]]:
-    """Accept a DataFrame, one mapping, or an iterable of mappings."""
-    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):
-        return rows.to_dict("records")
-    if isinstance(rows, Mapping):
-        return [rows]
-    return list(rows)
-
-
 def format_error(error: BaseException | str) -> str:
     """Text stored for a failed run: a DPExplorerError's message, else 'Type: message' plus traceback."""
     if isinstance(error, str):
@@ -280,73 +121,6 @@ def format_error(error: BaseException | str) -> str:
     trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     return f"{type(error).__name__}: {error}\n\n{trace}"
 
-
-def _safe_filename(filename: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(filename).replace("\\", "/")).name).strip("._")
-    return name[:100] or "upload.csv"
-
-
-# ---------------------------------------------------------------------- record
-@dataclass
-class RunRecord:
-    """One run as plain data. Timestamps are UTC ISO strings; ``config``/``summary`` are dicts."""
-
-    id: str
-    name: str
-    kind: str
-    group: str | None
-    status: str
-    config: dict[str, Any]
-    stop_status: str | None = None
-    stop_reason: str | None = None
-    error: str | None = None
-    created: str = ""
-    started: str | None = None
-    finished: str | None = None
-    device: str | None = None
-    pid: int | None = None
-    steps_done: int = 0
-    total_steps: int | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
-    cancel_requested: bool = False
-
-    @property
-    def active(self) -> bool:
-        """True while queued or running."""
-        return self.status in ACTIVE_STATUSES
-
-    @property
-    def progress(self) -> float | None:
-        """Fraction of steps done in [0, 1], or None before the total is known."""
-        if not self.total_steps:
-            return None
-        return min(1.0, self.steps_done / self.total_steps)
-
-    @property
-    def error_message(self) -> str | None:
-        """First line of ``error`` (the part to show a person; the rest is the traceback)."""
-        return self.error.splitlines()[0] if self.error else None
-
-    def train_config(self) -> TrainConfig:
-        """The stored config as a ``TrainConfig`` (ConfigError when this run's config is not one)."""
-        return TrainConfig.from_dict(self.config)
-
-
-_RECORD_SQL = (
-    "SELECT id, name, kind, group_id, status, config, stop_status, stop_reason, error, created, started, "
-    "finished, device, pid, steps_done, total_steps, summary, cancel_requested FROM runs"
-)
-
-
-def _record(row: tuple[Any, ...]) -> RunRecord:
-    (run_id, name, kind, group, status, config, stop_status, stop_reason, error, created, started,
-     finished, device, pid, steps_done, total_steps, summary, cancel_requested) = row
-    return RunRecord(
-        id=run_id, name=name, kind=kind, group=group, status=status, config=json.loads(config),
-        stop_status=stop_status, stop_reason=stop_reason, error=error, created=created, started=started,
-        finished=finished, device=device, pid=pid, steps_done=steps_done or 0, total_steps=total_steps,
-        summary=json.loads(summary or "{}"), cancel_requested=bool(cancel_requested),
-    )
 
 
 # ---------------------------------------------------------------------- store
@@ -410,21 +184,7 @@ class RunStore:
         conn = self._conn()
         conn.execute("PRAGMA journal_mode = WAL")
         with self._write() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise DPExplorerError(
-                    f"runs database {self.db_path} has schema version {version}, newer than this "
-                    f"DP Explorer understands ({SCHEMA_VERSION}); upgrade DP Explorer or use another runs directory"
-                )
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            for table, added in _ADDED_COLUMNS.items():
-                present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-                for column, sql_type in added.items():
-                    if column not in present:
-                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            migrate(conn, self.db_path)
 
     # ------------------------------------------------------------------ lifecycle
     def recover(self) -> list[str]:
@@ -466,7 +226,7 @@ class RunStore:
             raise ValueError(f"kind must be a non-empty string, got {kind!r}")
         if name is None:
             name = _default_name(config_dict, kind)
-        config_json = _dumps(config_dict)
+        config_json = dumps(config_dict)
         for _ in range(5):
             run_id = new_run_id()
             try:
@@ -483,10 +243,10 @@ class RunStore:
 
     def get(self, run_id: str) -> RunRecord:
         """The run's record; RunNotFound for an unknown id."""
-        row = self._conn().execute(f"{_RECORD_SQL} WHERE id = ?", (run_id,)).fetchone()
+        row = self._conn().execute(f"{RECORD_SQL} WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise self._not_found(run_id)
-        return _record(row)
+        return record_from_row(row)
 
     def exists(self, run_id: str) -> bool:
         """Whether a run with this id is stored."""
@@ -506,8 +266,8 @@ class RunStore:
             statuses = [status] if isinstance(status, str) else list(status)
             where.append(f"status IN ({', '.join('?' * len(statuses))})")
             params.extend(statuses)
-        sql = _RECORD_SQL + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY created DESC, rowid DESC"
-        return [_record(row) for row in self._conn().execute(sql, params).fetchall()]
+        sql = RECORD_SQL + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY created DESC, rowid DESC"
+        return [record_from_row(row) for row in self._conn().execute(sql, params).fetchall()]
 
     def list_runs(self, *, kind: str | None = None, group: str | None = None,
                   status: str | Iterable[str] | None = None) -> pd.DataFrame:
@@ -518,7 +278,7 @@ class RunStore:
         fields beyond those are appended. Summary values win over config values of
         the same name (e.g. the calibrated ``noise_multiplier``); ``error`` is its first line.
         """
-        import pandas as pd
+        import pandas as pd  # deferred: pandas is heavy and the CLI and workers need no frames
 
         rows = []
         for rec in self.records(kind=kind, group=group, status=status):
@@ -621,7 +381,7 @@ class RunStore:
                 raise self._not_found(run_id)
             summary = json.loads(row[0] or "{}")
             summary.update(fields)
-            conn.execute("UPDATE runs SET summary = ? WHERE id = ?", (_dumps(summary), run_id))
+            conn.execute("UPDATE runs SET summary = ? WHERE id = ?", (dumps(summary), run_id))
         return summary
 
     # ------------------------------------------------------------------ metrics
@@ -631,12 +391,12 @@ class RunStore:
         A row for a step already stored replaces it. Returns the number of rows written.
         NaN is stored as missing; infinite epsilon (no-DP baseline) is kept.
         """
-        values = [_row_values(run_id, row, STEP_COLUMNS) for row in _records(rows)]
+        values = [row_values(run_id, row, STEP_COLUMNS) for row in as_rows(rows)]
         return self._insert("steps", STEP_COLUMNS, run_id, values)
 
     def append_epoch(self, run_id: str, row: Any) -> int:
         """Write per-epoch metric row(s) (mapping, mappings or DataFrame with EPOCH_COLUMNS); return rows written."""
-        values = [_row_values(run_id, item, EPOCH_COLUMNS) for item in _records(row)]
+        values = [row_values(run_id, item, EPOCH_COLUMNS) for item in as_rows(row)]
         return self._insert("epochs", EPOCH_COLUMNS, run_id, values)
 
     def _insert(self, table: str, columns: tuple[str, ...], run_id: str, values: list[tuple[Any, ...]]) -> int:
@@ -661,7 +421,7 @@ class RunStore:
         return self._metrics("epochs", EPOCH_COLUMNS, "epoch", run_id)
 
     def _metrics(self, table: str, columns: tuple[str, ...], order: str, run_id: str) -> pd.DataFrame:
-        import pandas as pd
+        import pandas as pd  # deferred: pandas is heavy and the CLI and workers need no frames
 
         conn = self._conn()
         rows = conn.execute(
@@ -687,11 +447,11 @@ class RunStore:
         """
         if not self.exists(run_id):
             raise self._not_found(run_id)
-        self._save_artifacts(run_id, result)
+        artifacts.save_result(self.root, run_id, result)
         history = getattr(result, "history", None)
         epochs = getattr(result, "epochs", None)
-        step_values = [] if history is None else [_row_values(run_id, r, STEP_COLUMNS) for r in _records(history)]
-        epoch_values = [] if epochs is None else [_row_values(run_id, r, EPOCH_COLUMNS) for r in _records(epochs)]
+        step_values = [] if history is None else [row_values(run_id, r, STEP_COLUMNS) for r in as_rows(history)]
+        epoch_values = [] if epochs is None else [row_values(run_id, r, EPOCH_COLUMNS) for r in as_rows(epochs)]
         summary = dict(result.summary()) if hasattr(result, "summary") else {}
         stop_status = getattr(result, "status", None) or "finished"
         status = CANCELLED if stop_status == CANCELLED else DONE
@@ -702,11 +462,11 @@ class RunStore:
         with self._write() as conn:
             row = conn.execute("SELECT summary, config FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:  # deleted while it ran: do not leave orphan artifacts behind
-                shutil.rmtree(self.artifacts_path(run_id), ignore_errors=True)
+                artifacts.remove_artifacts(self.root, run_id)
                 raise self._not_found(run_id)
             merged = json.loads(row[0] or "{}")
             merged.update(summary)
-            config_json = _dumps(config.to_dict()) if hasattr(config, "to_dict") else row[1]
+            config_json = dumps(config.to_dict()) if hasattr(config, "to_dict") else row[1]
             if step_values:
                 conn.executemany(
                     f"INSERT OR REPLACE INTO steps (run_id, {', '.join(STEP_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -722,23 +482,9 @@ class RunStore:
                 "UPDATE runs SET status = ?, stop_status = ?, stop_reason = ?, finished = ?, device = ?, "
                 "steps_done = ?, summary = ?, config = ?, error = NULL WHERE id = ?",
                 (status, stop_status, getattr(result, "stop_reason", None), utc_now(),
-                 getattr(result, "device", None), int(steps_done), _dumps(merged), config_json, run_id),
+                 getattr(result, "device", None), int(steps_done), dumps(merged), config_json, run_id),
             )
         return self.get(run_id)
-
-    def _save_artifacts(self, run_id: str, result: Any) -> None:
-        """``result.save`` into a scratch folder, then move the files in, so a failed save leaves no half files."""
-        if not hasattr(result, "save"):
-            return
-        target = self.artifacts_path(run_id)
-        scratch = self.root / "artifacts" / f".partial-{run_id}-{secrets.token_hex(3)}"
-        try:
-            result.save(scratch)
-            target.mkdir(parents=True, exist_ok=True)
-            for path in scratch.iterdir():
-                os.replace(path, target / path.name)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
 
     def fail(self, run_id: str, error: BaseException | str) -> None:
         """Mark the run 'failed' with ``error``: a DPExplorerError's message, else message and traceback."""
@@ -751,12 +497,13 @@ class RunStore:
             if not cur.rowcount:
                 raise self._not_found(run_id)
 
-    # ------------------------------------------------------------------ files
+    # ------------------------------------------------------------------ files (dpcore.store.artifacts)
     def artifacts_path(self, run_id: str) -> Path:
         """``root/artifacts/<run_id>`` without checking that the run exists (may not exist yet)."""
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", run_id or "") or run_id.startswith("."):
-            raise self._not_found(run_id)
-        return self.root / "artifacts" / run_id
+        try:
+            return artifacts.artifacts_path(self.root, run_id)
+        except ValueError:
+            raise self._not_found(run_id) from None
 
     def artifacts_dir(self, run_id: str, *, create: bool = False) -> Path:
         """The run's artifacts folder (model.pt, checkpoint.pt, history.csv, epochs.csv, summary.json, ...)."""
@@ -767,36 +514,20 @@ class RunStore:
             path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def load_weights(self, run_id: str, filename: str = "model.pt") -> dict[str, Any]:
+    def load_weights(self, run_id: str, filename: str = artifacts.MODEL_FILE) -> dict[str, Any]:
         """The saved state dict of a finished run, loaded with ``torch.load(weights_only=True)``."""
-        import torch
-
-        path = self.artifacts_dir(run_id) / _safe_filename(filename)
-        if not path.is_file():
+        state = artifacts.load_weights(self.artifacts_dir(run_id), filename)
+        if state is None:
             raise DPExplorerError(
-                f"run {run_id} has no {path.name} (status {self.get(run_id).status}); "
+                f"run {run_id} has no {artifacts.safe_filename(filename)} (status {self.get(run_id).status}); "
                 "only runs that finished or were cancelled after training started save weights"
             )
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return state
 
     def save_upload(self, data: bytes, filename: str) -> Path:
-        """Keep an uploaded file under ``root/uploads/<sha256[:16]>/<filename>``; return its path.
-
-        The same bytes under the same name always map to the same path, so a run's
-        ``data_path`` keeps pointing at exactly the data it was trained on.
-        """
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes, got {type(data).__name__}")
-        digest = hashlib.sha256(data).hexdigest()[:16]
-        folder = self.root / "uploads" / digest
-        path = folder / _safe_filename(filename)
-        if path.is_file() and path.stat().st_size == len(data):
-            return path
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".{path.name}.{secrets.token_hex(4)}.partial"
-        partial.write_bytes(bytes(data))
-        os.replace(partial, path)
-        return path
+        """Keep an uploaded file under ``root/uploads/<sha256[:16]>/<filename>``; return its path
+        (``dpcore.store.artifacts.save_upload``: the same bytes under the same name give the same path)."""
+        return artifacts.save_upload(self.root, data, filename)
 
     # ------------------------------------------------------------------ deletion
     def delete(self, run_id: str, *, force: bool = False) -> list[str]:
@@ -823,7 +554,7 @@ class RunStore:
             deleted = [run_id, *(job_id for job_id, _, _ in jobs)]
             conn.executemany("DELETE FROM runs WHERE id = ?", [(job_id,) for job_id in deleted])  # metrics cascade
         for job_id in deleted:
-            shutil.rmtree(self.artifacts_path(job_id), ignore_errors=True)
+            artifacts.remove_artifacts(self.root, job_id)
         return deleted
 
     # ------------------------------------------------------------------ internals
@@ -851,3 +582,12 @@ def _default_name(config: Mapping[str, Any], kind: str) -> str:
     except Exception:  # other job kinds store other configs; a label is cosmetic
         return kind
     return label if kind == "train" else f"{kind}: {label}"
+
+
+# Names defined in dpcore.store.schema / owners are re-exported: callers import them from here.
+__all__ = [
+    "ACTIVE_STATUSES", "CANCELLED", "DB_NAME", "DEFAULT_RUNS_DIR", "DONE", "EPOCH_COLUMNS", "FAILED", "INTERRUPTED",
+    "LIST_COLUMNS", "QUEUED", "RUNNING", "RUNS_DIR_ENV", "SCHEMA_VERSION", "STATUSES", "STEP_COLUMNS",
+    "TERMINAL_STATUSES", "RunActive", "RunNotFound", "RunRecord", "RunStore", "StoreUnavailable", "default_root",
+    "format_error", "new_run_id", "own_token", "owner_alive", "process_token", "utc_now",
+]

@@ -7,9 +7,9 @@ one wording. Each entry is short: two to five sentences a stakeholder can read.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from dpcore.views.plots import EPSILON_BANDS, epsilon_band
+from dpcore.privacy.bands import EPSILON_BANDS, epsilon_band, format_significant, odds_factor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -172,41 +172,6 @@ BAND_MEANINGS: dict[str, str] = {
 }
 
 
-def format_number(value: Any, spec: str = ".3f", *, infinity: str = "∞") -> str:
-    """A number for people: '-' when missing or NaN, ``infinity`` when infinite, else ``format(value, spec)``.
-
-    Strings (and ``spec == "s"``) pass through; a value the spec cannot format is shown as is.
-
-    >>> format_number(float("inf")), format_number(None), format_number(0.12345, ".1%")
-    ('∞', '-', '12.3%')
-    """
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isinf(value):
-        return infinity
-    if spec == "s" or isinstance(value, str):
-        return str(value)
-    try:
-        return format(value, spec)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def format_significant(value: float, digits: int = 3) -> str:
-    """``value`` with ``digits`` significant digits, trailing zeros kept (unlike ``.3g``): 2.7 -> '2.70'.
-
-    Numbers a person compares side by side (three accountants' ε) then line up.
-    Missing and infinite values as in ``format_number``.
-
-    >>> format_significant(2.7), format_significant(3.0149), format_significant(0.5), format_significant(123.4)
-    ('2.70', '3.01', '0.500', '123')
-    """
-    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value) or value == 0:
-        return format_number(value, "g")
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
-    return f"{value:.{decimals}f}"
-
-
 def explain(topic: str) -> str:
     """Markdown text for ``topic`` (one of ``TOPICS``)."""
     return TOPICS[topic]
@@ -218,19 +183,12 @@ def epsilon_sentence(epsilon: float, delta: float) -> str:
         return "No privacy guarantee: this model was trained without differential privacy."
     band = epsilon_band(epsilon)
     return (f"ε = {epsilon:.2f} at δ = {delta:g}: a {band} guarantee. An attacker's odds that any one "
-            f"person was in the training data rise by at most a factor of {_odds_factor(epsilon)}.")
-
-
-def _odds_factor(epsilon: float) -> str:
-    import math
-
-    factor = math.exp(epsilon)
-    return f"{factor:.1f}" if factor < 100 else f"{factor:.3g}"
+            f"person was in the training data rise by at most a factor of {odds_factor(epsilon)}.")
 
 
 def epsilon_band_table() -> pd.DataFrame:
     """The EPSILON_BANDS as a table for people: columns 'ε range', 'reading', 'what it means'."""
-    import pandas as pd
+    import pandas as pd  # deferred: pandas; the CLI imports this module for its texts only
 
     rows = []
     for lower, upper, name in EPSILON_BANDS:
@@ -241,7 +199,7 @@ def epsilon_band_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["BAND_MEANINGS", "BOUND_CAPTION", "EPSILON_BANDS", "TOPICS", "attack_bound_sentence", "epsilon_band_table",
+__all__ = ["BAND_MEANINGS", "BOUND_CAPTION", "TOPICS", "attack_bound_sentence", "epsilon_band_table",
            "epsilon_sentence", "explain"]
 
 

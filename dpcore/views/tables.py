@@ -17,11 +17,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dpcore.engine.checkpoint import checkpoint_history
 from dpcore.errors import DPExplorerError
-from dpcore.jobs.resume import CONTINUATION_SUFFIX, parent_of
+from dpcore.jobs.resume import CONTINUATION_SUFFIX
+from dpcore.jsonable import jsonable
 from dpcore.privacy import tradeoff
 from dpcore.privacy.caveats import epsilon_status
-from dpcore.store.runs import ACTIVE_STATUSES, RUNNING, RunRecord, RunStore
+from dpcore.privacy.checks import run_checks
+from dpcore.store.artifacts import roc_curve
+from dpcore.store.records import StoredRun, parent_of
+from dpcore.store.runs import ACTIVE_STATUSES, RUNNING, RunStore
+from dpcore.views import plots
+from dpcore.views.progress import format_duration
 
 MODE_LABELS: dict[str, str] = {"epsilon": "target ε", "sigma": "fixed σ", "baseline": "no DP"}
 STOP_LABELS: dict[str, str] = {"epsilon_limit": "stopped at ε limit", "diverged": "diverged"}
@@ -185,7 +192,7 @@ def runs_overview(store: RunStore, *, live: bool = True, kind: str | None = "tra
     ]
     frame["created_at"] = pd.to_datetime(frame["created"], utc=True, errors="coerce", format="ISO8601")
     records = {record.id: record for record in store.records()}
-    frame["privacy"] = [_privacy_text(records[run_id].config, records[run_id].summary)
+    frame["privacy"] = [StoredRun.from_record(records[run_id]).privacy_text
                         if run_id in records and records[run_id].kind == "train" else "–" for run_id in frame["id"]]
     frame["resumed_from"] = [parent_of(records[run_id]) if run_id in records else None for run_id in frame["id"]]
     frame["epsilon_note"] = [epsilon_status(config=records[run_id].config, summary=records[run_id].summary,
@@ -222,96 +229,72 @@ def load_roc(store: RunStore, run_id: str) -> dict[str, Any] | None:
     None when the run has no ROC or it cannot be read (a run that took no step, an attack
     that failed or still runs, a run from an older version).
     """
-    from dpcore.jobs import training as evaluation
-
-    try:
-        payload = evaluation.load_roc(store.artifacts_path(run_id))
-    except DPExplorerError:
-        return None
-    if payload is None:
-        return None
-    fpr = np.asarray(payload.get("fpr", []), dtype=float).ravel()
-    tpr = np.asarray(payload.get("tpr", []), dtype=float).ravel()
-    if fpr.size < 2 or fpr.shape != tpr.shape:
-        return None
-    auc = _number(payload.get("auc"))
-    if not math.isfinite(auc):
-        order = np.argsort(fpr, kind="stable")
-        auc = float(np.trapezoid(tpr[order], fpr[order]))
-    return {**payload, "fpr": fpr, "tpr": tpr, "auc": auc}
+    return roc_curve(store.artifacts_path(run_id))
 
 
-def _privacy_text(config: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
-    if not config.get("private", True):
-        return "no DP (ε = ∞)"
-    if config.get("target_epsilon") is not None:
-        return f"target ε {config['target_epsilon']:g}"
-    sigma = config.get("noise_multiplier", summary.get("noise_multiplier"))
-    return f"fixed σ {sigma:g}" if isinstance(sigma, (int, float)) else "fixed σ"
-
-
-def _run_numbers(store: RunStore, record: RunRecord) -> dict[str, Any]:
-    config, summary = record.config, record.summary
-    private = bool(config.get("private", True))
-    epsilon = _number(summary.get("final_epsilon"))
-    test_accuracy = _number(summary.get("test_accuracy"))
-    train_accuracy = _number(summary.get("train_accuracy"))
-    if record.active:
-        live_epsilon, live_test, live_train = _live_numbers(store, record.id)
-        if private and not math.isnan(live_epsilon):
+def _live_or_stored(store: RunStore, run: StoredRun) -> tuple[float, float, float]:
+    """(ε, test accuracy, train accuracy) of ``run``: the stored ones, or for an active run the latest logged."""
+    epsilon, test_accuracy, train_accuracy = run.final_epsilon, run.test_accuracy, run.train_accuracy
+    if run.active:
+        live_epsilon, live_test, live_train = _live_numbers(store, run.id)
+        if run.private and not math.isnan(live_epsilon):
             epsilon = live_epsilon
         if not math.isnan(live_test):
             test_accuracy, train_accuracy = live_test, live_train
-    if not private:
-        epsilon = math.inf
-    status = epsilon_status(config=config, summary=summary, epsilon=epsilon if private else None)
-    mia_auc = _number(summary.get("mia_auc"))
+    return epsilon, test_accuracy, train_accuracy
+
+
+def _optional(value: float | None) -> float:
+    """``value``, NaN for None."""
+    return math.nan if value is None else float(value)
+
+
+def _run_numbers(store: RunStore, run: StoredRun) -> dict[str, Any]:
+    """One row of ``compare_runs``: the key numbers of ``run`` (see there for the columns)."""
+    private = run.private
+    epsilon, test_accuracy, train_accuracy = _live_or_stored(store, run)
+    status = epsilon_status(config=run.config, summary=run.summary, epsilon=epsilon if private else None)
+    mia_auc = run.mia_auc
     if not math.isfinite(mia_auc):
-        roc = load_roc(store, record.id)
+        roc = load_roc(store, run.id)
         mia_auc = roc["auc"] if roc is not None else math.nan
-    mode = None
-    try:
-        mode = record.train_config().mode
-    except DPExplorerError:
-        pass
     return {
-        "id": record.id,
-        "name": record.name,
-        "kind": record.kind,
-        "status": record.status,
-        "stop_status": record.stop_status,
-        "status_label": status_label(record.status, record.stop_status, record.progress),
-        "stop_reason": record.error_message or record.stop_reason,
-        "dataset": config.get("dataset"),
-        "model": config.get("model"),
-        "mode": mode,
-        "privacy": _privacy_text(config, summary),
+        "id": run.id,
+        "name": run.name,
+        "kind": run.kind,
+        "status": run.status,
+        "stop_status": run.stop_status,
+        "status_label": status_label(run.status, run.stop_status, run.progress),
+        "stop_reason": run.error_message or run.stop_reason,
+        "dataset": run.dataset,
+        "model": run.model,
+        "mode": run.mode,
+        "privacy": run.privacy_text,
         "final_epsilon": epsilon,
         "epsilon_note": (status.note(".2f") or "none: a proven bound") if private else None,
         "epsilon_bound": _number(status.bound) if status.bound is not None else math.nan,
         "caveat_marks": status.marked_label("")[2:-1] if status.caveats else "",
-        "target_epsilon": _number(config.get("target_epsilon")) if private else math.nan,
-        "target_delta": _number(config.get("target_delta")) if private else math.nan,
-        "epsilon_limit": _number(config.get("epsilon_limit")) if private else math.nan,
+        "target_epsilon": _optional(run.target_epsilon),
+        "target_delta": _optional(run.target_delta),
+        "epsilon_limit": _optional(run.epsilon_limit),
         "test_accuracy": test_accuracy,
         "train_accuracy": train_accuracy,
         "accuracy_gap": train_accuracy - test_accuracy,
         "mia_auc": mia_auc,
-        "mia_tpr_at_1pct_fpr": _number(summary.get("mia_tpr_at_1pct_fpr")),
-        **{name: _number(summary.get(name)) for name in ATTACK_LAB_FIELDS},
-        "noise_multiplier": _number(summary.get("noise_multiplier", config.get("noise_multiplier")))
-        if private else math.nan,
-        "max_grad_norm": _number(config.get("max_grad_norm")) if private else math.nan,
-        "final_clip_fraction": _number(summary.get("final_clip_fraction")) if private else math.nan,
-        "batch_size": _number(config.get("batch_size")),
-        "epochs_done": _number(summary.get("epochs_done")),
-        "steps": _number(summary.get("steps", record.steps_done)),
-        "accountant": config.get("accountant") if private else None,
-        "seconds": _number(summary.get("seconds")),
-        "ms_per_step": _number(summary.get("ms_per_step")),
-        "device": record.device or summary.get("device"),
-        "resumed_from": parent_of(record),
-        "created": record.created,
+        "mia_tpr_at_1pct_fpr": run.mia_tpr,
+        **{name: run.number(name) for name in ATTACK_LAB_FIELDS},
+        "noise_multiplier": _optional(run.noise_multiplier),
+        "max_grad_norm": _optional(run.max_grad_norm),
+        "final_clip_fraction": run.clip_fraction,
+        "batch_size": _optional(run.batch_size),
+        "epochs_done": run.epochs_done,
+        "steps": float(run.steps),
+        "accountant": run.knob("accountant") if private else None,
+        "seconds": run.seconds,
+        "ms_per_step": run.ms_per_step,
+        "device": run.device,
+        "resumed_from": run.parent,
+        "created": run.created,
     }
 
 
@@ -328,7 +311,7 @@ def compare_runs(store: RunStore, ids: Sequence[str]) -> pd.DataFrame:
     RunNotFound for an unknown id; a repeated id appears once.
     """
     ordered = list(dict.fromkeys(ids))
-    rows = [_run_numbers(store, store.get(run_id)) for run_id in ordered]
+    rows = [_run_numbers(store, StoredRun.load(store, run_id)) for run_id in ordered]
     frame = pd.DataFrame(rows)
     if frame.empty:
         frame = pd.DataFrame(columns=["id", "name", "label", *[name for name, _, _ in COMPARE_FIELDS]])
@@ -370,8 +353,6 @@ def _format_cell(value: Any, how: str, row: Mapping[str, Any]) -> str:
     if how == "int":
         return f"{round(number):,}"
     if how == "duration":
-        from dpcore.views.progress import format_duration
-
         per_step = _number(row.get("ms_per_step"))
         extra = f" ({per_step:.0f} ms/step)" if math.isfinite(per_step) else ""
         total, own = _number(row.get("steps")), number * 1000 / per_step if math.isfinite(per_step) else math.nan
@@ -436,7 +417,7 @@ def overlays(store: RunStore, ids: Sequence[str]) -> Overlays:
             result.roc.append((label, roc["fpr"], roc["tpr"], roc["auc"]))
             result.bounds[label] = tradeoff.tradeoff_for_run(summary=records[run_id].summary,
                                                              config=records[run_id].config,
-                                                             artifacts=store.artifacts_path(run_id))
+                                                             history=checkpoint_history(store.artifacts_path(run_id)))
     return result
 
 
@@ -447,8 +428,6 @@ def overlay_charts(frame: pd.DataFrame, data: Overlays) -> tuple[dict[str, str],
     ε chart names δ only when every private run shares one. The Runs page and the comparison
     report draw these same four charts.
     """
-    from dpcore.views import plots
-
     colors = plots.run_colors(list(data.labels.values()))
     deltas = {value for value in frame["target_delta"] if isinstance(value, float) and math.isfinite(value)}
     delta = deltas.pop() if len(deltas) == 1 else None
@@ -484,21 +463,6 @@ def export_metrics_csv(store: RunStore, run_id: str, *, table: str = "steps") ->
     return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON values: NaN and infinities become None, numpy scalars and arrays become numbers and lists."""
-    if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return [_jsonable(item) for item in value.tolist()]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def export_summary_json(store: RunStore, run_id: str) -> bytes:
     """The run's record as indented UTF-8 JSON bytes: identity, status, config, summary, attack and checks.
 
@@ -509,18 +473,15 @@ def export_summary_json(store: RunStore, run_id: str) -> bytes:
     bound, the bound of the same schedule, its caveats, ``reproducible``) and checks (the gate's checks). Numbers
     that are NaN or infinite are null (the baseline's epsilon is infinite: see summary.private).
     """
-    from dpcore.privacy.checks import run_checks
-
     record = store.get(run_id)
     roc = load_roc(store, run_id)
     attack = None if roc is None else {key: value for key, value in roc.items() if key not in ("fpr", "tpr")}
-    numbers = _run_numbers(store, record)
+    numbers = _run_numbers(store, StoredRun.from_record(record, store=store))
     checks = []
     if record.kind == "train" and not record.active:
-        auc = numbers["mia_auc"]
-        checks = [check.to_dict() for check in run_checks(
-            record.config, {**record.summary, "test_accuracy": numbers["test_accuracy"],
-                            "mia_auc": auc if math.isfinite(auc) else None})]
+        checks = [check.to_dict() for check in run_checks(record.config, record.summary,
+                                                          test_accuracy=numbers["test_accuracy"],
+                                                          mia_auc=numbers["mia_auc"])]
     payload = {
         "format": SUMMARY_FORMAT,
         "id": record.id,
@@ -544,7 +505,7 @@ def export_summary_json(store: RunStore, run_id: str) -> bytes:
         "membership_attack": attack,
         "checks": checks,
     }
-    return json.dumps(_jsonable(payload), indent=2, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    return json.dumps(jsonable(payload), indent=2, allow_nan=False, ensure_ascii=False).encode("utf-8")
 
 
 __all__ = [
