@@ -10,7 +10,7 @@ from dpcore.jobs import queue as jobs
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 60
 
 

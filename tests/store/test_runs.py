@@ -35,7 +35,7 @@ from dpcore.store.runs import (
     process_token,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _steps(first: int, count: int, *, epoch: int = 1) -> list[dict]:

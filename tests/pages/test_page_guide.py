@@ -11,7 +11,7 @@ from dpcore.privacy.bands import EPSILON_BANDS
 from dpcore.views import plots
 from dpcore.views.explain import BAND_MEANINGS, TOPICS, epsilon_band_table
 
-PAGE = "../pages/guide.py"
+PAGE = "../../pages/guide.py"
 
 
 @pytest.fixture(scope="module")

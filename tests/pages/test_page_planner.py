@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from dpcore.engine import data
 from dpcore.privacy import accounting
 
-PAGE = "../pages/planner.py"
+PAGE = "../../pages/planner.py"
 TIMEOUT = 60  # the first run imports opacus/torch and computes PRV cold
 STEPS = 6 * 15  # digits recipe: 1437 members in batches of 256 (q = 1/6), 15 epochs
 

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from dpcore.jobs import queue as jobs
 from dpcore.store.runs import CANCELLED, DONE, RUNNING
 
-PAGE = "../pages/train.py"
+PAGE = "../../pages/train.py"
 TIMEOUT = 60
 GOOD_CSV = "height,weight,label\n" + "\n".join(
     f"{150 + i % 40},{50 + (i * 7) % 30},{'tall' if i % 40 > 20 else 'short'}" for i in range(60))

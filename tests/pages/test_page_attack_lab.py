@@ -12,7 +12,7 @@ from dpcore.jobs import queue as jobs
 from dpcore.jobs.queue import train_runner
 from dpcore.store.runs import DONE, RunStore, default_root
 
-PAGE = "../pages/attack_lab.py"
+PAGE = "../../pages/attack_lab.py"
 
 
 @pytest.fixture(autouse=True)

@@ -174,7 +174,7 @@ def test_run_view_and_runs_table_mark_a_gdp_reproducible_run(isolated_dirs):
     assert any(c["name"] == "noise kept secret" and c["passed"] is False for c in exported["checks"])
     store.close()
 
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=60)
     at.switch_page("pages/runs.py")
     at.query_params["run"] = run_id
     at.run()

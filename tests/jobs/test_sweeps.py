@@ -23,7 +23,7 @@ from dpcore.store.runs import CANCELLED, DONE, FAILED, INTERRUPTED, RunStore
 from dpcore.views import frontier as frontiers
 from dpcore.views import plots
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30.0
 BASE = TrainConfig(dataset="synthetic", epochs=1)
 SPEC = sweeps.SweepSpec(base=BASE, epsilons=(1.0, 4.0), max_grad_norms=(0.5, 1.0), seeds=(0, 1))

@@ -198,7 +198,7 @@ def test_attack_lab_shows_the_canary_bound_its_power_and_its_runs_epsilon():
     train_runner(run_id, store, lambda: False)
     result = audit.run_attack_suite(store, run_id, attacks=["loss"], canaries=500, canary_mode="white-box")
     canary = result["epsilon"]["canary"]
-    at = AppTest.from_file("../pages/attack_lab.py", default_timeout=60)
+    at = AppTest.from_file("../../pages/attack_lab.py", default_timeout=60)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     metrics = {metric.label: metric.value for metric in at.metric}

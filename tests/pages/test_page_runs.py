@@ -22,7 +22,7 @@ from dpcore.store.runs import RunStore
 torch = pytest.importorskip("torch")
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGE = "pages/runs.py"
 TIMEOUT = 60
 PRIVATE = TrainConfig(dataset="synthetic", noise_multiplier=1.0, epochs=1, batch_size=200, device="cpu")

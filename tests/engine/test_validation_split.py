@@ -228,7 +228,7 @@ def test_tradeoffs_page_renders_an_old_sweep_with_the_note(tmp_path):
     store.close()
     shutil.copytree(tmp_path / "runs-old", os.environ[RUNS_DIR_ENV], dirs_exist_ok=True)
     try:
-        at = AppTest.from_file("../pages/tradeoffs.py", default_timeout=60)
+        at = AppTest.from_file("../../pages/tradeoffs.py", default_timeout=60)
         at.query_params["sweep"] = sweep_id
         at.run()
         assert not at.exception

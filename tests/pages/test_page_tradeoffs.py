@@ -16,7 +16,7 @@ from dpcore.jobs import sweep as sweeps
 from dpcore.query import from_query, to_query
 from dpcore.store.runs import RUNS_DIR_ENV, RunStore
 
-PAGE = "../pages/tradeoffs.py"
+PAGE = "../../pages/tradeoffs.py"
 TIMEOUT = 60
 SPEC = sweeps.SweepSpec(base=TrainConfig(dataset="synthetic", epochs=1), epsilons=(1.0, 4.0), max_grad_norms=(1.0,),
                         seeds=(0,))
