@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dpcore.engine.threads import set_process_threads
 from pages import ui
 
 PAGES = [
@@ -19,6 +20,9 @@ PAGES = [
     ("pages/guide.py", "Guide", ":material/menu_book:", False),
 ]
 
+#: The browser-tab icon: an emoji, so no network fetch (works offline).
+PAGE_ICON = "🛡️"
+
 
 def build_navigation():
     """The router: one st.Page per file in PAGES (automatic pages/ discovery is off once this runs)."""
@@ -27,11 +31,17 @@ def build_navigation():
 
 
 def main() -> None:
-    st.set_page_config(page_title="DP Explorer", page_icon=":material/shield_lock:", layout="wide")
+    # The server only draws pages: training runs in worker processes (dpcore.jobs.workers), each with
+    # its share of the cores, so one torch thread here keeps the server from competing with them.
+    set_process_threads(1)
+    # An emoji favicon is drawn inline by the browser; a ":material/...:" favicon is fetched from
+    # fonts.gstatic.com, which fails offline. (st.Page icons use the font bundled with Streamlit.)
+    st.set_page_config(page_title="DP Explorer", page_icon=PAGE_ICON, layout="wide")
     navigation = build_navigation()
     ui.require_store()
     ui.render_sidebar()
     navigation.run()
 
 
-main()
+if __name__ == "__main__":  # a spawned worker re-imports this file as __mp_main__: it must not draw (or spawn)
+    main()

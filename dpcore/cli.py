@@ -1,7 +1,9 @@
 """Command line: ``python -m dpcore train|datasets|check|...``, the same core the dashboard uses.
 
 Bad input never shows a traceback: the command prints one line saying what is
-wrong and what to do, and exits with status 2. A failed privacy check exits 1.
+wrong and what to do, and exits with status 2. A failed privacy check exits 1. Output paths
+(``train -o``, ``check --report``, ``report -o``) are checked before any training, and an I/O
+error (a full disk, a read-only folder) exits 2, never 1.
 
 Modules that load torch (training, attacks, sweeps, the accountants, reports) are imported inside
 the commands that use them, each marked ``# deferred: torch``, so ``import dpcore.cli`` stays light.
@@ -13,7 +15,9 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
+import tempfile
 import time
 import typing
 from collections.abc import Callable, Sequence
@@ -40,6 +44,41 @@ class UsageError(DPExplorerError):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:  # one line, no usage dump
         raise UsageError(f"{message} (see `python -m dpcore {self.prog.split()[-1]} --help`)")
+
+
+def _probe_writable(folder: Path) -> None:
+    """Create and remove a scratch file in ``folder``; OSError when that is not possible."""
+    fd, scratch = tempfile.mkstemp(prefix=".dpcore-probe-", dir=folder)
+    os.close(fd)
+    os.unlink(scratch)
+
+
+def check_output(path: str | os.PathLike[str], *, folder: bool, flag: str) -> Path:
+    """``path`` if the command can write its output there; UsageError (exit 2, one line) otherwise.
+
+    Called before any training, so a bad path costs nothing. A file output (``folder=False``) must not
+    be a folder and its folder must exist (nothing is created silently); a folder output may be created,
+    but only inside an existing folder. Returns ``path`` as a Path.
+    """
+    target = Path(path).expanduser()
+    parent = target.parent
+    what = "folder" if folder else "file"
+    if not folder and target.is_dir():
+        raise UsageError(f"{flag} {target} is a folder; give the path of a file to write")
+    if folder and target.exists() and not target.is_dir():
+        raise UsageError(f"{flag} {target} is a file; give a folder to save into")
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {target}: the folder {parent} does not exist; create it first or give another "
+                         f"{what}")
+    try:
+        _probe_writable(target if folder and target.is_dir() else parent)
+        if target.is_file():
+            with open(target, "r+b"):  # opened for writing, changed nothing
+                pass
+    except OSError as err:
+        raise UsageError(f"{flag} {target} cannot be written ({err.strerror or err}); give a {what} you can "
+                         "write to") from err
+    return target
 
 
 def _field_type(field: dataclasses.Field) -> Any:
@@ -114,6 +153,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     quiet = args.json
+    if args.output:
+        check_output(args.output, folder=True, flag="-o/--output")
 
     def on_epoch(row: dict[str, Any]) -> None:
         if not quiet:
@@ -358,7 +399,8 @@ def _configure_report(parser: argparse.ArgumentParser) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from dpcore.views.report import report_filename, write_report  # deferred: torch
 
-    path = write_report(RunStore(args.runs_dir), args.identifier, args.output or report_filename(args.identifier))
+    target = check_output(args.output or report_filename(args.identifier), folder=False, flag="-o/--output")
+    path = write_report(RunStore(args.runs_dir), args.identifier, target)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return EXIT_OK
 
@@ -402,6 +444,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     cfg.validate()
     quiet = args.json
+    if args.report:
+        check_output(args.report, folder=False, flag="--report")
     if not quiet:
         print(f"training {cfg.label()}", flush=True)
 
@@ -472,6 +516,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command][2](args)
     except DPExplorerError as err:
         print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as err:  # a file or folder could not be read or written: never exit 1 ("a check failed")
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"error: {err.strerror or err}{where}; check the paths and free disk space", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -17,7 +17,7 @@ from dpcore.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam")
 ACCOUNTANTS = ("rdp", "prv", "gdp")
-GRAD_SAMPLE_MODES = ("auto", "hooks", "ghost", "functorch")
+GRAD_SAMPLE_MODES = ("auto", "bookkeeping", "hooks", "ghost", "functorch")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 # Tuned defaults per dataset. The digits recipe comes from a search on this machine
@@ -99,6 +99,7 @@ class TrainConfig:
     epsilon_limit: float | None = None
     data_path: str | None = None
     label_column: str | None = None
+    feature_columns: list[str] | None = None  # CSV only: the columns the model reads; None = all but the label
     extra: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ conversion
@@ -205,7 +206,27 @@ class TrainConfig:
                       low_inclusive=True, high_inclusive=False)
         if cfg.dataset == "csv" and not cfg.data_path:
             raise ConfigError("dataset 'csv' needs data_path (the CSV file) and label_column")
+        _check_feature_columns(cfg)
         return cfg
+
+
+def _check_feature_columns(cfg: TrainConfig) -> None:
+    """ConfigError unless ``feature_columns`` is None or a non-empty list of distinct column names of a CSV,
+    without the label column (whether the CSV has them is checked when it is read)."""
+    columns = cfg.feature_columns
+    if columns is None:
+        return
+    if cfg.dataset != "csv":
+        raise ConfigError(f"feature_columns is for dataset 'csv' only, got dataset {cfg.dataset!r}")
+    if not isinstance(columns, (list, tuple)) or not all(isinstance(name, str) and name for name in columns):
+        raise ConfigError(f"feature_columns must be a list of CSV column names, got {columns!r}")
+    if not columns:
+        raise ConfigError("feature_columns is empty: choose at least one feature column (or none to use all)")
+    if len(set(columns)) != len(columns):
+        raise ConfigError(f"feature_columns names a column twice: {list(columns)!r}")
+    if cfg.label_column in columns:
+        raise ConfigError(f"feature_columns includes the label column {cfg.label_column!r}: the model would see "
+                          "the answer")
 
 
 def _is_number(value: Any) -> bool:

@@ -24,7 +24,8 @@ from dpcore.errors import ConfigError
 _QUERY_NONE = "none"
 _QUERY_TRUE = ("true", "1", "yes", "on")
 _QUERY_FALSE = ("false", "0", "no", "off")
-_EXPECTED = {bool: "true or false", int: "a whole number", float: "a number", dict: "a JSON object"}
+_EXPECTED = {bool: "true or false", int: "a whole number", float: "a number", dict: "a JSON object",
+             list: "a JSON list of names"}
 
 
 @functools.cache
@@ -50,6 +51,8 @@ def _query_value(value: Any) -> str:
         return repr(value)  # shortest exact form: '1e-05', '0.1', '3.0'
     if isinstance(value, dict):
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value), separators=(",", ":"), ensure_ascii=False)
     return str(value)
 
 
@@ -67,6 +70,11 @@ def _parse(kind: type, text: str) -> Any:
     if kind is dict:
         value = json.loads(text)
         if not isinstance(value, dict):
+            raise ValueError(text)
+        return value
+    if kind is list:
+        value = json.loads(text)
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ValueError(text)
         return value
     return text
@@ -117,4 +125,9 @@ def from_query(params: Mapping[str, Any], *, base: TrainConfig | None = None) ->
     return dataclasses.replace(base or TrainConfig(), **changes)
 
 
-__all__ = ["from_query", "to_query"]
+def expected_text(field: str) -> str:
+    """What a URL value of TrainConfig ``field`` must look like ('a whole number', 'true or false', ...)."""
+    return _EXPECTED.get(_field_kinds()[field][0], "text")
+
+
+__all__ = ["expected_text", "from_query", "to_query"]

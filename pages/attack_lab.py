@@ -116,7 +116,8 @@ def _options_form(run: StoredRun, queue: Any, *, busy: bool) -> None:
                      help="An attack of this run is already queued or running." if busy else None):
             try:
                 audit.submit_attack(queue, run.id, attacks=chosen, n_models=n_models, seed=int(seed),
-                                    canaries=int(canaries) if canary else 0, canary_mode=canary_mode)
+                                    canaries=int(canaries) if canary else 0, canary_mode=canary_mode,
+                                    estimate_s=estimate)
             except DPExplorerError as err:
                 st.error(str(err))
                 return
@@ -168,7 +169,7 @@ def _training_fragment(run_id: str) -> None:
     record = ui.store().get(run_id)
     if not record.active:
         st.rerun()  # finished: redraw the page, which now lists and opens it
-    st.progress(record.progress or 0.0, text=f"Training: {record.progress or 0.0:.0%}")
+    st.progress(record.progress or 0.0, text=f"Training: {record.progress or 0.0:.0%}{lab.job_eta_suffix(record)}")
 
 
 @st.fragment(run_every=POLL_S)
@@ -222,10 +223,9 @@ def main() -> None:
         level, text = problem
         (st.error if level == "error" else st.info)(text, icon=":material/error:" if level == "error"
                                                     else ":material/cancel:")
-    if result is None:
-        st.info("This run has not been attacked yet: choose attacks above and press **Run attacks**.",
-                icon=":material/policy:")
-    else:
+    if notice := lab.result_notice(busy=busy, has_result=result is not None):
+        st.info(notice, icon=":material/history:" if busy else ":material/policy:")
+    if result is not None:
         render_results(run, result, scores)
     if jobs:
         render_history(store, run.id, count=len(jobs))

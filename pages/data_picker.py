@@ -7,12 +7,14 @@ Not a page. Draws widgets bound to a ``pages.state.PageState`` whose settings ar
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import streamlit as st
 
 from dpcore.engine import data
 from dpcore.errors import DatasetError
-from dpcore.views import plots
+from dpcore.store import artifacts
+from dpcore.views import plots, train_url
 from dpcore.views import train_form as tf
 from pages import ui
 from pages.state import PageState
@@ -21,9 +23,11 @@ HELP = tf.HELP
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=6)
-def load_data(name: str, data_path: str | None, label_column: str | None) -> data.SplitData:
+def load_data(name: str, data_path: str | None, label_column: str | None,
+              feature_columns: tuple[str, ...] | None = None) -> data.SplitData:
     """The dataset, without downloading (DatasetError when a download is needed). Cached: do not modify."""
-    return data.load_dataset(name, data_path=data_path, label_column=label_column, download=False)
+    return data.load_dataset(name, data_path=data_path, label_column=label_column, download=False,
+                             feature_columns=feature_columns)
 
 
 csv_header = st.cache_data(show_spinner=False, max_entries=6)(data.csv_columns)
@@ -69,10 +73,14 @@ def loaded_csv(form: PageState) -> data.SplitData | None:
     if uploaded is not None:
         try:
             path = str(ui.store().save_upload(uploaded.getvalue(), uploaded.name))
+            if settings.get("data_path") != path:  # a new upload: cap the folder (uploads runs use stay)
+                artifacts.prune_uploads(ui.store().root, used=used_uploads(), keep=[path])
         except (OSError, TypeError) as err:
             return st.error(f"Could not keep the uploaded file: {err}") and None
         if settings.get("data_path") != path:
             settings.update(data_path=path, csv_name=uploaded.name, label_column=None)
+    if uploaded is None and settings.get("data_path") and not Path(settings["data_path"]).is_file():
+        settings.update(data_path=None, csv_name=None, label_column=None)  # removed (a rejected upload)
     if not settings.get("data_path"):
         return st.info("Upload a CSV to train on your own data, or pick a built-in dataset.",
                        icon=":material/upload:") and None
@@ -83,10 +91,16 @@ def loaded_csv(form: PageState) -> data.SplitData | None:
         if not columns:
             return st.error("The CSV has no columns: it needs a header row naming them.") and None
         if settings.get("label_column") not in columns:
+            if settings.get("label_column"):
+                st.caption(f":material/info: The CSV has no column `{train_url.shown(settings['label_column'])}`: "
+                           "pick the label column.")
             form.set("label_column", tf.label_column_for(columns, settings.get("label_column")))
-        form.bind(st.selectbox, "Label column", "label_column", options=columns, help=HELP["label_column"])
-        loaded = load_data("csv", settings["data_path"], settings["label_column"])
+        label = form.bind(st.selectbox, "Label column", "label_column", options=columns, help=HELP["label_column"])
+        features = feature_picker(form, columns, label)
+        loaded = load_data("csv", settings["data_path"], label, tuple(features) if features is not None else None)
     except DatasetError as err:
+        if uploaded is not None:  # a rejected upload is not kept (unless a run trains on the same file)
+            artifacts.discard_upload(ui.store().root, settings["data_path"], used=used_uploads())
         return st.error(str(err), icon=":material/error:") and None
     st.caption(loaded.info.description)
     batch = tf.fitted_batch(loaded.n_members, settings["batch_size"])
@@ -95,6 +109,24 @@ def loaded_csv(form: PageState) -> data.SplitData | None:
         st.caption(f":material/info: Batch size lowered to {batch}: the recipe's batch is larger than the "
                    f"{loaded.n_members} training examples.")
     return show_loaded(loaded)
+
+
+def used_uploads() -> list[str]:
+    """The ``data_path`` of every stored run (uploads they use are never removed)."""
+    return [rec.config["data_path"] for rec in ui.store().records() if rec.config.get("data_path")]
+
+
+def feature_picker(form: PageState, columns: list[str], label: str) -> list[str] | None:
+    """The feature-column multiselect (all but the label ticked by default); returns the config's
+    ``feature_columns``: None for all of them, else the ticked columns in file order."""
+    settings, options = form.settings(), [column for column in columns if column != label]
+    choice = settings.get("feature_choice")
+    if choice is None or any(column not in options for column in choice):  # a new file or label
+        form.set("feature_choice", tf.feature_columns_for(columns, label, settings.get("feature_columns")))
+    chosen = form.bind(st.multiselect, "Feature columns", "feature_choice", options=options,
+                       help=HELP["feature_columns"], placeholder="Tick at least one column")
+    settings["feature_columns"] = tf.chosen_features(columns, label, chosen)
+    return settings["feature_columns"]
 
 
 def show_loaded(loaded: data.SplitData) -> data.SplitData:

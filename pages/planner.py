@@ -48,8 +48,7 @@ def _settings() -> dict[str, Any]:
     ignored += plan.fit_dataset(settings, member_counts=data.member_counts(), n_given=state.url_value("n") is not None)
     SETTINGS.load(settings)
     if ignored:
-        st.warning(f"Ignored link parameters that are not valid: {', '.join(ignored)}. Defaults are used for them.",
-                   icon=":material/link_off:")
+        st.warning(f"Ignored link parameters that are not valid: {', '.join(ignored)}. Defaults are used for them.")
     return settings
 
 
@@ -69,10 +68,14 @@ def _n_edited() -> None:
 
 # ---------------------------------------------------------------------- sections
 def _number(field: str, **kwargs: Any) -> Any:
-    """The number input of setting ``field`` (label, step, format, help and bounds from ``dpcore.views.planner``)."""
-    spec, (low, high) = plan.NUMBER_INPUTS[field], plan.BOUNDS[field]
-    return SETTINGS.bind(st.number_input, spec["label"], field, min_value=low, max_value=high, step=spec["step"],
-                         format=spec.get("format"), help=spec["help"], **kwargs)
+    """Number input of ``field``; out-of-bounds values are refused inline (widget min/max: silently, in the browser)."""
+    spec, settings = plan.NUMBER_INPUTS[field], SETTINGS.settings()
+    kept, value = settings[field], SETTINGS.bind(st.number_input, spec["label"], field, step=spec["step"],
+                                                 format=spec.get("format"), help=spec["help"], **kwargs)
+    if refused := plan.refused_text(field, value, kept=kept):
+        settings[field] = kept
+        st.error(refused, icon=":material/error:")
+    return settings[field]
 
 
 def _inputs(settings: dict[str, Any]) -> None:

@@ -1,8 +1,8 @@
 """One run's full view, shared by the Train, Runs and Tradeoffs pages (not a page itself).
 
-``live_run`` keeps a run current (progress, ETA, live charts, Cancel; a fragment polls the store every
-second), then shows its result: cards, ε sentence, attack ROC, checks, fixes, why it stopped, charts,
-explanations, Continue training. ``render_run`` draws it once. The run is read as a ``StoredRun``;
+``live_run`` keeps a run current (progress, ETA, live charts, Cancel; a fragment reads only the new rows every
+``POLL_S`` s, charts downsampled), then its result: cards, ε sentence, attack ROC, checks, fixes, why it stopped,
+charts, explanations, Continue training. ``render_run`` draws it once. The run is read as a ``StoredRun``;
 numbers and texts come from ``dpcore.views.run_summary`` and ``dpcore.views.cards``.
 """
 
@@ -21,14 +21,14 @@ from dpcore.privacy.bands import format_number
 from dpcore.privacy.checks import run_checks
 from dpcore.store.records import StoredRun
 from dpcore.store.runs import CANCELLED, FAILED, QUEUED, RUNNING, RunNotFound, RunStore
-from dpcore.views import plots, report
+from dpcore.views import live, plots, report
 from dpcore.views import run_summary as rs
 from dpcore.views.cards import Card, summary_cards
 from dpcore.views.explain import BOUND_CAPTION, attack_bound_sentence, epsilon_sentence, explain
 from dpcore.views.progress import estimate_progress
 from pages import panels
 
-POLL_S = 1.0
+POLL_S = live.REDRAW_S  # seconds between redraws of a live run (1-2 s: watching must cost the run nothing)
 SAMPLES_KEY = "run_view_step_samples"  # plain session key: {run_id: [(posix time, steps done), ...]}
 MAX_SAMPLES = 20
 NewRun = Callable[[str], None] | None
@@ -39,7 +39,7 @@ def live_run(run_id: str, *, store: RunStore, queue: JobQueue | None = None, key
     """Draw run ``run_id`` and keep it current while anything about it can still change.
 
     While the run is queued or running, its attack is pending or its linked baseline is still
-    training, a fragment redraws it every second; once nothing can change any more the page is
+    training, a fragment redraws it every POLL_S s; once nothing can change any more the page is
     rerun once and the static view takes over. ``on_new_run(run_id)`` is called when the view
     starts another run (Continue training).
     """
@@ -143,12 +143,12 @@ def render_progress(run: StoredRun, *, store: RunStore, queue: JobQueue | None =
                  "Cancel requested: stopping after this step.", icon=":material/stop_circle:")
         st.rerun()
     if run.status == RUNNING:
-        steps, epochs = rs.metrics(run)
+        steps, epochs = live.live_metrics(run, cache=st.session_state.setdefault(live.CACHE_KEY, live.StepCache()))
         show_cards(rs.live_cards(run, steps, epochs))
         if steps.empty:
             st.caption(rs.PREPARING_CAPTION)
         else:
-            render_charts(run, steps, epochs, key=f"{key}-live", live=True)
+            render_charts(run, live.downsample_history(steps), epochs, key=f"{key}-live", live=True)
 
 
 def render_result(run: StoredRun, *, store: RunStore, queue: JobQueue | None = None, key: str = "run",

@@ -33,6 +33,7 @@ NOTICE_KEY = "runs_notice"
 FILTERS = state.PageState(key="runs_filters", widget_prefix="runs-filter-",
                           defaults=lambda: {name: (list(value) if isinstance(value, list) else value)
                                             for name, value in texts.FILTER_DEFAULTS.items()})
+COLUMN_CHOICE = state.PageState(key="runs_columns", widget_prefix="runs-columns-", defaults=lambda: {"extra": []})
 
 
 # ---------------------------------------------------------------------- page
@@ -44,8 +45,8 @@ def main() -> None:
     if notice:
         st.toast(notice[1], icon=notice[0])
     if overview.empty:
-        _empty_state()
-        return
+        state.sync_url({})  # no parameters of its own here: drop the ones another page (the planner) left
+        return _empty_state()
     st.caption(texts.INTRO)
     filters = _filters(overview)
     polling = bool(overview["status"].isin(ACTIVE_STATUSES).any())
@@ -66,7 +67,10 @@ def _filters(overview: pd.DataFrame) -> dict[str, Any]:
         current = st.session_state.get(FILTERS.widget_key(name), FILTERS.settings()[name])
         if any(item not in allowed for item in current):
             FILTERS.set(name, [item for item in current if item in allowed])
-    text_col, dataset_col, status_col, mode_col = st.columns([2, 1.3, 1.3, 1.3])
+    text_col, dataset_col, status_col, mode_col, column_col = st.columns([2, 1.3, 1.3, 1.3, 1.5])
+    with column_col:
+        COLUMN_CHOICE.bind(st.multiselect, "More columns", "extra", options=texts.EXTRA_COLUMNS,
+                           format_func=texts.column_title, placeholder="Dataset, model, …", help=texts.HELP["columns"])
     with text_col:
         FILTERS.bind(st.text_input, "Search names", "text", placeholder="e.g. digits eps 3", help=texts.HELP["text"],
                      icon=":material/search:")
@@ -92,6 +96,7 @@ def _body(filters: dict[str, Any], polling: bool) -> None:
         return
     shown = compare.filter_runs(overview, **filters)
     if shown.empty:
+        state.sync_url({})  # nothing ticked can show: the address names no run
         st.info(f"No run matches these filters ({len(overview)} stored). Clear a filter to see more.",
                 icon=":material/filter_alt_off:")
         return
@@ -121,7 +126,7 @@ def _table(shown: pd.DataFrame, *, stored: list[str]) -> list[str]:
         texts.table_frame(shown), key=texts.table_key(ids),
         on_select="rerun", selection_mode="multi-row", hide_index=True, width="stretch",
         selection_default={"selection": {"rows": [ids.index(run_id) for run_id in previous]}},
-        column_order=texts.TABLE_COLUMNS, placeholder="–",
+        column_order=texts.table_columns(COLUMN_CHOICE.settings()["extra"]), placeholder="–",
         column_config={name: kinds[kind](title, **options) for name, (kind, title, options) in texts.COLUMNS.items()})
     rows = list(event.selection.rows) if event is not None else []
     selected = [ids[row] for row in rows if 0 <= row < len(ids)]

@@ -29,7 +29,10 @@ Usage (a page)::
     state.sync_url({"epochs": str(settings["epochs"]), "run": run_id})  # None drops a parameter
 
 Callbacks that change a setting (a dataset that resets its recipe) use ``SETTINGS.set(field, value)``,
-which updates the plain dict and the widget together; call it before the widget is drawn.
+which updates the plain dict and the widget together; call it before the widget is drawn. A widget the
+browser already shows gets a new key then (``epochs~1``): the browser's old value, sent again when the
+user's next input interrupts the run that applied the change, cannot override it (tests find widgets
+by ``key.split("~")[0]``).
 """
 
 from __future__ import annotations
@@ -42,14 +45,18 @@ from typing import Any, TypeVar
 import streamlit as st
 
 T = TypeVar("T")
+GENERATION_SUFFIX = "~generation"  # plain session key (page key + suffix): each setting's widget generation
 
 
 class BadUrlValue(ValueError):
-    """A URL query parameter that does not parse or is out of range; ``str(err)`` is ``"name=text"``."""
+    """A URL query parameter that does not parse or is out of range; ``str(err)`` is ``"name=text"``.
 
-    def __init__(self, name: str, text: str) -> None:
+    ``why`` says why it was not used ("above 1000", "not one of a, b"; empty when not known).
+    """
+
+    def __init__(self, name: str, text: str, why: str = "") -> None:
         super().__init__(f"{name}={text}")
-        self.name, self.text = name, text
+        self.name, self.text, self.why = name, text, why
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,10 @@ class PageState:
         return st.session_state[self.key]
 
     def widget_key(self, field: str) -> str:
-        """The widget key bound to setting ``field``."""
-        return self.widget_prefix + field
+        """The widget key bound to setting ``field``: ``widget_prefix + field``, then ``...~2``, ``...~3`` once
+        :meth:`set` has replaced a drawn widget (see :meth:`set`)."""
+        generation = st.session_state.get(self.key + GENERATION_SUFFIX, {}).get(field, 0)
+        return self.widget_prefix + field + (f"~{generation}" if generation else "")
 
     def bind(self, widget: Callable[..., T], label: str, field: str, **kwargs: Any) -> T:
         """Draw ``widget(label, key=..., **kwargs)`` seeded from setting ``field``; its value is written back.
@@ -92,8 +101,19 @@ class PageState:
         return value
 
     def set(self, field: str, value: Any) -> None:
-        """Change setting ``field`` and its widget (from a callback or before the widget is drawn)."""
+        """Change setting ``field`` and its widget (from a callback or before the widget is drawn).
+
+        A widget already drawn gets a new key (a new widget): the browser still holds the old widget's
+        value, and when the run that applies ``value`` is interrupted by the user's next input (a
+        dataset picked, then ε typed at once), the next run receives that stale value. Under the old
+        key it would override ``value``; under the new key it is ignored, so a recipe applies whole.
+        """
         self.settings()[field] = value
+        old_key = self.widget_key(field)
+        if old_key in st.session_state:
+            st.session_state.pop(old_key)
+            generations = st.session_state.setdefault(self.key + GENERATION_SUFFIX, {})
+            generations[field] = generations.get(field, 0) + 1
         st.session_state[self.widget_key(field)] = value
 
     def load(self, values: Mapping[str, Any]) -> None:
@@ -133,13 +153,15 @@ def url_value(name: str, parse: Callable[[str], T] = str, *, choices: Collection
     try:
         value = parse(text)
     except (TypeError, ValueError) as err:
-        raise BadUrlValue(name, text) from err
+        raise BadUrlValue(name, text, "does not parse") from err
     if isinstance(value, float) and not math.isfinite(value):
-        raise BadUrlValue(name, text)
+        raise BadUrlValue(name, text, "not a finite number")
     if choices is not None and value not in choices:
-        raise BadUrlValue(name, text)
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise BadUrlValue(name, text)
+        raise BadUrlValue(name, text, f"not one of {', '.join(map(str, choices))}")
+    if low is not None and value < low:
+        raise BadUrlValue(name, text, f"below {low:g}")
+    if high is not None and value > high:
+        raise BadUrlValue(name, text, f"above {high:g}")
     return value
 
 

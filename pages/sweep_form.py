@@ -63,6 +63,11 @@ def new_sweep_form(store: Any, *, expanded: bool, on_started: Callable[[str], No
         if warning:
             st.warning(warning, icon=":material/hourglass_top:")
         if st.button("Start sweep", type="primary", icon=":material/play_arrow:", key="tradeoffs_start"):
+            waiting, limit = len(ui.queue().pending()), ui.queue().max_pending
+            if waiting >= limit:  # a sweep on a full queue would be recorded with no run queued
+                st.error(f"The job queue is full: {waiting} jobs are waiting (limit {limit}). Wait for some to "
+                         "finish or cancel queued ones, then start the sweep.", icon=":material/error:")
+                return
             try:
                 sweep = sweeps.submit_sweep(ui.queue(), spec)
             except DPExplorerError as err:

@@ -83,9 +83,9 @@ def choose_source(store: Any, stored: list[sweeps.Sweep]) -> tuple[str, Any]:
 
 
 # ---------------------------------------------------------------------- progress and controls
-def sweep_controls(sweep: sweeps.Sweep, progress: sweeps.SweepProgress) -> None:
-    """Progress bar, counts, and Cancel / Resume buttons."""
-    st.progress(progress.fraction, text=texts.progress_text(progress))
+def sweep_controls(sweep: sweeps.Sweep, progress: sweeps.SweepProgress, *, eta_s: float | None = None) -> None:
+    """Progress bar, counts, the ETA (``eta_s`` seconds left) and Cancel / Resume buttons."""
+    st.progress(progress.fraction, text=texts.progress_text(progress, eta_s=eta_s))
     queue = ui.queue()
     if progress.status == "running":
         if st.button("Cancel sweep", icon=":material/stop_circle:", key="tradeoffs_cancel", help=texts.HELP["cancel"]):
@@ -194,7 +194,7 @@ def _sweep_body(sweep_id: str, polling: bool) -> None:
     if polling and progress.status != "running":
         st.rerun()  # whole page once, without the timer
     st.markdown(f"**{sweep.name}**  \n:gray[{sweep.id} · created {sweep.created[:16].replace('T', ' ')} UTC]")
-    sweep_controls(sweep, progress)
+    sweep_controls(sweep, progress, eta_s=texts.sweep_eta(states, spec=sweep.spec) if polling else None)
     points = frontiers.run_points(sweeps.sweep_runs(store, sweep))
     st.download_button("Sweep report (HTML)", data=lambda: report.sweep_report(store, sweep_id),
                        file_name=report.report_filename(sweep_id), mime="text/html", on_click="ignore",

@@ -9,6 +9,7 @@ widgets, so they survive moving to other pages; the form's logic and texts are i
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import streamlit as st
@@ -19,8 +20,9 @@ from dpcore.engine.models import MODELS, models_for
 from dpcore.errors import ConfigError, DPExplorerError
 from dpcore.jobs.training import baseline_config, find_baseline_for_config, link_baseline
 from dpcore.privacy.guidance import guidance
-from dpcore.query import from_query, to_query
+from dpcore.store.artifacts import upload_id, upload_path
 from dpcore.views import train_form as tf
+from dpcore.views import train_url
 from dpcore.views.explain import explain
 from pages import clip_probe, data_picker, run_view, state, ui
 
@@ -51,8 +53,11 @@ def restore_settings() -> None:
         return
     store, linked_run = ui.store(), state.url_value("run")
     try:
-        if any(key in tf.CONFIG_FIELDS for key in st.query_params):
-            load_into_form(from_query(st.query_params))
+        if any(key in train_url.LINK_KEYS for key in st.query_params):  # never a server path: upload ids only
+            cfg, refused = train_url.read_link(st.query_params, resolve_upload=partial(upload_path, store.root))
+            load_into_form(cfg)
+            if refused:
+                st.warning(train_url.refusal_text(refused), icon=":material/link_off:")
         elif linked_run and store.exists(linked_run):
             load_into_form(store.get(linked_run).train_config())
     except DPExplorerError as err:
@@ -227,11 +232,11 @@ def main() -> None:
     store, run_id = ui.store(), state.url_or_session("run", RUN_KEY)
     shown = run_id if run_id is not None and store.exists(run_id) else None
     state.remember("run", RUN_KEY, shown)
-    state.sync_url({**to_query(tf.config_from(settings)), "run": shown})
+    state.sync_url({**train_url.link_params(settings, upload_of=partial(upload_id, store.root)), "run": shown})
     st.divider()
     if run_id != shown:
-        return st.warning(f"Run `{run_id}` is not in {store.root}: it was deleted or belongs to another runs "
-                          "folder.", icon=":material/search_off:")
+        return st.warning(f"Run `{train_url.shown(run_id)}` is not in {store.root}: it was deleted or belongs to "
+                          "another runs folder.", icon=":material/search_off:")
     if shown is None:
         with st.container(border=True):
             st.markdown("##### :material/monitoring: No run yet")

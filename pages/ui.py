@@ -14,11 +14,14 @@ from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.pages_manager import PagesManager
 
 from dpcore.engine.training import describe_device, resolve_device
+from dpcore.jobs import recovery
 from dpcore.jobs import sweep as sweeps
 from dpcore.jobs.queue import JobQueue, get_queue
+from dpcore.jobs.workers import describe_pool
 from dpcore.privacy.bands import format_number
 from dpcore.store import runs
 from dpcore.store.runs import RunStore
+from dpcore.views.live import REDRAW_S
 
 log = logging.getLogger(__name__)
 SWEEPS_NOTED_KEY = "ui_continued_sweeps_noted"  # plain session key: the restart toast was shown
@@ -72,8 +75,10 @@ def queue() -> JobQueue:
 
 @st.cache_resource(show_spinner=False)
 def continued_sweeps(root: str) -> dict[str, list[str]]:
-    """Once per process and runs directory: ``sweeps.resume_after_restart``; ``{sweep id: run ids}``."""
+    """Once per process and runs directory: ``sweeps.resume_after_restart`` (and ``recovery.requeue_baselines``:
+    baselines still waiting when the server stopped are queued again); ``{sweep id: run ids}``."""
     try:
+        recovery.requeue_baselines(get_queue(root))
         return sweeps.resume_after_restart(get_queue(root))
     except Exception:  # a convenience at start-up must never keep the app from opening
         log.exception("could not continue the interrupted sweeps in %s", root)
@@ -104,7 +109,7 @@ def page_link(page: str, *, label: str, icon: str | None = None, help: str | Non
     except StreamlitAPIException:
         st.caption(f"{label}: open it from the navigation menu.")
 
-QUEUE_POLL_S = 1.0  # as often as the run view, so the two never show different progress for long
+QUEUE_POLL_S = REDRAW_S  # as often as the run view, so the two never show different progress for long
 
 
 def render_sidebar() -> None:
@@ -112,9 +117,12 @@ def render_sidebar() -> None:
     with st.sidebar:
         st.caption("Compute")
         st.markdown(f":material/memory: **{device_description()}**")
+        job_queue = queue()
+        st.caption(describe_pool(job_queue.workers) if job_queue.executor == "process"
+                   else f"{job_queue.workers} job thread{'s' if job_queue.workers != 1 else ''} in the server")
         st.caption(f"Runs stored in `{store().root}`")
         st.caption("Job queue")
-        running, pending = queue().snapshot()
+        running, pending = job_queue.snapshot()
         busy = bool(running or pending)
         continued = continued_sweeps(str(store().root))
         if continued and not st.session_state.get(SWEEPS_NOTED_KEY):

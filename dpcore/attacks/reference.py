@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from dpcore.atomic import atomic_write
 from dpcore.attacks.metrics import AttackResult
 from dpcore.attacks.scores import leave_one_out
 from dpcore.attacks.signals import MembershipData, label_array, model_logits, stable_logit
 from dpcore.engine.training import train
 from dpcore.errors import ConfigError
 
-__all__ = ["POOL_SIZES", "ReferencePool", "TrainFn", "pool_fingerprint", "pool_in_masks", "reference_pool",
-           "trainer_train_fn"]
+__all__ = ["POOL_SIZES", "ReferencePool", "TrainFn", "partial_pool_path", "pool_fingerprint", "pool_in_masks",
+           "reference_pool", "trainer_train_fn"]
 
 # Reference-pool sizes offered by the dashboard: 'thorough' is where per-example LiRA variances pay off.
 POOL_SIZES: dict[str, int] = {"quick": 8, "standard": 16, "thorough": 64}
@@ -66,12 +68,9 @@ class ReferencePool:
 
     def save(self, path: str | Path) -> Path:
         """Write the pool to an ``.npz`` file; returns the path written."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as handle:
-            np.savez_compressed(handle, scores=self.scores, in_masks=self.in_masks, seeds=self.seeds,
-                                fingerprint=np.array(self.fingerprint), seed=np.array(self.seed))
-        return path
+        return atomic_write(path, lambda handle: np.savez_compressed(
+            handle, scores=self.scores, in_masks=self.in_masks, seeds=self.seeds,
+            fingerprint=np.array(self.fingerprint), seed=np.array(self.seed)))
 
     @classmethod
     def load(cls, path: str | Path) -> ReferencePool:
@@ -151,7 +150,9 @@ def reference_pool(
     ``n_models`` is even: 16 by default, ``POOL_SIZES['thorough']`` = 64 for per-example variances.
     With ``cache_path`` the pool is loaded from that ``.npz`` when its fingerprint (data, n_models,
     seed, ``cache_key`` - pass e.g. a hash of the training config) matches, else trained and saved there.
-    ``on_model(done, total)`` is called after each model (progress; raise inside it to cancel).
+    ``on_model(done, total)`` is called after each model (progress; raise inside it to cancel). With
+    ``cache_path`` every model's scores are also saved to ``partial_pool_path(cache_path)`` as it is
+    trained, and a later call with the same fingerprint trains only the models still missing.
     """
     if len(x) != len(y) or len(x) < 2:
         raise ConfigError(f"reference_pool needs x and y of the same length >= 2, got {len(x)} and {len(y)}")
@@ -164,14 +165,42 @@ def reference_pool(
     seeds = np.random.SeedSequence(seed).generate_state(n_models, dtype=np.uint32).astype(np.int64) % (2**31 - 1)
     labels = label_array(y)
     scores = np.empty((n_models, len(x)), dtype=np.float64)
-    for i in range(n_models):
+    partial = None if cache_path is None else partial_pool_path(cache_path)
+    start = _load_partial(partial, scores, fingerprint)
+    for i in range(start, n_models):
         index = torch.from_numpy(np.flatnonzero(in_masks[i]))
         model = train_fn(x[index], y[index], int(seeds[i]))
         scores[i] = stable_logit(model_logits(model, x, batch_size=batch_size), labels)
         del model
+        if partial is not None:  # an interrupted pool keeps the models trained so far
+            ReferencePool(scores=scores[: i + 1], in_masks=in_masks[: i + 1], seeds=seeds[: i + 1],
+                          fingerprint=fingerprint, seed=seed).save(partial)
         if on_model is not None:
             on_model(i + 1, n_models)
     pool = ReferencePool(scores=scores, in_masks=in_masks, seeds=seeds, fingerprint=fingerprint, seed=seed)
     if cache_path is not None:
         pool.save(cache_path)
+        Path(partial).unlink(missing_ok=True)
     return pool
+
+
+def partial_pool_path(cache_path: str | Path) -> Path:
+    """Where ``reference_pool`` keeps the models of an unfinished pool cached at ``cache_path``:
+    ``<stem>.partial.npz`` beside it."""
+    path = Path(cache_path)
+    return path.with_name(f"{path.stem}.partial.npz")
+
+
+def _load_partial(partial: Path | None, scores: np.ndarray, fingerprint: str) -> int:
+    """Copy the scores of an unfinished pool with this ``fingerprint`` into ``scores``; return how many
+    models it held (0 when there is none, it is damaged or it belongs to another pool)."""
+    if partial is None or not partial.exists():
+        return 0
+    try:
+        saved = ReferencePool.load(partial)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # damaged: train again from the start
+        return 0
+    if saved.fingerprint != fingerprint or saved.n_models > len(scores) or saved.n_examples != scores.shape[1]:
+        return 0
+    scores[: saved.n_models] = saved.scores
+    return saved.n_models

@@ -11,6 +11,7 @@ import functools
 import io
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ MAX_CSV_ROWS = 200_000
 MAX_CSV_FEATURES = 1000  # columns after one-hot encoding
 MAX_CSV_CATEGORIES = 100  # distinct values in one categorical column
 MAX_CSV_CLASSES = 100  # distinct label values
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # larger numeric values are refused (they overflow the model)
 MIN_CSV_ROWS = 20
 
 
@@ -104,15 +106,20 @@ def _sniff_separator(text: str) -> str:
         return ","
 
 
-def load_csv(spec: DatasetSpec, *, data_path: Any = None, label_column: str | None = None, **_: Any) -> SplitData:
-    """The registry loader of CSV uploads: ``data_path`` (path, bytes or file-like) split on ``label_column``."""
+def load_csv(spec: DatasetSpec, *, data_path: Any = None, label_column: str | None = None,
+             feature_columns: Sequence[str] | None = None, **_: Any) -> SplitData:
+    """The registry loader of CSV uploads: ``data_path`` (path, bytes or file-like) split on ``label_column``;
+    the model reads ``feature_columns`` (None: every other column)."""
     content, title = _csv_bytes(data_path)
-    return materialise(csv_raw(content, label_column, title))
+    return materialise(csv_raw(content, label_column, title,
+                               tuple(feature_columns) if feature_columns is not None else None))
 
 
 @functools.lru_cache(maxsize=4)
-def csv_raw(content: bytes, label_column: str | None, title: str) -> RawSplit:
-    """The read-only arrays of a CSV's ``content`` split on ``label_column`` (memoised; DatasetError if unusable)."""
+def csv_raw(content: bytes, label_column: str | None, title: str,
+            feature_columns: tuple[str, ...] | None = None) -> RawSplit:
+    """The read-only arrays of a CSV's ``content`` split on ``label_column``, features ``feature_columns`` (None:
+    all other columns) (memoised; DatasetError if unusable)."""
     text = _decode_csv(content)
     try:
         frame = pd.read_csv(io.StringIO(text), sep=_sniff_separator(text), nrows=MAX_CSV_ROWS + 1)
@@ -134,6 +141,12 @@ def csv_raw(content: bytes, label_column: str | None, title: str) -> RawSplit:
             hint = " (the file has a single column: is it separated by something other than commas?)"
         raise DatasetError(f"label column {label_column!r} is not in the CSV{hint}; available columns: "
                            f"{', '.join(columns)}")
+    if feature_columns is not None:
+        unknown = [name for name in feature_columns if name not in frame.columns]
+        if unknown:
+            raise DatasetError(f"feature column(s) {', '.join(map(repr, unknown))} are not in the CSV; available "
+                               f"columns: {', '.join(columns)}")
+        frame = frame[[name for name in columns if name in feature_columns or name == label_column]]
     missing = frame.isna().sum()
     missing = missing[missing > 0]
     if len(missing):
@@ -165,15 +178,15 @@ def _encode_labels(labels: pd.Series, label_column: str) -> tuple[np.ndarray, tu
     """Class indices (by sorted label value) and the original values as strings."""
     counts = labels.value_counts()
     if len(counts) < 2:
-        raise DatasetError(f"label column {label_column!r} has a single class ({counts.index[0]!r}); a classifier "
-                           "needs at least two")
+        raise DatasetError(f"label column {label_column!r} has a single class ({_shown(counts.index[0])}); a "
+                           "classifier needs at least two")
     if len(counts) > MAX_CSV_CLASSES:
         raise DatasetError(f"label column {label_column!r} has {len(counts)} distinct values (at most "
                            f"{MAX_CSV_CLASSES} classes allowed); it looks continuous or like an ID: pick a "
                            "categorical label column")
     rare = counts[counts < 2]
     if len(rare):
-        listed = ", ".join(repr(value) for value in rare.index[:10])
+        listed = ", ".join(_shown(value) for value in rare.index[:10])
         raise DatasetError(f"label column {label_column!r} has class(es) with a single row: {listed}. The "
                            "stratified member/non-member split needs at least 2 rows per class: add rows or "
                            "drop/merge those classes.")
@@ -192,6 +205,32 @@ def _encode_labels(labels: pd.Series, label_column: str) -> tuple[np.ndarray, tu
     return target, tuple(str(value) for value in values)
 
 
+def _shown(value: Any) -> str:
+    """A value as a person reads it in a message: text quoted, numbers plain (``1``, not ``np.int64(1)``)."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _rows_text(rows: Sequence[int], values: Sequence[str]) -> str:
+    """'data rows 3, 17 and 40 (lines 4, 18 and 41 of the file: 'abc', 'n/a', …)' for 0-based ``rows``."""
+    shown = [row + 1 for row in rows[:5]]
+    more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+    examples = ", ".join(repr(value) for value in list(dict.fromkeys(values))[:3])
+    plural = "s" if len(rows) > 1 else ""
+    return (f"data row{plural} {', '.join(map(str, shown))}{more} (line{plural} "
+            f"{', '.join(str(row + 1) for row in shown)} of the file), e.g. {examples}")
+
+
+def _check_float32_range(block: np.ndarray, column: str) -> None:
+    """DatasetError naming the column and row of the first value too large for float32 (the model's precision)."""
+    too_big = np.abs(block) > FLOAT32_MAX
+    if too_big.any():
+        row = int(np.argmax(too_big))
+        raise DatasetError(f"column {column!r} has {int(too_big.sum())} value(s) outside the float32 range "
+                           f"(±{FLOAT32_MAX:.1e}), the first {block[row]:g} in data row {row + 1} (line {row + 2} of "
+                           "the file); rescale the column or drop those rows")
+
+
 def encode_features(frame: pd.DataFrame, *, missing_category: str | None = None
                      ) -> tuple[np.ndarray, list[str], list[bool]]:
     """float32 matrix: numeric columns as is, others one-hot (sorted categories), with names and a numeric mask."""
@@ -207,6 +246,7 @@ def encode_features(frame: pd.DataFrame, *, missing_category: str | None = None
             if not np.isfinite(block).all():
                 bad = int((~np.isfinite(block)).sum())
                 raise DatasetError(f"column {column!r} has {bad} infinite value(s); replace them with numbers")
+            _check_float32_range(block, column)
             blocks.append(block.astype(np.float32).reshape(-1, 1))
             names.append(str(column))
             numeric.append(True)
@@ -217,16 +257,16 @@ def encode_features(frame: pd.DataFrame, *, missing_category: str | None = None
         text = text.astype(str).str.strip()
         as_numbers = pd.to_numeric(text, errors="coerce")
         n_numbers = int(as_numbers.notna().sum())
-        if n_numbers >= 0.9 * len(text) and n_numbers < len(text):
-            bad_values = sorted(set(text[as_numbers.isna()]))[:5]
-            raise DatasetError(f"column {column!r} is mostly numbers but has {len(text) - n_numbers} non-numeric "
-                               f"value(s) such as {', '.join(repr(v) for v in bad_values)}; fix or drop them so it "
-                               "is read as numbers")
+        if n_numbers >= 0.5 * len(text) and n_numbers < len(text):
+            bad = np.flatnonzero(as_numbers.isna().to_numpy())
+            raise DatasetError(f"column {column!r} is mostly numbers but has {len(bad)} non-numeric value(s) in "
+                               f"{_rows_text(bad.tolist(), text.iloc[bad].tolist())}; fix those rows so it is read "
+                               "as numbers, or leave the column out (Feature columns)")
         categories = sorted(set(text))
         if len(categories) > MAX_CSV_CATEGORIES:
             raise DatasetError(f"column {column!r} has {len(categories)} distinct text values (at most "
                                f"{MAX_CSV_CATEGORIES} allowed for one-hot encoding); it looks like an ID or free-text "
-                               "column: drop it")
+                               "column: leave it out of the feature columns")
         codes = pd.Categorical(text, categories=categories).codes
         blocks.append(np.eye(len(categories), dtype=np.float32)[codes])
         names.extend(f"{column}={category}" for category in categories)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,11 +84,13 @@ DATASETS: dict[str, DatasetSpec] = {**BUILTIN_DATASETS, **OPENML_DATASETS, **CSV
 
 # ---------------------------------------------------------------------- public API
 def load_dataset(name: str, *, data_path: Any = None, label_column: str | None = None,
-                 cache_dir: str | os.PathLike[str] | None = None, download: bool = True) -> SplitData:
+                 cache_dir: str | os.PathLike[str] | None = None, download: bool = True,
+                 feature_columns: Sequence[str] | None = None) -> SplitData:
     """Load dataset ``name`` as a SplitData with fresh tensors (safe to modify).
 
-    ``data_path`` (a path, bytes or a file-like object) and ``label_column`` are for
-    ``name='csv'``. OpenML datasets are read from ``cache_dir`` (default
+    ``data_path`` (a path, bytes or a file-like object), ``label_column`` and ``feature_columns``
+    (the columns the model reads; None: all but the label) are for ``name='csv'``. OpenML
+    datasets are read from ``cache_dir`` (default
     ``$DPEXPLORER_DATA_DIR`` or ``~/.cache/dp-explorer``) and downloaded there first
     when missing and ``download`` is true. Raises DatasetError for unknown names,
     unreadable CSVs and datasets that are neither cached nor downloadable.
@@ -98,7 +101,7 @@ def load_dataset(name: str, *, data_path: Any = None, label_column: str | None =
     """
     spec = _spec(name)
     return spec.loader(spec, cache_dir=cache_dir_path(cache_dir), data_path=data_path,
-                       label_column=label_column, download=download)
+                       label_column=label_column, download=download, feature_columns=feature_columns)
 
 
 def load_for_config(cfg: TrainConfig, *, cache_dir: str | os.PathLike[str] | None = None) -> SplitData:
@@ -108,7 +111,8 @@ def load_for_config(cfg: TrainConfig, *, cache_dir: str | os.PathLike[str] | Non
     (``hold_out_validation``), so the members are exactly the examples that run trains on: what
     training, the membership attack on a stored run and delta < 1/N all need.
     """
-    data = load_dataset(cfg.dataset, data_path=cfg.data_path, label_column=cfg.label_column, cache_dir=cache_dir)
+    data = load_dataset(cfg.dataset, data_path=cfg.data_path, label_column=cfg.label_column, cache_dir=cache_dir,
+                        feature_columns=getattr(cfg, "feature_columns", None))
     fraction = float(getattr(cfg, "validation_fraction", 0.0) or 0.0)
     return hold_out_validation(data, fraction=fraction) if fraction > 0 else data
 

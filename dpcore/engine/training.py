@@ -39,10 +39,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dpcore.config import TrainConfig
+from dpcore.engine.bookkeeping import bookkeeping_supported, use_bookkeeping
 from dpcore.engine.checkpoint import ResumeState, write_checkpoint
 from dpcore.engine.data import SplitData, load_for_config
 from dpcore.engine.models import build_model, make_private_compatible
 from dpcore.engine.result import EPOCH_COLUMNS, HISTORY_COLUMNS, RunResult
+from dpcore.engine.threads import training_threads
 from dpcore.errors import ConfigError
 from dpcore.privacy import accounting
 
@@ -109,9 +111,15 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torc
 
 
 def _choose_grad_sample_mode(requested: str, model: nn.Module) -> str:
-    """'auto' means ghost clipping (fast, flat clipping) unless parameters are shared, which ghost rejects."""
+    """'auto' means book-keeping clipping (one backward, ``engine.bookkeeping``) when every trainable layer is
+    one it knows, else Opacus' ghost clipping (flat clipping) unless parameters are shared, which ghost rejects."""
+    if requested == "bookkeeping" and not bookkeeping_supported(model):
+        raise ConfigError("grad_sample_mode 'bookkeeping' supports Linear, Conv2d, GroupNorm and LayerNorm layers "
+                          "only; use 'auto' to fall back to Opacus for this model")
     if requested != "auto":
         return requested
+    if bookkeeping_supported(model):
+        return "bookkeeping"
     seen: set[int] = set()
     for module in model.modules():
         for param in module.parameters(recurse=False):
@@ -319,11 +327,16 @@ def _make_private(plan: TrainingPlan, *, resume: ResumeState | None, noise_gener
     wrapped = plan.engine.make_private(
         module=plan.model, optimizer=plan.optimizer, criterion=plan.criterion, data_loader=plan.loader,
         noise_multiplier=plan.noise_multiplier, max_grad_norm=cfg.max_grad_norm,
-        poisson_sampling=cfg.poisson_sampling, grad_sample_mode=plan.grad_sample_mode,
-        noise_generator=noise_generator)
-    if plan.grad_sample_mode == "ghost":
+        poisson_sampling=cfg.poisson_sampling, noise_generator=noise_generator,
+        # book-keeping keeps ghost mode's data loader, optimizer (noise, scaling) and accountant hook
+        grad_sample_mode="ghost" if plan.grad_sample_mode == "bookkeeping" else plan.grad_sample_mode)
+    if plan.grad_sample_mode in ("ghost", "bookkeeping"):
+        criterion = plan.criterion
         plan.model, plan.optimizer, plan.criterion, plan.loader = wrapped
         _speed_up_ghost_accumulation(plan.optimizer)
+        if plan.grad_sample_mode == "bookkeeping":  # swap only the gradient computation
+            plan.model, plan.criterion = use_bookkeeping(plan.model, criterion=criterion, optimizer=plan.optimizer,
+                                                         max_grad_norm=cfg.max_grad_norm)
     else:
         plan.model, plan.optimizer, plan.loader = wrapped
     plan.epsilon_at = np.concatenate([[accounting.schedule_epsilon(plan.prior_history, delta=cfg.target_delta,
@@ -435,7 +448,8 @@ def _train_batch(plan: TrainingPlan, progress: _Progress, params: list[nn.Parame
             return False
         loss.backward()
         if cfg.private:
-            norms = model.per_sample_gradient_norms if plan.grad_sample_mode == "ghost" else hooks_sample_norms(params)
+            norms = (model.per_sample_gradient_norms if plan.grad_sample_mode in ("ghost", "bookkeeping")
+                     else hooks_sample_norms(params))
             if norms is not None:
                 progress.clipped += int((norms > cfg.max_grad_norm).sum())
         progress.loss_sum += loss_value * batch
@@ -528,7 +542,8 @@ def _finish(plan: TrainingPlan, progress: _Progress) -> RunResult:
 # ---------------------------------------------------------------------- train
 def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepCallback | None = None,
           should_stop: Callable[[], bool] | None = None, *, resume: ResumeState | None = None,
-          data: SplitData | None = None, checkpoint_dir: str | Path | None = None) -> RunResult:
+          data: SplitData | None = None, checkpoint_dir: str | Path | None = None,
+          threads: int | None = None) -> RunResult:
     """Train ``cfg`` and return a ``RunResult``.
 
     ``on_step`` receives one dict per logical optimizer step (step, epoch, epsilon,
@@ -544,10 +559,15 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
     every member is trained on. Without it, ``load_for_config`` holds out ``cfg.validation_fraction``
     of the members as the validation set, and N (delta < 1/N, sampling) counts the rest. ``checkpoint_dir``
     gets a ``checkpoint.pt`` at every epoch end, so a run killed mid-way can be continued.
+    ``threads`` sets torch's CPU threads for the training (restored afterwards); None picks them by
+    ``dpcore.engine.threads.training_threads``: what the user set ($DPEXPLORER_THREADS, OMP_NUM_THREADS, a
+    ``torch.set_num_threads`` call), else 1 for a small model and at most the free cores otherwise.
     Raises ConfigError or DatasetError for bad input before any training starts.
     """
     plan = plan_training(cfg, data=data, resume=resume, started=time.perf_counter())
     progress = _Progress()
-    _run_epochs(plan, progress, on_step=on_step, on_epoch=on_epoch, should_stop=should_stop,
-                checkpoint_dir=checkpoint_dir)
-    return _finish(plan, progress)
+    n_params = sum(p.numel() for p in plan.model.parameters())
+    with training_threads(threads=threads, model_params=n_params):
+        _run_epochs(plan, progress, on_step=on_step, on_epoch=on_epoch, should_stop=should_stop,
+                    checkpoint_dir=checkpoint_dir)
+        return _finish(plan, progress)

@@ -30,10 +30,12 @@ from dpcore.config import TrainConfig
 from dpcore.engine.data import SplitData, load_for_config
 from dpcore.engine.training import fresh_model, train
 from dpcore.errors import ConfigError, DPExplorerError
+from dpcore.jobs.attack_estimate import attack_speed, estimate_seconds
 from dpcore.jobs.attack_pool import leave_one_out, pool_cache_path, reference_config, train_pool
 from dpcore.jobs.queue import JobQueue
 from dpcore.jsonable import json_number
 from dpcore.privacy.caveats import EpsilonStatus
+from dpcore.store.heartbeat import Heartbeat
 from dpcore.store.records import StoredRun
 from dpcore.store.runs import ACTIVE_STATUSES, DONE, RunRecord, RunStore, utc_now
 
@@ -44,6 +46,7 @@ __all__ = [
     "AttackOptions",
     "TargetRun",
     "attack_runner",
+    "attack_speed",
     "black_box_canary_audit",
     "estimate_seconds",
     "load_target",
@@ -223,21 +226,6 @@ def _with_members(data: SplitData, x: torch.Tensor, y: torch.Tensor) -> SplitDat
     """``data`` with other members (same non-members, info.n_members updated, CSV rows dropped)."""
     info = dataclasses.replace(data.info, n_members=len(x))
     return dataclasses.replace(data, info=info, x_members=x, y_members=y, raw=None)
-
-
-def estimate_seconds(summary: Mapping[str, Any], *, n_models: int, canaries: int = 0, needs_pool: bool = True,
-                     cached: bool = False, seconds_per_model: float | None = None) -> float | None:
-    """Rough wall time (s) of an attack job. Each reference model trains on (members + non-members) / 2
-    examples, so costs about the target's training time scaled by that ratio, or ``seconds_per_model`` when
-    an earlier pool of this run measured it; a ``cached`` pool costs nothing; the canary model costs one
-    target training. None when the run's summary lacks its training time or sizes."""
-    seconds, members = summary.get("seconds"), summary.get("n_members")
-    non_members = summary.get("n_non_members") or 0
-    if not seconds or not members:
-        return None
-    per_model = seconds_per_model or float(seconds) * ((members + non_members) / 2) / members
-    pool = 0.0 if cached or not needs_pool else n_models * per_model
-    return pool + (float(seconds) if canaries else 0.0) + 1.0
 
 
 # ---------------------------------------------------------------------- the evaluation
@@ -541,12 +529,14 @@ def submit_attack(
     seed: int = 0,
     canaries: int = 0,
     canary_mode: str = DEFAULT_CANARY_MODE,
+    estimate_s: float | None = None,
 ) -> str:
     """Queue an attack evaluation of a training run; return the id of the new run of kind 'attack'.
 
     The attack run's config is the target's config with the options under ``extra['attack']``, its group
     is the target's id. Options are validated here, so bad input fails before anything is queued. A
-    target that is still queued or running may be attacked: the job waits for it to finish.
+    target that is still queued or running may be attacked: the job waits for it to finish. ``estimate_s``
+    (the page's estimate, seconds) is kept in the job's summary for its ETA before the first model is done.
     """
     options = AttackOptions(target_run_id, tuple(attacks), n_models, seed, canaries, canary_mode).validate()
     record = queue.store.get(target_run_id)
@@ -558,7 +548,10 @@ def submit_attack(
     config = {**record.config, "extra": {"attack": options.to_dict()}}
     what = f"{options.n_models} reference models" if options.needs_pool else "no reference models"
     name = f"attack: {record.name} ({', '.join(options.attacks)}; {what})"
-    return queue.submit(config, kind=ATTACK_KIND, group=target_run_id, name=name, runner=attack_runner)
+    job_id = queue.submit(config, kind=ATTACK_KIND, group=target_run_id, name=name, runner=attack_runner)
+    if estimate_s is not None:
+        queue.store.update_summary(job_id, estimate_s=round(float(estimate_s), 3))
+    return job_id
 
 
 def attack_runner(run_id: str, store: RunStore, should_stop: Callable[[], bool]) -> dict[str, Any] | None:
@@ -571,6 +564,13 @@ def attack_runner(run_id: str, store: RunStore, should_stop: Callable[[], bool])
     except (KeyError, TypeError, ValueError):
         raise DPExplorerError(f"run {run_id} has no attack options in its config; "
                               "submit it with submit_attack") from None
+    with Heartbeat(store, run_id):  # the wait and the pool take minutes without a step: keep the run visibly alive
+        return _attack_job(store, run_id, options, should_stop)
+
+
+def _attack_job(store: RunStore, run_id: str, options: AttackOptions, should_stop: Callable[[], bool]
+                ) -> dict[str, Any] | None:
+    """``attack_runner``'s work: wait for the target, run the suite, copy the headline numbers."""
     while store.get(options.target_run_id).status in ACTIVE_STATUSES:  # queued behind its target's training
         if should_stop():
             return None
@@ -582,8 +582,7 @@ def attack_runner(run_id: str, store: RunStore, should_stop: Callable[[], bool])
 
     result = run_attack_suite(store, options.target_run_id, attacks=options.attacks, n_models=options.n_models,
                               seed=options.seed, canaries=options.canaries, canary_mode=options.canary_mode,
-                              should_stop=should_stop,
-                              on_progress=on_progress, attack_run_id=run_id)
+                              should_stop=should_stop, on_progress=on_progress, attack_run_id=run_id)
     if result is not None:
         store.update_summary(run_id, target_run_id=options.target_run_id, phase="done", seconds=result["seconds"],
                              **{k: v for k, v in summary_fields(result).items() if v is not None})

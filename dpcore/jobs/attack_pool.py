@@ -75,7 +75,8 @@ def pool_cache_path(store: RunStore, record: RunRecord, *, n_models: int, seed: 
 def train_pool(store: RunStore, record: RunRecord, data: SplitData, ref_cfg: TrainConfig, *, n_models: int,
                seed: int, on_model: Callable[[int, int], None]) -> tuple[attack_lib.ReferencePool, dict[str, Any]]:
     """Train ``n_models`` reference models on halves of ``data``'s members and non-members (or load them from the
-    run's cache); ``on_model(done, n_models)`` after each (it may raise to stop). Returns the pool and its stored
+    run's cache; models an interrupted call trained are kept and not trained again); ``on_model(done, n_models)``
+    after each (it may raise to stop). Returns the pool and its stored
     description (sizes, cache file, seconds, sigma, the config, a note)."""
     x = torch.cat([data.x_members, data.x_non_members])
     y = torch.cat([data.y_members, data.y_non_members])
@@ -86,7 +87,7 @@ def train_pool(store: RunStore, record: RunRecord, data: SplitData, ref_cfg: Tra
 
     def count(done: int, total: int) -> None:
         nonlocal trained
-        trained = done
+        trained += 1  # models trained in this call (a resumed pool starts with those kept from before)
         on_model(done, total)
 
     pool = attack_lib.reference_pool(attack_lib.trainer_train_fn(ref_cfg, data), x, y, n_models=n_models, seed=seed,

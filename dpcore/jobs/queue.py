@@ -1,7 +1,8 @@
-"""A bounded job queue that runs training (and other long jobs) on worker threads, off the UI thread.
+"""A bounded job queue that runs training (and other long jobs) in worker processes, off the server.
 
-Each job is a run in a ``RunStore``: ``submit`` records it as 'queued', a worker marks it
-'running', calls its runner and leaves it 'done', 'cancelled' or 'failed'. Progress,
+Each job is a run in a ``RunStore``: ``submit`` records it as 'queued', a dispatcher thread marks it
+'running', has a worker process (``dpcore.jobs.workers``) call its runner and leaves it 'done',
+'cancelled' or 'failed' (also when the worker process dies: killed, out of memory). Progress,
 metrics and the cancel flag live in the store, so any thread, browser session or
 process that opens the same runs directory sees them. ``get_queue()`` returns the one
 queue per runs directory that all Streamlit sessions of a process share.
@@ -12,6 +13,8 @@ from __future__ import annotations
 import collections
 import functools
 import logging
+import os
+import pickle
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +27,20 @@ from dpcore.engine.checkpoint import ResumeState
 from dpcore.errors import DPExplorerError
 from dpcore.jobs import resume as resuming
 from dpcore.jobs.training import train_stored_run
+from dpcore.jobs.workers import (
+    CANCEL_GRACE_S,
+    CANCEL_POLL_S,
+    DIED,
+    FAILED,
+    FAILED_UNRECORDED,
+    KILLED,
+    POOL,
+    Outcome,
+    StopCheck,
+    default_workers,
+    defined_in_main,
+    threads_per_worker,
+)
 from dpcore.store.runs import (
     CANCELLED,
     DONE,
@@ -36,10 +53,14 @@ from dpcore.store.runs import (
     default_root,
 )
 
+__all__ = ["CANCEL_POLL_S", "EXECUTORS", "JobQueue", "QueueClosed", "QueueFull", "Runner", "StopCheck",
+           "get_queue", "shutdown", "train_runner"]
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PENDING = 32
-CANCEL_POLL_S = 0.2  # how stale a cancel pressed in another session may be when should_stop answers
+EXECUTORS = ("process", "thread")
+EXECUTOR_ENV = "DPEXPLORER_EXECUTOR"  # 'thread' for get_queue: tests that monkeypatch a runner's code in-process
 
 
 class QueueFull(DPExplorerError):
@@ -65,39 +86,9 @@ class Runner(Protocol):
 class _Job:
     run_id: str
     runner: Runner
+    on_done: Callable[[str, str], Any] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
-
-
-class StopCheck:
-    """``should_stop`` for one run: True once the queue cancels it or the store's cancel flag is set.
-
-    The store is read at most every ``interval_s`` seconds; once True it stays True.
-    """
-
-    def __init__(self, store: RunStore, run_id: str, event: threading.Event | None = None, *,
-                 interval_s: float = CANCEL_POLL_S) -> None:
-        self.store, self.run_id, self.interval_s = store, run_id, interval_s
-        self.event = event if event is not None else threading.Event()
-        self._next_poll = 0.0
-
-    @property
-    def triggered(self) -> bool:
-        """Whether a stop has been requested (as last seen)."""
-        return self.event.is_set()
-
-    def __call__(self) -> bool:
-        if self.event.is_set():
-            return True
-        now = time.monotonic()
-        if now >= self._next_poll:
-            self._next_poll = now + self.interval_s
-            try:
-                if self.store.cancel_requested(self.run_id):
-                    self.event.set()
-            except RunNotFound:  # deleted under us: nobody wants the result
-                self.event.set()
-        return self.event.is_set()
 
 
 def train_runner(run_id: str, store: RunStore, should_stop: Callable[[], bool], *,
@@ -114,19 +105,30 @@ def train_runner(run_id: str, store: RunStore, should_stop: Callable[[], bool], 
 
 
 class JobQueue:
-    """Runs jobs from a FIFO on ``workers`` daemon threads (default one job at a time).
+    """Runs jobs from a FIFO, ``workers`` at a time (default one), each in a worker process.
 
     At most ``max_pending`` jobs wait; ``submit`` beyond that raises QueueFull. Jobs are
-    runs in ``store``; their status, progress and results are read from the store.
+    runs in ``store``; their status, progress and results are read from the store. One dispatcher
+    thread per worker slot holds the order, positions and cancels; with ``executor='process'`` (the
+    default) it hands each job to a warm process of ``dpcore.jobs.workers.POOL`` (threads per process:
+    ``threads_per_worker(workers)``). ``executor='thread'`` runs runners on the dispatcher thread itself:
+    only for tests that monkeypatch a runner's code in this process. A runner that cannot be pickled
+    (a lambda, a closure) also runs on the dispatcher thread, with a warning; ``cancel_grace_s`` is how
+    long a running job may ignore a cancel before its worker process is terminated.
     """
 
-    def __init__(self, store: RunStore, *, workers: int = 1, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+    def __init__(self, store: RunStore, *, workers: int = 1, max_pending: int = DEFAULT_MAX_PENDING,
+                 executor: str = "process", cancel_grace_s: float = CANCEL_GRACE_S) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         if max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, got {max_pending}")
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
         self.store = store
         self.max_pending = max_pending
+        self.workers, self.executor, self.cancel_grace_s = workers, executor, cancel_grace_s
+        self.threads_per_worker = threads_per_worker(workers)
         self._cond = threading.Condition()
         self._pending: collections.deque[_Job] = collections.deque()
         self._running: dict[str, _Job] = {}
@@ -138,15 +140,20 @@ class JobQueue:
             thread.start()
 
     def __repr__(self) -> str:
-        return f"JobQueue({self.store.root!s}, workers={len(self._threads)}, pending={len(self._pending)})"
+        return (f"JobQueue({self.store.root!s}, workers={len(self._threads)}, executor={self.executor}, "
+                f"pending={len(self._pending)})")
 
     # ------------------------------------------------------------------ submitting
     def submit(self, config: TrainConfig | Mapping[str, Any], *, name: str | None = None, kind: str = "train",
-               group: str | None = None, runner: Runner | None = None) -> str:
+               group: str | None = None, runner: Runner | None = None,
+               on_done: Callable[[str, str], Any] | None = None) -> str:
         """Record a queued run and enqueue it; return its run id.
 
         Without ``runner``, ``config`` must be a TrainConfig (validated here, so a bad
-        setting fails before it queues) and the run trains with ``train_runner``.
+        setting fails before it queues) and the run trains with ``train_runner``. A runner runs in a
+        worker process, so it must pickle: a module-level function or a ``functools.partial`` of one.
+        ``on_done(run_id, status)`` runs in this process after the job ended with ``status`` (for work
+        the server must do, e.g. queueing a sweep's next members); its exceptions are logged.
         Raises QueueFull when ``max_pending`` jobs are already waiting.
         """
         if runner is None:
@@ -165,7 +172,7 @@ class JobQueue:
                     "wait for some to finish or cancel queued ones, then submit again"
                 )
             run_id = self.store.create_run(config, kind=kind, name=name, group=group)
-            self._pending.append(_Job(run_id, runner))
+            self._pending.append(_Job(run_id, runner, on_done))
             self._cond.notify()
         return run_id
 
@@ -314,8 +321,9 @@ class JobQueue:
                     return
                 job = self._pending.popleft()
                 self._running[job.run_id] = job
+            status = None
             try:
-                self._run(job)
+                status = self._run(job)
             except Exception:
                 log.exception("job %s: could not record its outcome", job.run_id)
             finally:
@@ -323,38 +331,101 @@ class JobQueue:
                     self._running.pop(job.run_id, None)
                     self._cond.notify_all()
                 job.done.set()
+            if job.on_done is not None and status is not None:
+                try:
+                    job.on_done(job.run_id, status)
+                except Exception:
+                    log.exception("job %s: its on_done callback failed", job.run_id)
 
-    def _run(self, job: _Job) -> None:
+    def _run(self, job: _Job) -> str | None:
+        """Run one job and record how it ended; return that status (None: it never started)."""
         store, run_id = self.store, job.run_id
         try:
             claimed = store.set_status(run_id, RUNNING, only_from=(QUEUED,))
         except RunNotFound:
-            return  # deleted while waiting
+            return None  # deleted while waiting
         if not claimed:
-            return  # cancelled (possibly from another process) before it started
+            return None  # cancelled (possibly from another process) before it started
         should_stop = StopCheck(store, run_id, job.cancel)
         if should_stop():
             store.set_status(run_id, CANCELLED, only_from=(RUNNING,), stop_status=CANCELLED,
                              stop_reason="cancelled before it started")
-            return
-        try:
-            job.runner(run_id, store, should_stop)
-        except Exception as exc:
-            if not isinstance(exc, DPExplorerError):
-                log.exception("job %s failed", run_id)
+            return CANCELLED
+        outcome = self._run_in_worker(job, should_stop) if self.executor == "process" else None
+        if outcome is None:
+            outcome = _run_here(job, store, should_stop)
+        return _record_outcome(store, run_id, outcome, stopped=outcome.stopped or should_stop.triggered)
+
+    def _run_in_worker(self, job: _Job, should_stop: StopCheck) -> Outcome | None:
+        """Run ``job`` in a worker process of the pool; None when its runner cannot be pickled."""
+        forwarded = False
+
+        def stop_requested() -> bool:
+            nonlocal forwarded
+            if job.cancel.is_set() and not forwarded:  # shutdown(): tell the worker through the store
+                forwarded = True
+                try:
+                    self.store.request_cancel(job.run_id)
+                except RunNotFound:
+                    pass
+            return should_stop()
+
+        if defined_in_main(job.runner):
+            log.warning("job %s: its runner %r is defined in __main__, which a worker process cannot import; "
+                        "running it on a thread of this process", job.run_id, job.runner)
+            return None
+        for attempt in range(2):
+            worker = POOL.acquire(threads=self.threads_per_worker, workers=self.workers)
             try:
-                store.fail(run_id, exc)
-            except RunNotFound:
-                pass
-            return
+                outcome = worker.run(job.runner, job.run_id, self.store.root, stop_requested=stop_requested,
+                                     grace_s=self.cancel_grace_s)
+            except (pickle.PicklingError, TypeError, AttributeError) as err:
+                POOL.release(worker)
+                log.warning("job %s: its runner %r cannot be sent to a worker process (%s); running it on a "
+                            "thread of this process", job.run_id, job.runner, err)
+                return None
+            except OSError:  # the idle worker died before it got the job: take a fresh one
+                worker.close(timeout=0)
+                if attempt:
+                    raise
+                continue
+            POOL.release(worker)
+            return outcome
+        return None
+
+
+def _run_here(job: _Job, store: RunStore, should_stop: StopCheck) -> Outcome:
+    """Run ``job`` on this thread (executor 'thread', or a runner that cannot be pickled)."""
+    try:
+        job.runner(job.run_id, store, should_stop)
+    except Exception as exc:
+        if not isinstance(exc, DPExplorerError):
+            log.exception("job %s failed", job.run_id)
         try:
-            if should_stop.triggered:
-                store.set_status(run_id, CANCELLED, only_from=(RUNNING,), stop_status=CANCELLED,
-                                 stop_reason="cancelled by request")
-            else:
-                store.set_status(run_id, DONE, only_from=(RUNNING,), stop_status="finished")
+            store.fail(job.run_id, exc)
         except RunNotFound:
             pass
+        return Outcome(FAILED, should_stop.triggered)
+    return Outcome("ok", should_stop.triggered)
+
+
+def _record_outcome(store: RunStore, run_id: str, outcome: Outcome, *, stopped: bool) -> str | None:
+    """Leave the run 'done', 'cancelled' or 'failed' after ``outcome``; return that status."""
+    try:
+        if outcome.kind == FAILED:
+            return FAILED
+        if outcome.kind in (DIED, FAILED_UNRECORDED):
+            log.warning("job %s: %s", run_id, outcome.message)
+            store.fail(run_id, outcome.message or "the worker process died")
+            return FAILED
+        if outcome.kind == KILLED or stopped:
+            store.set_status(run_id, CANCELLED, only_from=(RUNNING,), stop_status=CANCELLED,
+                             stop_reason=outcome.message if outcome.kind == KILLED else "cancelled by request")
+            return CANCELLED
+        store.set_status(run_id, DONE, only_from=(RUNNING,), stop_status="finished")
+        return DONE
+    except RunNotFound:
+        return None
 
 
 # ---------------------------------------------------------------------- process-wide queues
@@ -362,18 +433,25 @@ _queues: dict[Path, JobQueue] = {}
 _queues_lock = threading.Lock()
 
 
-def get_queue(store_root: str | Path | None = None, *, workers: int = 1,
+def get_queue(store_root: str | Path | None = None, *, workers: int | None = None,
               max_pending: int = DEFAULT_MAX_PENDING) -> JobQueue:
     """The process's shared queue for a runs directory (default ``$DPEXPLORER_RUNS_DIR`` or ``./runs``).
 
     Every caller (every Streamlit session) with the same directory gets the same
-    queue; ``workers``/``max_pending`` apply only when it is first created.
+    queue; ``workers`` (None: ``default_workers()``, i.e. ``$DPEXPLORER_WORKERS``, one per GPU or half
+    the cores) and ``max_pending`` apply only when it is first created, which also starts its worker
+    processes so the first job finds them warm. ``$DPEXPLORER_EXECUTOR=thread`` makes it run jobs on
+    threads of this process (for tests that monkeypatch job code).
     """
     root = Path(store_root if store_root is not None else default_root()).expanduser().resolve()
     with _queues_lock:
         queue = _queues.get(root)
         if queue is None or queue.closed:
-            queue = _queues[root] = JobQueue(RunStore(root), workers=workers, max_pending=max_pending)
+            executor = os.environ.get(EXECUTOR_ENV, "process").strip() or "process"
+            queue = _queues[root] = JobQueue(RunStore(root), workers=workers or default_workers(),
+                                             max_pending=max_pending, executor=executor)
+            if queue.executor == "process":
+                POOL.prestart(threads=queue.threads_per_worker, workers=queue.workers, count=queue.workers)
         return queue
 
 

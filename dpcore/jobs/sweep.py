@@ -13,6 +13,7 @@ cell that already has a done (or queued, or running) run is never run again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -21,7 +22,7 @@ import re
 import secrets
 import statistics
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 from dpcore.atomic import atomic_write_text
 from dpcore.config import TrainConfig
 from dpcore.engine import data
+from dpcore.engine import speed as speed_lib
+from dpcore.engine.speed import Speed
 from dpcore.errors import DPExplorerError
 from dpcore.jobs.grid import (  # the grid is part of the sweep API: sweeps.SweepSpec, sweeps.expand, ...
     DEFAULT_EPSILONS,
@@ -42,6 +45,7 @@ from dpcore.jobs.grid import (  # the grid is part of the sweep API: sweeps.Swee
     expand,
 )
 from dpcore.jobs.queue import JobQueue, QueueFull
+from dpcore.jobs.speed_history import observed_factor
 from dpcore.jobs.training import train_stored_run
 from dpcore.store.records import StoredRun
 from dpcore.store.runs import (
@@ -304,42 +308,44 @@ def _submit_lock(sweep_id: str) -> threading.Lock:
         return _submit_locks.setdefault(sweep_id, threading.Lock())
 
 
-def _member_runner(queue: JobQueue, sweep_id: str) -> Callable[..., Any]:
-    """The job body of a sweep member: train, attack, then queue the sweep's next members."""
-    def run(run_id: str, store: RunStore, should_stop: Callable[[], bool]) -> Any:
-        try:
-            return train_member(store, run_id, should_stop=should_stop)
-        finally:
-            if not should_stop():
-                try:
-                    top_up(queue, sweep_id, finishing=run_id)
-                except DPExplorerError as err:  # queue closed or full, sweep deleted: resume picks it up
-                    log.info("sweep %s: not queueing more members now: %s", sweep_id, err)
-                except Exception:  # never let bookkeeping hide the run's own outcome
-                    log.exception("sweep %s: could not queue more members", sweep_id)
-    return run
+def member_runner(run_id: str, store: RunStore, should_stop: Callable[[], bool]) -> Any:
+    """The job body of a sweep member (runs in a worker process): ``train_member``."""
+    return train_member(store, run_id, should_stop=should_stop)
+
+
+def _after_member(queue: JobQueue, sweep_id: str, run_id: str, status: str) -> None:
+    """A member's job ended (``on_done``, in the server process): queue the sweep's next members unless cancelled."""
+    if status == CANCELLED:
+        return
+    try:
+        top_up(queue, sweep_id, finishing=run_id)
+    except DPExplorerError as err:  # queue closed or full, sweep deleted: resume picks it up
+        log.info("sweep %s: not queueing more members now: %s", sweep_id, err)
+    except Exception:  # never let bookkeeping hide the run's own outcome
+        log.exception("sweep %s: could not queue more members", sweep_id)
 
 
 def train_member(store: RunStore, run_id: str, *, should_stop: Callable[[], bool] | None = None) -> Any:
     """Train the stored run ``run_id``, store its result, attack it and record the attack's bound.
 
     ``dpcore.jobs.training.train_stored_run`` like every training job (``mia_auc``,
-    ``mia_tpr_at_1pct_fpr``, ``roc.json``; no checkpoint) plus ``mia_epsilon_lower``: the empirical
+    ``mia_tpr_at_1pct_fpr``, ``roc.json``, ``checkpoint.pt`` at every epoch end so an interrupted member
+    can be continued) plus ``mia_epsilon_lower``: the empirical
     epsilon lower bound of the loss-threshold attack (nats, at the run's delta, 95 % confidence) for
     the bounds chart. Returns the RunResult. Tests and scripts call it directly to fill a store
     without the job queue.
     """
-    return train_stored_run(store, run_id, should_stop=should_stop, checkpoint=False, lower_bound=True)
+    return train_stored_run(store, run_id, should_stop=should_stop, checkpoint=True, lower_bound=True)
 
 
 def _submit(queue: JobQueue, sweep: Sweep, members: Sequence[MemberState], limit: int | None) -> list[str]:
     submitted: list[str] = []
-    runner = _member_runner(queue, sweep.id)
+    on_done = functools.partial(_after_member, queue, sweep.id)
     for member in members:
         if limit is not None and len(submitted) >= limit:
             break
         try:
-            submitted.append(queue.submit(member.config, group=sweep.id, runner=runner))
+            submitted.append(queue.submit(member.config, group=sweep.id, runner=member_runner, on_done=on_done))
         except QueueFull:
             break  # the rest are queued when members finish, or on resume
     return submitted
@@ -453,39 +459,78 @@ def _n_members(dataset: str) -> int | None:
     return None
 
 
-def estimate(spec: SweepSpec, *, store: RunStore | None = None) -> SweepEstimate:
-    """How long the sweep should take, from finished runs of the same dataset and model in ``store``.
+def estimate(spec: SweepSpec, *, store: RunStore | None = None, speeds: Mapping[bool, Speed] | None = None,
+             calibrate: bool = True, parallel: int = 1) -> SweepEstimate:
+    """How long the sweep should take (s), from the measured speed of this machine.
 
-    Steps per run = epochs x expected batches per epoch. Without such runs a per-step guess by
-    dataset kind is used (and ``basis`` says so). ConfigError for a bad spec.
+    Each member costs ``dpcore.engine.speed.run_seconds`` (set-up + steps x step time + evaluations);
+    steps per run = epochs x batches per epoch. ``speeds`` maps private (True) / baseline (False) to a
+    ``Speed`` (tests, or a caller that measured already); otherwise, with ``calibrate``, a few steps of the
+    sweep's private and baseline configs are timed once per process (``speed.calibrate``). Without a
+    calibration (dataset not downloaded yet) the median ms per step of finished runs of the same dataset
+    and model in ``store`` is used, and without those a per-step guess by input size (``basis`` says which).
+    A calibrated time is multiplied by how much slower than their calibration the recent comparable runs
+    in ``store`` really were (``speed_history.observed_factor``: worker process, store writes, the attack,
+    the load). ``parallel``: members running at once (queue workers); the total is divided by it.
+    ConfigError for a bad spec.
     """
     spec = spec.normalized()
-    base = spec.base.resolve()
-    n = _n_members(base.dataset)
-    steps = None if n is None else int(base.epochs) * max(1, math.ceil(n / min(int(base.batch_size), n)))
+    members = expand(spec)
     private_runs = len(spec.epsilons) * len(spec.max_grad_norms) * len(spec.seeds)
     baseline_runs = spec.n_runs - private_runs
-    measured: dict[bool, list[float]] = {True: [], False: []}
+    base = spec.base.resolve()
+    found = dict(speeds or {})
+    n = None
+    if calibrate and not found:
+        configs = {m.config.private: m.config.resolve() for m in reversed(members)}
+        for private, cfg in configs.items():
+            measured = speed_lib.calibrate(cfg)
+            if measured is not None:
+                found[private], n = measured
+    n = n if n is not None else _n_members(base.dataset)
+    if n is None:
+        return SweepEstimate(spec.n_runs, None, None, "unknown: the dataset size is not known before loading")
+    steps = speed_lib.expected_steps(n_examples=n, batch_size=int(base.batch_size), epochs=int(base.epochs))
+    basis = found[True].basis if True in found else found[False].basis if False in found else ""
+    if True not in found:
+        found[True], basis = _stored_or_guessed_speed(store, base, n)
+    if False not in found:
+        found[False] = Speed(ms_per_step=found[True].ms_per_step / 3, setup_s=found[True].setup_s / 3,
+                             eval_s=found[True].eval_s, basis=found[True].basis)
+    epochs, seconds = int(base.epochs), 0.0
+    for private, runs in ((True, private_runs), (False, baseline_runs)):
+        one = speed_lib.run_seconds(found[private], steps=steps, epochs=epochs)
+        observed = None if store is None or found[private].basis in _UNCALIBRATED else observed_factor(
+            store, found[private], dataset=base.dataset, model=base.model, batch_size=int(base.batch_size),
+            private=private)
+        if observed is not None:
+            one *= observed[0]
+            if private:
+                basis += f", x {observed[0]:.2f} as {observed[1]} recent run(s) of {base.dataset} here took"
+        seconds += runs * one
+    return SweepEstimate(spec.n_runs, steps, seconds / max(1, int(parallel)), basis)
+
+
+_UNCALIBRATED = ("stored runs", "guess")  # ``Speed.basis`` of the fallbacks: not corrected by observed_factor
+
+
+def _stored_or_guessed_speed(store: RunStore | None, base: TrainConfig, n: int) -> tuple[Speed, str]:
+    """A private run's speed when it cannot be measured: finished runs of the dataset and model (their ms per
+    step includes set-up and evaluation), else FALLBACK_MS_BASE + FALLBACK_MS_PER_VALUE x batch x input values."""
+    measured: list[float] = []
     if store is not None:
         for record in store.records(kind="train", status=DONE):
             run = StoredRun.from_record(record)
-            if run.dataset != base.dataset or run.model != base.model:
-                continue
-            if run.ms_per_step > 0:  # NaN (not measured) is not
-                measured[run.private].append(run.ms_per_step)
-    if steps is None:
-        return SweepEstimate(spec.n_runs, None, None, "unknown: the dataset size is not known before loading")
-    if measured[True]:
-        private_ms = statistics.median(measured[True])
-        basis = f"from {len(measured[True])} finished private run(s) of {base.dataset} {base.model} here"
-    else:
-        shape = getattr(data.DATASETS.get(base.dataset), "input_shape", None) or (100,)
-        private_ms = FALLBACK_MS_BASE + FALLBACK_MS_PER_VALUE * min(int(base.batch_size), n) * math.prod(shape)
-        basis = f"a rough CPU guess ({private_ms:.0f} ms per step); no finished runs of {base.dataset} here yet"
-    baseline_ms = statistics.median(measured[False]) if measured[False] else private_ms / 5
-    seconds = (steps * (private_runs * private_ms + baseline_runs * baseline_ms) / 1000.0
-               + spec.n_runs * PER_RUN_OVERHEAD_S)
-    return SweepEstimate(spec.n_runs, steps, seconds, basis)
+            if run.dataset == base.dataset and run.model == base.model and run.private and run.ms_per_step > 0:
+                measured.append(run.ms_per_step)
+    if measured:
+        ms = statistics.median(measured)
+        return (Speed(ms_per_step=ms, setup_s=PER_RUN_OVERHEAD_S / 4, basis="stored runs"),
+                f"from {len(measured)} finished private run(s) of {base.dataset} {base.model} here")
+    shape = getattr(data.DATASETS.get(base.dataset), "input_shape", None) or (100,)
+    ms = FALLBACK_MS_BASE + FALLBACK_MS_PER_VALUE * min(int(base.batch_size), n) * math.prod(shape)
+    return (Speed(ms_per_step=ms, setup_s=PER_RUN_OVERHEAD_S, basis="guess"),
+            f"a rough CPU guess ({ms:.0f} ms per step); {base.dataset} could not be timed here yet")
 
 
 # ---------------------------------------------------------------------- the sweep's runs

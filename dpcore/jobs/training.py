@@ -27,6 +27,7 @@ from dpcore.engine.training import train
 from dpcore.errors import DPExplorerError
 from dpcore.jsonable import json_number
 from dpcore.store.artifacts import ROC_FILE, write_roc
+from dpcore.store.heartbeat import Heartbeat
 from dpcore.store.records import StoredRun
 from dpcore.store.runs import ACTIVE_STATUSES, DONE, RunNotFound, RunRecord, RunStore, format_error
 
@@ -39,7 +40,7 @@ STEP_FLUSH_S = 0.5  # step rows are written at most this often (and at every epo
 MIA_PENDING, MIA_DONE, MIA_FAILED, MIA_SKIPPED = "pending", "done", "failed", "skipped"
 
 # Knobs that must match for a non-private run to count as the same training without DP.
-BASELINE_KEYS = ("dataset", "model", "seed", "data_path", "label_column")
+BASELINE_KEYS = ("dataset", "model", "seed", "data_path", "label_column", "feature_columns")
 BASELINE_PREFERRED_KEYS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "validation_fraction")
 
 StepCallback = Callable[[dict[str, Any]], None]
@@ -167,7 +168,7 @@ def run_training(cfg: TrainConfig, *, store: RunStore | None = None, run_id: str
     raises. With ``store`` and ``run_id`` it is a training job: the rows go to the store
     (``ProgressWriter``; ``on_step``/``on_epoch`` must be None), ``checkpoint`` writes
     ``checkpoint.pt`` into the run's artifacts at every epoch end, the result is stored and
-    attacked by ``record_result``, and ``lower_bound`` (private runs with an attack) adds
+    attacked by ``record_result`` (all under a ``Heartbeat``), and ``lower_bound`` (private runs with an attack) adds
     ``mia_epsilon_lower`` (``lower_bound_summary``) to the summary. Raises ConfigError or
     DatasetError for bad input before training starts.
     """
@@ -178,10 +179,11 @@ def run_training(cfg: TrainConfig, *, store: RunStore | None = None, run_id: str
         raise ValueError("a stored training job needs run_id and writes its own progress (no on_step/on_epoch)")
     writer = ProgressWriter(store, run_id)
     checkpoint_dir = store.artifacts_dir(run_id, create=True) if checkpoint else None
-    result = train(cfg, on_step=writer.on_step, on_epoch=writer.on_epoch, should_stop=should_stop, resume=resume,
-                   checkpoint_dir=checkpoint_dir)
-    writer.flush()
-    attack = record_result(store, run_id, result)  # store.finish, then the attack
+    with Heartbeat(store, run_id):  # readers tell a lost process from a slow phase (dpcore.store.heartbeat)
+        result = train(cfg, on_step=writer.on_step, on_epoch=writer.on_epoch, should_stop=should_stop,
+                       resume=resume, checkpoint_dir=checkpoint_dir)
+        writer.flush()
+        attack = record_result(store, run_id, result)  # store.finish, then the attack
     if lower_bound and attack is not None and result.config.private:
         with contextlib.suppress(DPExplorerError):
             store.update_summary(run_id, **lower_bound_summary(attack, delta=result.config.target_delta))

@@ -31,6 +31,9 @@ ACCOUNTANT_TITLES = {
 }
 RDP_ORDERS = RDPAccountant.DEFAULT_ALPHAS  # the same orders Opacus uses, so curves match get_epsilon
 PRV_GRID_POINTS = 24
+#: Above this RDP ε, ``schedule_epsilon`` answers PRV requests with RDP's (upper-bound) value: PRV there
+#: takes tens of seconds and GBs of memory (RDP ε 1000: 40 s, 2.5 GB) and returns ∞.
+PRV_MAX_EPSILON = 200.0
 Segment = tuple[float, float, int]
 
 # GDP's "experimental, can underestimate" warning is shown to users as text next to the
@@ -63,13 +66,20 @@ def schedule_epsilon(history: Sequence[Segment], *, delta: float, accountant: st
     if accountant == "rdp" and len(history) == 1:  # the common case: the fast path gives Opacus' number
         sigma, sample_rate, steps = history[0]
         return rdp_epsilon(noise_multiplier=sigma, sample_rate=sample_rate, steps=steps, delta=delta)
+    if accountant == "prv":  # PRV's domain grows with ε: past PRV_MAX_EPSILON it takes minutes and GBs, then
+        rdp = schedule_epsilon(history, delta=delta, accountant="rdp")  # gives ∞ or runs out of memory
+        if not rdp <= PRV_MAX_EPSILON:
+            return rdp  # RDP is an upper bound too, and at such ε the few percent PRV saves mean nothing
     acc = make_accountant(accountant, history)
     try:
-        return max(float(acc.get_epsilon(delta=delta)), 0.0)  # see rdp_epsilon: a large delta can give < 0
-    except (ValueError, RuntimeError, OverflowError) as err:
+        epsilon = max(float(acc.get_epsilon(delta=delta)), 0.0)  # see rdp_epsilon: a large delta can give < 0
+    except (ValueError, RuntimeError, OverflowError, MemoryError) as err:
         if accountant == "prv":  # PRV's domain breaks down at very large epsilon; RDP still answers
             return schedule_epsilon(history, delta=delta, accountant="rdp")
         raise ConfigError(f"the {accountant} accountant could not evaluate this schedule: {err}") from err
+    if accountant == "prv" and math.isinf(epsilon):
+        return schedule_epsilon(history, delta=delta, accountant="rdp")
+    return epsilon
 
 
 def epsilon_for(*, noise_multiplier: float, sample_rate: float, steps: int, delta: float,

@@ -80,6 +80,41 @@ def format_significant(value: float, digits: int = 3) -> str:
     return f"{value:.{decimals}f}"
 
 
+_SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def format_compact(value: float, digits: int = 2) -> str:
+    """``value`` in scientific notation people read, ``digits`` significant digits: 1.2e6 -> '1.2 × 10⁶'.
+
+    Missing, NaN and infinite values as in ``format_number``; 0 gives '0'.
+
+    >>> format_compact(1_201_345.0), format_compact(3265.8, 3), format_compact(2e-7), format_compact(0.0)
+    ('1.2 × 10⁶', '3.27 × 10³', '2.0 × 10⁻⁷', '0')
+    """
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return format_number(value, "g")
+    if value == 0:
+        return "0"
+    mantissa, exponent = f"{value:.{max(1, digits) - 1}e}".split("e")
+    return f"{mantissa} × 10{str(int(exponent)).translate(_SUPERSCRIPTS)}"
+
+
+def format_big(value: Any, spec: str = ".2f", *, compact_from: float = 1e4) -> str:
+    """A number for a narrow card: ``format_number(value, spec)`` below 1000, whole with thousands
+    separators up to ``compact_from`` ('3,266'), then ``format_compact`` ('1.2 × 10⁶'); never long.
+
+    >>> format_big(2.5), format_big(3265.8), format_big(1.2e6), format_big(float("inf")), format_big(None)
+    ('2.50', '3,266', '1.2 × 10⁶', '∞', '-')
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return format_number(value, spec)
+    if abs(value) >= compact_from:
+        return format_compact(value)
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return format_number(value, spec)
+
+
 def odds_factor(epsilon: float) -> str:
     """e^ε, the most an attacker's odds can move, as text: '2.7', '148', '2.69e+43', '10^434' (for huge ε).
 
@@ -100,4 +135,5 @@ def odds_factor(epsilon: float) -> str:
     return f"10^{math.floor(epsilon / math.log(10))}"
 
 
-__all__ = ["EPSILON_BANDS", "epsilon_band", "format_number", "format_significant", "odds_factor"]
+__all__ = ["EPSILON_BANDS", "epsilon_band", "format_big", "format_compact", "format_number", "format_significant",
+           "odds_factor"]

@@ -11,6 +11,7 @@ them in order. Invalid configs give no advice: ``TrainConfig.validate`` rejects 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ import numpy as np
 from dpcore.config import TrainConfig, suggest_delta
 from dpcore.errors import ConfigError
 from dpcore.privacy import accounting
+from dpcore.privacy.bands import EPSILON_BANDS, format_big, odds_factor
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,38 @@ def _delta_advice(cfg: TrainConfig, n: int) -> Guidance | None:
                         f"still allows leaking about {cfg.target_delta * n:.2g} whole records of N = {n}. "
                         f"Use delta at most 1/(10 N) = {1 / (10 * n):.2g}, e.g. {suggest_delta(n):g}.")
     return None
+
+
+def planned_epsilon(cfg: TrainConfig, n: int) -> float | None:
+    """The ε (RDP, at ``cfg.target_delta``) a fixed-σ run of ``cfg`` on ``n`` members will end at.
+
+    None for a run with a target ε (that target is its plan) or when it cannot be computed;
+    ``inf`` for σ = 0. Uses the trainer's sampling (q = 1 / ceil(n / batch)).
+    """
+    if cfg.noise_multiplier is None or cfg.target_epsilon is not None or n < 1:
+        return None
+    try:
+        sampling = accounting.sampling_for(n=n, batch_size=min(cfg.batch_size, n))
+        return float(accounting.rdp_epsilon(noise_multiplier=cfg.noise_multiplier, sample_rate=sampling.sample_rate,
+                                            steps=sampling.steps(cfg.epochs), delta=cfg.target_delta))
+    except (ConfigError, ArithmeticError, RuntimeError, TypeError, ValueError):
+        return None
+
+
+def _fixed_sigma_advice(cfg: TrainConfig, n: int) -> Guidance | None:
+    """A warning when a fixed σ plans an ε beyond the bands (above the 'weak' band's upper end)."""
+    eps = planned_epsilon(cfg, n)
+    weak_end = EPSILON_BANDS[-1][0]
+    if eps is None or not eps > weak_end:  # NaN and in-band plans say nothing
+        return None
+    what = ("gives no meaningful guarantee: treat this run as non-private" if eps > 50
+            else f"is beyond the bands (above {weak_end:g} is a very weak guarantee; most deployments aim for 1-8)")
+    shown = format_big(eps, ".1f")
+    return Guidance("noise_multiplier", "warning",
+                    f"sigma {cfg.noise_multiplier:g} plans epsilon ≈ {shown} after {cfg.epochs} epochs "
+                    f"(RDP, delta {cfg.target_delta:g}), which {what}. An attacker's odds of telling whether a "
+                    f"person was in the training data could rise by a factor of up to {odds_factor(eps)}. "
+                    "Raise sigma or set a target epsilon instead.")
 
 
 def _epsilon_advice(cfg: TrainConfig) -> Guidance | None:
@@ -85,8 +119,19 @@ def _batch_advice(cfg: TrainConfig, n: int, sigma: float | None) -> Guidance | N
         return None
     return Guidance("batch_size", "warning",
                     f"batch {batch} is small for sigma {sigma:.3f}: the noise on each averaged "
-                    f"gradient is {noise_to_signal:.0%} of the clipping bound. Larger batches "
-                    f"(256+) average the noise away at the same epsilon.")
+                    f"gradient is {noise_to_signal:.0%} of the clipping bound. " + larger_batch_text(batch=batch, n=n))
+
+
+def larger_batch_text(*, batch: int, n: int) -> str:
+    """The batch advice sized to ``n`` training examples: a larger batch up to about N/4 (256 at most, the usual
+    advice), or, when ``batch`` is already that large, what helps instead (a 240-row file is not told 256+)."""
+    cap = max(1, n // 4)  # sampling at most a quarter of the data keeps subsampling's privacy amplification
+    target = 256 if cap >= 256 else 2 ** int(math.log2(cap))
+    if target <= batch:
+        return (f"With {n:,} training examples a larger batch cannot help much (this one is already {batch / n:.0%} "
+                "of the data): more data, a larger epsilon or fewer epochs lower the noise.")
+    return (f"Larger batches ({target}{'+' if target == 256 else f', at most about N/4 = {cap:,}'}) average the "
+            "noise away at the same epsilon.")
 
 
 def _sampling_advice(cfg: TrainConfig) -> Guidance | None:
@@ -150,10 +195,11 @@ def guidance(cfg: TrainConfig, n: int, *, grad_norms: Sequence[float] | np.ndarr
     if not cfg.private:
         return [Guidance("private", "info",
                          "No differential privacy: this is the baseline. Nothing limits what the model memorises.")]
-    notes = [_delta_advice(cfg, n), _epsilon_advice(cfg), _batch_advice(cfg, n, noise_multiplier),
+    notes = [_delta_advice(cfg, n), _epsilon_advice(cfg), _fixed_sigma_advice(cfg, n),
+             _batch_advice(cfg, n, noise_multiplier),
              _sampling_advice(cfg), _accountant_advice(cfg), _reproducible_advice(cfg), _lr_advice(cfg),
              _clipping_advice(cfg, grad_norms)]
     return [note for note in notes if note is not None]
 
 
-__all__ = ["Guidance", "guidance"]
+__all__ = ["Guidance", "guidance", "larger_batch_text", "planned_epsilon"]

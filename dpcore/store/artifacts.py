@@ -10,9 +10,14 @@ API (all paths are ``pathlib.Path``):
 
 - ``artifacts_path(root, run_id)``: the run's folder (not created; ValueError for an unsafe id)
 - ``save_result(root, run_id, result)``: ``result.save`` into a scratch folder, then moved in
+- ``check_writable(*paths)``: StorageNotWritable naming a read-only folder or file (before torch or SQLite fail)
 - ``remove_artifacts(root, run_id)``: delete the run's folder (missing is fine)
 - ``load_weights(folder, filename)``: a saved state dict (``torch.load(weights_only=True)``)
 - ``save_upload(root, data, filename)``: keep uploaded bytes; the same bytes give the same path
+- ``upload_id(root, path)`` / ``upload_path(root, upload)``: the id a link carries for an upload, and back
+  (``UploadNotFound`` for anything that is not a stored upload: a link never names a server path)
+- ``discard_upload(root, path, used=...)`` / ``prune_uploads(root, used=..., keep=...)``: drop a rejected
+  upload; cap the folder (unused uploads older than a day, then oldest unused first past the caps)
 - ``write_roc(folder, payload)`` / ``load_roc(folder)``: ``roc.json`` as written / as stored (strict)
 - ``roc_curve(folder)``: the ROC ready to plot (numpy ``fpr``/``tpr``, ``auc`` filled in), or None
 
@@ -25,6 +30,8 @@ API (all paths are ``pathlib.Path``):
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -32,7 +39,8 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Mapping
+import time
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +57,34 @@ SUMMARY_FILE = "summary.json"
 ROC_FILE = "roc.json"
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9_.-]+")
+_UPLOAD_ID = re.compile(r"[0-9a-f]{16}/[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")  # '<sha256[:16]>/<safe name>'
+MAX_UPLOADS = 200  # files kept in uploads/ beyond those runs use
+MAX_UPLOAD_BYTES = 2 * 1024**3  # bytes kept in uploads/ beyond those runs use
+UNUSED_UPLOAD_AGE_S = 24 * 3600.0  # an upload no run uses goes after a day
+
+
+class StorageNotWritable(DPExplorerError, PermissionError):
+    """A folder or file of the runs directory cannot be written (read-only mount, permissions).
+
+    ``filename`` is the path; ``str(err)`` says what is wrong and what to do (no "[Errno 13]" prefix).
+    """
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def check_writable(*paths: str | os.PathLike[str]) -> None:
+    """Raise StorageNotWritable naming the first existing path of ``paths`` this process may not write to.
+
+    Paths that do not exist yet are skipped (their folder is checked by listing it too).
+    """
+    for path in map(Path, paths):
+        if path.exists() and not os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0)):
+            what = "folder" if path.is_dir() else "file"
+            raise StorageNotWritable(
+                errno.EACCES, f"no permission to write to the {what} {path} (it is read-only for this user or on a "
+                "read-only disk); make it writable (chmod/chown, or remount), or point DPEXPLORER_RUNS_DIR "
+                "(or --runs-dir) at a folder you can write to", str(path))
 
 
 def safe_filename(filename: str) -> str:
@@ -73,6 +109,7 @@ def save_result(root: str | os.PathLike[str], run_id: str, result: Any) -> Path 
         return None
     target = artifacts_path(root, run_id)
     scratch = Path(root) / ARTIFACTS_DIR / f".partial-{run_id}-{secrets.token_hex(3)}"
+    check_writable(root, Path(root) / ARTIFACTS_DIR, target)  # named here, not as torch's "cannot be opened"
     try:
         result.save(scratch)
         target.mkdir(parents=True, exist_ok=True)
@@ -109,8 +146,92 @@ def save_upload(root: str | os.PathLike[str], data: bytes, filename: str) -> Pat
     digest = hashlib.sha256(data).hexdigest()[:16]
     path = Path(root) / UPLOADS_DIR / digest / safe_filename(filename)
     if path.is_file() and path.stat().st_size == len(data):
+        os.utime(path)  # used again: the newest upload, the last one a cap removes
         return path
     return atomic_write_bytes(path, bytes(data))
+
+
+class UploadNotFound(DPExplorerError, LookupError):
+    """An upload id that names no upload this app stored in the runs folder."""
+
+
+def upload_id(root: str | os.PathLike[str], path: str | os.PathLike[str] | None) -> str | None:
+    """The id (``'<sha256[:16]>/<name>'``) of a stored upload at ``path``; None for any other path.
+
+    Links carry this id instead of a server path; ``upload_path`` turns it back.
+    """
+    if not path:
+        return None
+    try:
+        rel = Path(path).resolve().relative_to((Path(root) / UPLOADS_DIR).resolve()).as_posix()
+    except (ValueError, OSError):
+        return None
+    return rel if _UPLOAD_ID.fullmatch(rel) else None
+
+
+def upload_path(root: str | os.PathLike[str], upload: str) -> Path:
+    """The stored file of upload id ``upload`` (see ``upload_id``).
+
+    Raises UploadNotFound for an id of the wrong form (a path, ``..``) or one with no file in
+    ``root/uploads`` (removed, or from another runs folder). Never returns a path outside that folder.
+    """
+    text = str(upload)
+    if not _UPLOAD_ID.fullmatch(text):
+        raise UploadNotFound("it is not an upload id (a link can only name a CSV uploaded to this app, never a file "
+                             "on the server); upload the CSV on the Train page")
+    folder = (Path(root) / UPLOADS_DIR).resolve()
+    path = folder / text
+    if path.is_symlink() or not path.is_file() or not path.resolve().is_relative_to(folder):
+        raise UploadNotFound("no such upload in this app's runs folder (it was removed, or the link comes from "
+                             "another server); upload the CSV again")
+    return path
+
+
+def _uploads(root: str | os.PathLike[str]) -> list[Path]:
+    """Every stored upload file, oldest (least recently saved) first."""
+    files = [path for path in (Path(root) / UPLOADS_DIR).glob("*/*") if path.is_file() and not path.is_symlink()
+             and _UPLOAD_ID.fullmatch(f"{path.parent.name}/{path.name}")]
+    return sorted(files, key=lambda path: path.stat().st_mtime)
+
+
+def discard_upload(root: str | os.PathLike[str], path: str | os.PathLike[str], *,
+                   used: Collection[str | os.PathLike[str]] = ()) -> bool:
+    """Delete the stored upload at ``path`` (a rejected file) unless a run in ``used`` trains on it.
+
+    Returns True when it was deleted. Paths outside ``root/uploads`` are never touched.
+    """
+    upload = upload_id(root, path)
+    if upload is None or upload in {upload_id(root, other) for other in used}:
+        return False
+    target = Path(root) / UPLOADS_DIR / upload
+    target.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        target.parent.rmdir()  # only when empty
+    return True
+
+
+def prune_uploads(root: str | os.PathLike[str], *, used: Collection[str | os.PathLike[str]] = (),
+                  keep: Collection[str | os.PathLike[str]] = (), max_files: int = MAX_UPLOADS,
+                  max_bytes: int = MAX_UPLOAD_BYTES, max_age_s: float = UNUSED_UPLOAD_AGE_S) -> list[str]:
+    """Cap the uploads folder; return the ids removed.
+
+    Uploads no run uses (``used``: runs' ``data_path`` values) go when older than ``max_age_s``
+    seconds, then oldest first while the folder holds more than ``max_files`` files or
+    ``max_bytes`` bytes. Uploads in ``used`` or ``keep`` (the one a form shows now) always stay.
+    """
+    spared = {upload_id(root, path) for path in (*used, *keep)} - {None}
+    files = _uploads(root)
+    total, count, now, removed = sum(path.stat().st_size for path in files), len(files), time.time(), []
+    for path in files:
+        upload = f"{path.parent.name}/{path.name}"
+        if upload in spared:
+            continue
+        if now - path.stat().st_mtime > max_age_s or count > max_files or total > max_bytes:
+            size = path.stat().st_size
+            if discard_upload(root, path):
+                removed.append(upload)
+                total, count = total - size, count - 1
+    return removed
 
 
 # ---------------------------------------------------------------------- the attack's ROC
@@ -174,13 +295,20 @@ __all__ = [
     "ROC_FILE",
     "SUMMARY_FILE",
     "UPLOADS_DIR",
+    "StorageNotWritable",
+    "UploadNotFound",
     "artifacts_path",
+    "check_writable",
+    "discard_upload",
     "load_roc",
     "load_weights",
+    "prune_uploads",
     "remove_artifacts",
     "roc_curve",
     "safe_filename",
     "save_result",
     "save_upload",
+    "upload_id",
+    "upload_path",
     "write_roc",
 ]

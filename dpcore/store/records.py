@@ -387,6 +387,12 @@ class StoredRun:
         """Id of the non-private run linked to this one, or None."""
         return self.record.summary.get("baseline_run")
 
+    @property
+    def baseline_for(self) -> str | None:
+        """Id of the private run this non-private run was queued as the baseline of, or None."""
+        value = self.record.summary.get("baseline_for")
+        return value if isinstance(value, str) and value else None
+
     def checks(self, *, max_epsilon: float = 10.0, max_auc: float = 0.60, min_accuracy: float = 0.55,
                allow_reproducible: bool = False, final_epsilon: float | None = None) -> list[Check]:
         """The privacy gate's checks (``dpcore.privacy.checks.run_checks``) for this run.

@@ -8,7 +8,8 @@ delegate to; process ownership in ``dpcore.store.owners``; the typed view every 
 ``RunStore(root)`` keeps ``root/runs.sqlite3`` (WAL mode, safe for several threads and
 processes), one artifacts folder per run (``root/artifacts/<run_id>/``) and
 content-addressed copies of uploaded CSVs (``root/uploads/``). Runs survive restarts:
-opening a store marks runs whose owning process is gone as ``interrupted``.
+opening a store, and reading it (at most every few seconds), marks runs whose process is gone
+(dead on this host, or a heartbeat older than 15 s: ``dpcore.store.heartbeat``) as ``interrupted``.
 
 >>> import tempfile
 >>> with tempfile.TemporaryDirectory() as root:
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from dpcore.config import TrainConfig
 from dpcore.errors import DPExplorerError
 from dpcore.store import artifacts
+from dpcore.store.heartbeat import RunLiveness, host_name
 from dpcore.store.owners import own_token, owner_alive, process_token
 from dpcore.store.schema import (
     ACTIVE_STATUSES,
@@ -61,6 +63,7 @@ from dpcore.store.schema import (
     migrate,
     record_from_row,
     row_values,
+    utc_now,
 )
 
 if TYPE_CHECKING:  # pandas is imported lazily: the CLI and store readers that need no frame stay light
@@ -102,11 +105,6 @@ def default_root() -> Path:
     return Path(os.environ.get(RUNS_DIR_ENV) or DEFAULT_RUNS_DIR)
 
 
-def utc_now() -> str:
-    """Current UTC time as ISO 8601 with milliseconds, e.g. '2025-11-25T07:55:12.123+00:00'."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
 def new_run_id() -> str:
     """A short id that sorts by creation second: 'YYYYMMDD-HHMMSS-' + 6 random hex digits."""
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
@@ -124,7 +122,7 @@ def format_error(error: BaseException | str) -> str:
 
 
 # ---------------------------------------------------------------------- store
-class RunStore:
+class RunStore(RunLiveness):
     """Runs, their metrics and artifacts under one directory.
 
     ``root`` defaults to ``$DPEXPLORER_RUNS_DIR`` or ``./runs``. Every thread gets its own
@@ -138,8 +136,12 @@ class RunStore:
         self.db_path = self.root / DB_NAME
         self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
+        self._next_reap = 0.0  # monotonic time of the next reader-triggered recover()
+        self._unrecorded: dict[str, str] = {}  # run id -> failure text whose write failed (retried later)
+        self._retrying: threading.Thread | None = None
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            artifacts.check_writable(self.root, self.db_path)  # a permission problem, not "a damaged database"
             (self.root / "artifacts").mkdir(exist_ok=True)
             self._init_schema()
         except (OSError, sqlite3.DatabaseError) as err:
@@ -187,27 +189,6 @@ class RunStore:
             migrate(conn, self.db_path)
 
     # ------------------------------------------------------------------ lifecycle
-    def recover(self) -> list[str]:
-        """Mark queued/running runs whose owning process is gone as 'interrupted'; return their ids."""
-        rows = self._conn().execute(
-            "SELECT id, pid, owner_token, status FROM runs WHERE status IN (?, ?)", ACTIVE_STATUSES
-        ).fetchall()
-        interrupted = []
-        for run_id, pid, token, status in rows:
-            if owner_alive(pid, token):
-                continue
-            reason = (f"the process that owned this run (pid {pid}) stopped while it was {status}; "
-                      "start it again to get a result")
-            with self._write() as conn:
-                cur = conn.execute(
-                    "UPDATE runs SET status = ?, stop_status = ?, stop_reason = ?, finished = ? "
-                    "WHERE id = ? AND status = ? AND pid IS ? AND owner_token IS ?",
-                    (INTERRUPTED, INTERRUPTED, reason, utc_now(), run_id, status, pid, token),
-                )
-            if cur.rowcount:
-                interrupted.append(run_id)
-        return interrupted
-
     def create_run(self, config: TrainConfig | Mapping[str, Any], *, kind: str = "train",
                    name: str | None = None, group: str | None = None) -> str:
         """Record a new run with status 'queued', owned by this process; return its id.
@@ -232,9 +213,10 @@ class RunStore:
             try:
                 with self._write() as conn:
                     conn.execute(
-                        "INSERT INTO runs (id, name, kind, group_id, config, status, created, pid, owner_token) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (run_id, name, kind, group, config_json, QUEUED, utc_now(), os.getpid(), own_token()),
+                        "INSERT INTO runs (id, name, kind, group_id, config, status, created, pid, owner_token, "
+                        "host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (run_id, name, kind, group, config_json, QUEUED, utc_now(), os.getpid(), own_token(),
+                         host_name()),
                     )
                 return run_id
             except sqlite3.IntegrityError:  # same second and same random suffix: draw again
@@ -243,6 +225,7 @@ class RunStore:
 
     def get(self, run_id: str) -> RunRecord:
         """The run's record; RunNotFound for an unknown id."""
+        self._reap()
         row = self._conn().execute(f"{RECORD_SQL} WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise self._not_found(run_id)
@@ -255,6 +238,7 @@ class RunStore:
     def records(self, *, kind: str | None = None, group: str | None = None,
                 status: str | Iterable[str] | None = None) -> list[RunRecord]:
         """Matching runs as RunRecords, newest first."""
+        self._reap()
         where, params = [], []
         if kind is not None:
             where.append("kind = ?")
@@ -310,8 +294,8 @@ class RunStore:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
         sets, params = ["status = ?"], [status]
         if status == RUNNING:
-            sets += ["started = ?", "pid = ?", "owner_token = ?"]
-            params += [utc_now(), os.getpid(), own_token()]
+            sets += ["started = ?", "pid = ?", "owner_token = ?", "host = ?"]
+            params += [utc_now(), os.getpid(), own_token(), host_name()]
         if status in TERMINAL_STATUSES:
             sets.append("finished = ?")
             params.append(utc_now())
@@ -348,8 +332,10 @@ class RunStore:
 
         A queued run becomes 'cancelled' at once (it will never start); a running run
         gets its cancel flag set and stops at its next ``should_stop`` poll, from any
-        thread or process; finished runs are left as they are.
+        thread or process; finished runs are left as they are (a run whose process is gone is
+        marked 'interrupted' first).
         """
+        self._reap(force=True)
         with self._write() as conn:
             row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
@@ -412,20 +398,23 @@ class RunStore:
             raise self._not_found(run_id) from exc
         return len(values)
 
-    def steps(self, run_id: str) -> pd.DataFrame:
-        """Per-step metrics ordered by step: STEP_COLUMNS (epsilon in the run's delta; NaN when missing)."""
-        return self._metrics("steps", STEP_COLUMNS, "step", run_id)
+    def steps(self, run_id: str, *, after_step: int | None = None) -> pd.DataFrame:
+        """Per-step metrics ordered by step: STEP_COLUMNS (epsilon in the run's delta; NaN when missing).
+
+        ``after_step=k`` returns only the rows with step > k (a live view reads just what is new)."""
+        return self._metrics("steps", STEP_COLUMNS, "step", run_id, after=after_step)
 
     def epochs(self, run_id: str) -> pd.DataFrame:
         """Per-epoch metrics ordered by epoch: EPOCH_COLUMNS (accuracies in [0, 1])."""
         return self._metrics("epochs", EPOCH_COLUMNS, "epoch", run_id)
 
-    def _metrics(self, table: str, columns: tuple[str, ...], order: str, run_id: str) -> pd.DataFrame:
+    def _metrics(self, table: str, columns: tuple[str, ...], order: str, run_id: str,
+                 after: int | None = None) -> pd.DataFrame:
         import pandas as pd  # deferred: pandas is heavy and the CLI and workers need no frames
 
-        conn = self._conn()
+        conn, where = self._conn(), "" if after is None else f" AND {order} > {int(after)}"
         rows = conn.execute(
-            f"SELECT {', '.join(columns)} FROM {table} WHERE run_id = ? ORDER BY {order}", (run_id,)
+            f"SELECT {', '.join(columns)} FROM {table} WHERE run_id = ?{where} ORDER BY {order}", (run_id,)
         ).fetchall()
         if not rows and not self._exists_in(conn, run_id):
             raise self._not_found(run_id)
@@ -489,13 +478,20 @@ class RunStore:
     def fail(self, run_id: str, error: BaseException | str) -> None:
         """Mark the run 'failed' with ``error``: a DPExplorerError's message, else message and traceback."""
         text = format_error(error)
-        with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE runs SET status = ?, stop_status = ?, stop_reason = ?, error = ?, finished = ? WHERE id = ?",
-                (FAILED, FAILED, text.splitlines()[0] if text else "failed", text, utc_now(), run_id),
-            )
-            if not cur.rowcount:
-                raise self._not_found(run_id)
+        try:
+            with self._write() as conn:
+                cur = conn.execute(
+                    "UPDATE runs SET status = ?, stop_status = ?, stop_reason = ?, error = ?, finished = ? "
+                    "WHERE id = ?",
+                    (FAILED, FAILED, text.splitlines()[0] if text else "failed", text, utc_now(), run_id),
+                )
+                if not cur.rowcount:
+                    raise self._not_found(run_id)
+        except (sqlite3.OperationalError, OSError):  # a full disk: written by a later read or the retry thread
+            self._defer_failure(run_id, text)
+            raise
+        self._unrecorded.pop(run_id, None)
+
 
     # ------------------------------------------------------------------ files (dpcore.store.artifacts)
     def artifacts_path(self, run_id: str) -> Path:
@@ -536,8 +532,10 @@ class RunStore:
         Jobs of other kinds filed under the run (``group`` = its id and ``kind`` other than
         'train', e.g. attack evaluations of it) go with it: they mean nothing without it.
         Continuations (training runs in its group) stay; they hold their own history.
-        A queued or running run, or such a job, raises RunActive unless ``force``.
+        A queued or running run, or such a job, raises RunActive unless ``force`` (a run whose
+        process is gone is marked 'interrupted' first, so it can be deleted).
         """
+        self._reap(force=True)
         with self._write() as conn:
             row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:

@@ -13,6 +13,7 @@ import math
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from dpcore.config import TrainConfig
@@ -35,7 +36,9 @@ STEP_COLUMNS = ("step", "epoch", "epsilon", "clip_fraction", "loss", "batch_size
 EPOCH_COLUMNS = ("epoch", "epsilon", "train_loss", "train_accuracy", "test_accuracy", "validation_accuracy")
 #: Columns added to a table after the first schema, with their SQL type: added in place when missing
 #: (older readers name their columns, so they keep working; runs stored before read NaN there).
-ADDED_COLUMNS = {"epochs": {"validation_accuracy": "REAL"}}
+ADDED_COLUMNS = {"epochs": {"validation_accuracy": "REAL"},
+                 # the heartbeat (UNIX seconds) and host of the process running a run (dpcore.store.heartbeat)
+                 "runs": {"heartbeat": "REAL", "host": "TEXT"}}
 INT_COLUMNS = {"step", "epoch", "batch_size"}
 
 # Columns every list_runs() frame has, even when no run has a value for them.
@@ -137,6 +140,11 @@ def as_rows(rows: Any) -> list[Mapping[str, Any]]:
     if isinstance(rows, Mapping):
         return [rows]
     return list(rows)
+
+
+def utc_now() -> str:
+    """Current UTC time as ISO 8601 with milliseconds, e.g. '2025-11-25T07:55:12.123+00:00'."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 # ---------------------------------------------------------------------- record

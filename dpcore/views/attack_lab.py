@@ -26,7 +26,7 @@ from dpcore.store.runs import DONE, FAILED, RunRecord, RunStore
 from dpcore.views import plots
 from dpcore.views.cards import Card
 from dpcore.views.explain import BOUND_CAPTION, attack_bound_sentence
-from dpcore.views.progress import format_duration
+from dpcore.views.progress import corrected_eta, estimate_progress, eta_text, format_duration
 from dpcore.views.run_summary import attack_bound
 
 DEFAULT_SETTINGS: dict[str, Any] = {"attacks": list(audit.DEFAULT_ATTACKS), "pool": "standard", "canary": False,
@@ -136,14 +136,20 @@ def plan_text(run: StoredRun, *, n_models: int, needs_pool: bool, cached: bool, 
 
 
 def pool_timing(store: RunStore, run: StoredRun, *, n_models: int, seed: int) -> dict[str, Any]:
-    """``estimate_seconds``' pool arguments: ``cached`` (this pool is trained already) and ``seconds_per_model``
-    (what an earlier pool of this run measured, None when none did); empty when the run's files cannot be read."""
+    """``estimate_seconds``' pool arguments: ``cached`` (this pool is trained already), ``seconds_per_model``
+    (what an earlier pool of this run measured, None when none did) and, when this machine's speed for the
+    reference models can be measured (``audit.attack_speed``, once per process), ``speed`` and ``config``;
+    empty when the run's files cannot be read."""
     try:
         cached = pool_cache_path(store, run.record, n_models=n_models, seed=seed).is_file()
         previous = attack_results.load_attack_result(store, run.id) or {}
     except DPExplorerError:
         return {}
-    return {"cached": cached, "seconds_per_model": (previous.get("pool") or {}).get("seconds_per_model")}
+    timing = {"cached": cached, "seconds_per_model": (previous.get("pool") or {}).get("seconds_per_model")}
+    measured = audit.attack_speed(run.record)
+    if measured is not None:
+        timing["speed"], timing["config"] = measured
+    return timing
 
 
 def job_status(job: RunRecord, *, position: int | None, run_training: bool) -> tuple[str, str]:
@@ -152,7 +158,17 @@ def job_status(job: RunRecord, *, position: int | None, run_training: bool) -> t
         return "queued", (f"Attack queued{f' (position {position})' if position else ''}; it starts when the worker "
                           "is free" + (" and the run has finished training." if run_training else "."))
     phase = job.summary.get("phase") or "starting"
-    return "running", f"Attack running: {phase} ({job.progress or 0.0:.0%})"
+    return "running", f"Attack running: {phase} ({job.progress or 0.0:.0%})" + job_eta_suffix(job)
+
+
+def job_eta_suffix(job: RunRecord, *, now: float | None = None) -> str:
+    """' · about 40 s left' for a running job: its own speed once a unit (reference model) is done, before that
+    the estimate made when it was queued (``summary['estimate_s']``) less the time elapsed; '' when unknown."""
+    progress = estimate_progress(job, now=now)
+    eta = corrected_eta(estimate_s=job.summary.get("estimate_s"), elapsed_s=progress.elapsed_s,
+                        done=progress.steps_done, total=progress.total_steps or 0)
+    text = eta_text(eta)
+    return f" · {text}" if text else ""
 
 
 def no_runs_text(training: int) -> str:
@@ -175,6 +191,18 @@ def job_problem(jobs: Sequence[RunRecord], result: Mapping[str, Any] | None) -> 
     if last.status != DONE:
         return "info", f"The last attack was {last.status}; nothing was stored."
     return None
+
+
+def result_notice(*, busy: bool, has_result: bool) -> str | None:
+    """What the results area says instead of (or above) results: None when it only shows the stored result.
+
+    ``busy``: an attack job of the run is queued or running (its progress is drawn above, so the area
+    never says "not attacked yet" then); ``has_result``: a previous attack's result is stored.
+    """
+    if busy:
+        return ("The results below are from the previous attack; they are replaced when this one finishes."
+                if has_result else None)
+    return None if has_result else "This run has not been attacked yet: choose attacks above and press **Run attacks**."
 
 
 def result_caption(result: Mapping[str, Any]) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dpcore.privacy.bands import format_number
+from dpcore.privacy.bands import format_big, format_number
 from dpcore.privacy.caveats import epsilon_status
 from dpcore.store.records import StoredRun
 from dpcore.views.help import ATTACK_MESSAGES, CARD_HELP
@@ -45,7 +45,8 @@ def _finite(value: float | None) -> float | None:
 def epsilon_card(run: StoredRun, *, final_epsilon: float | None = None) -> Card:
     """The ε card: ε spent at the run's δ, its accountant (and target) or the caveat that makes it no guarantee.
 
-    ``final_epsilon`` overrides the stored ε (e.g. the last logged value); the value has two decimals.
+    ``final_epsilon`` overrides the stored ε (e.g. the last logged value); the value has two decimals below
+    1000, then whole numbers and, from 10⁴, powers of ten (``format_big``), so it fits the card.
     """
     if not run.private:
         return Card("ε spent", "∞", help="No differential privacy: this baseline has no (ε, δ) guarantee.")
@@ -63,7 +64,7 @@ def epsilon_card(run: StoredRun, *, final_epsilon: float | None = None) -> Card:
     if status.caveats:  # not a plain guarantee: the mark (and proven bound) replaces the accountant note
         note = status.short_note(".2f")
         help_text += " " + " ".join(status.explanations())
-    return Card(f"ε spent (δ = {delta:g})", format_number(epsilon, ".2f"), note, help_text)
+    return Card(f"ε spent (δ = {delta:g})", format_big(epsilon, ".2f"), note, help_text)  # 3,266; 1.2 × 10⁶
 
 
 def sigma_card(run: StoredRun) -> Card:
@@ -73,7 +74,7 @@ def sigma_card(run: StoredRun) -> Card:
     clip_bound = f"C = {run.max_grad_norm:g}" if run.max_grad_norm is not None else ""
     how = (" Calibrated to reach the target ε after all epochs." if run.target_epsilon is not None
            else " Set by hand.")
-    return Card("Noise σ", format_number(run.noise_multiplier, ".3f"), clip_bound, CARD_HELP["sigma"] + how)
+    return Card("Noise σ", format_big(run.noise_multiplier, ".3f"), clip_bound, CARD_HELP["sigma"] + how)
 
 
 def accuracy_card(run: StoredRun, *, test_accuracy: float | None = None, baseline: StoredRun | None = None) -> Card:

@@ -21,7 +21,7 @@ FIELD_HELP: dict[str, str] = {
     "optimizer": "sgd (with momentum) or adam",
     "momentum": "SGD momentum",
     "accountant": "privacy accountant: rdp, prv or gdp",
-    "grad_sample_mode": "per-sample gradients: auto, hooks, ghost or functorch",
+    "grad_sample_mode": "per-sample gradients: auto, bookkeeping, hooks, ghost or functorch",
     "poisson_sampling": "Poisson sampling of batches (what the accounting assumes)",
     "seed": "seed of the model initialisation (the split is fixed; reference pools have their own seed); DP noise "
             "and batch sampling use fresh OS entropy unless --reproducible",

@@ -19,7 +19,7 @@ from dpcore.config import TrainConfig, recipe_for
 from dpcore.errors import DPExplorerError
 from dpcore.privacy import accounting
 from dpcore.privacy.accounting import Sampling
-from dpcore.privacy.bands import format_number, format_significant
+from dpcore.privacy.bands import format_big, format_significant
 from dpcore.privacy.guidance import guidance
 from dpcore.views.explain import explain
 
@@ -140,9 +140,10 @@ def epoch_curves(settings: Mapping[str, Any], sampling: Sampling, *, epsilon: fl
 
 # ---------------------------------------------------------------------- texts and decisions
 def epsilon_text(eps: float) -> str:
-    """Epsilon for display: 3 significant digits like the chart labels, whole numbers from 1000 up ("n/a" never)."""
-    if isinstance(eps, float) and math.isfinite(eps) and eps >= 1000:
-        return format_number(eps, ",.0f")
+    """Epsilon for display: 3 significant digits like the chart labels, whole numbers from 1000 up, powers of
+    ten from 10⁴ up ('1.2 × 10⁶', so a card never cuts it off); "n/a" never."""
+    if isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 1000:
+        return format_big(eps, compact_from=1e4)
     return format_significant(eps)
 
 
@@ -167,6 +168,18 @@ def fit_dataset(settings: dict[str, Any], *, member_counts: Mapping[str, int], n
         elif settings["n"] != member_counts[settings["dataset"]]:
             settings["dataset"] = CUSTOM  # an N of its own: say so rather than show a dataset it does not match
     return ignored
+
+
+def refused_text(field: str, value: float | None, *, kept: float) -> str | None:
+    """Why ``value`` is refused for the numeric setting ``field`` (outside ``BOUNDS``, or not a finite number),
+    naming the allowed range and the value ``kept`` instead (markdown); None when ``value`` is allowed."""
+    low, high = BOUNDS[field]
+    allowed = f"at least {low:g}" if high is None else f"between {low:g} and {high:g}"
+    if value is not None and math.isfinite(value) and value >= low and (high is None or value <= high):
+        return None
+    given = "nothing" if value is None else f"{value:g}"
+    return (f"**{NUMBER_INPUTS[field]['label']}** must be {allowed}; {given} was entered. "
+            f"The plan keeps {kept:g} until you enter an allowed value.")
 
 
 def url_params(settings: Mapping[str, Any]) -> dict[str, str]:

@@ -80,6 +80,31 @@ def estimate_progress(record: RunRecord, *, now: float | None = None,
     return Progress(steps, total, fraction, elapsed, eta, rate)
 
 
+def corrected_eta(*, estimate_s: float | None, elapsed_s: float | None, done: float, total: float) -> float | None:
+    """Seconds left: ``elapsed / done x (total - done)`` once some work is done (the job's own speed), before
+    that ``estimate - elapsed`` (at least 0); None when neither is known. ``done``/``total`` in any unit.
+
+    >>> corrected_eta(estimate_s=100.0, elapsed_s=30.0, done=1, total=4)
+    90.0
+    >>> corrected_eta(estimate_s=100.0, elapsed_s=30.0, done=0, total=4)
+    70.0
+    """
+    if total and done >= total:
+        return 0.0
+    if elapsed_s is not None and done > 0 and total:
+        return max(0.0, elapsed_s / done * (total - done))
+    if estimate_s is not None:
+        return max(0.0, estimate_s - (elapsed_s or 0.0))
+    return None
+
+
+def eta_text(eta_s: float | None) -> str:
+    """'about 2 min 05 s left', 'less than a second left', or '' for an unknown ETA."""
+    if eta_s is None or not math.isfinite(eta_s):
+        return ""
+    return "less than a second left" if eta_s < 1 else f"about {format_duration(eta_s)} left"
+
+
 def format_duration(seconds: float | None) -> str:
     """'–' for unknown, else '8 s', '2 min 05 s' or '1 h 04 min'."""
     if seconds is None or not math.isfinite(seconds):
@@ -94,4 +119,4 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-__all__ = ["Progress", "estimate_progress", "format_duration", "parse_time"]
+__all__ = ["Progress", "corrected_eta", "estimate_progress", "eta_text", "format_duration", "parse_time"]

@@ -19,8 +19,12 @@ from dpcore.store.records import StoredRun
 from dpcore.store.runs import ACTIVE_STATUSES
 from dpcore.views.tables import MODE_LABELS
 
-TABLE_COLUMNS = ["name", "dataset", "model", "privacy", "epsilon_shown", "epsilon_note", "accuracy_pct", "mia_auc",
-                 "lira_auc", "empirical_epsilon_lower", "status_label", "created_at"]
+#: every column the table can show, in display order
+TABLE_COLUMNS = ["name", "status_label", "dataset", "model", "privacy", "epsilon_shown", "epsilon_note", "accuracy_pct",
+                 "mia_auc", "lira_auc", "empirical_epsilon_lower", "created_at"]
+#: the columns that matter, shown by default (they fit at 1400 px); the rest are picked with ``extra_columns``
+DEFAULT_COLUMNS = ("name", "status_label", "epsilon_shown", "accuracy_pct", "mia_auc", "created_at")
+EXTRA_COLUMNS = [column for column in TABLE_COLUMNS if column not in DEFAULT_COLUMNS]
 STATUS_ORDER = ("queued", "running", "done", "cancelled", "failed", "interrupted")
 FILTER_DEFAULTS: dict[str, Any] = {"text": "", "datasets": [], "statuses": [], "modes": []}
 ROW_PX = 35  # st.dataframe row height, to size tables that should not scroll
@@ -34,6 +38,7 @@ HELP = {
     "statuses": "done: trained to the end or stopped at the ε limit; interrupted: the app stopped while it ran.",
     "modes": "target ε: noise calibrated to reach a target ε; fixed σ: noise multiplier set by hand; no DP: the "
              "non-private baseline.",
+    "columns": "The table shows name, status, ε, accuracy, attack AUC and creation time; add the others here.",
     "report": "This comparison in one HTML file that opens offline: the table, the four charts and every run's "
               "checks, for a review.",
     "downloads": "Metrics as CSV (one row per optimizer step or per epoch; ε at the run's δ, fractions 0-1) and the "
@@ -41,7 +46,8 @@ HELP = {
 }
 #: table column -> (kind, title, options for the column type: format, width, help); the page turns it into column_config
 COLUMNS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "name": ("text", "Run", {"width": 320, "help": "Continuations end in (+N epochs)."}),
+    "name": ("text", "Run", {"width": 280, "help": "Continuations end in (+N epochs). Runs with the same name get "
+                                                  "their creation time (UTC) added, and a short id if that repeats."}),
     "dataset": ("text", "Dataset", {}),
     "model": ("text", "Model", {}),
     "privacy": ("text", "Privacy", {
@@ -90,9 +96,40 @@ def filter_options(overview: pd.DataFrame) -> dict[str, list[str]]:
 
 def table_frame(shown: pd.DataFrame) -> pd.DataFrame:
     """``shown`` with the table's derived columns: accuracy in percent, ε without infinity (the grid cannot print ∞:
-    no-DP runs show '–' there and 'no DP (ε = ∞)' under Privacy)."""
-    return shown.assign(accuracy_pct=shown["accuracy"] * 100,
+    no-DP runs show '–' there and 'no DP (ε = ∞)' under Privacy), and ``name`` made unique (``display_names``)."""
+    named = {"name": display_names(shown)} if "name" in shown else {}
+    return shown.assign(accuracy_pct=shown["accuracy"] * 100, **named,
                         epsilon_shown=shown["epsilon"].where(shown["epsilon"].abs() < math.inf))
+
+
+def display_names(shown: pd.DataFrame) -> list[str]:
+    """Each row's run name as the table shows it (the stored names are unchanged).
+
+    Where names repeat (re-runs of the same settings), the creation time is added, 'name · 2026-12-01 23:48'
+    (UTC), and where that still repeats, the id's last 6 characters as well.
+    """
+    names = [str(name) for name in shown["name"]]
+    created = pd.to_datetime(shown["created_at"], utc=True, errors="coerce") if "created_at" in shown else None
+    labels = []
+    for row, name in enumerate(names):
+        when = created.iloc[row] if created is not None else pd.NaT
+        labels.append(name if names.count(name) == 1 else
+                      f"{name} · {when:%Y-%m-%d %H:%M}" if not pd.isna(when) else name)
+    ids = [str(run_id) for run_id in (shown["id"] if "id" in shown else shown.index)]
+    return [label if labels.count(label) == 1 or names.count(names[row]) == 1 else f"{label} · {ids[row][-6:]}"
+            for row, label in enumerate(labels)]
+
+
+def table_columns(extra: Sequence[str]) -> list[str]:
+    """The table's columns in display order: ``DEFAULT_COLUMNS`` plus the chosen ``extra`` ones (unknown names
+    are ignored)."""
+    wanted = set(DEFAULT_COLUMNS) | set(extra)
+    return [column for column in TABLE_COLUMNS if column in wanted]
+
+
+def column_title(column: str) -> str:
+    """The column's title in the table (for the column picker)."""
+    return COLUMNS[column][1]
 
 
 def table_key(ids: Sequence[str]) -> str:

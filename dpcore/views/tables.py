@@ -351,7 +351,7 @@ def _format_cell(value: Any, how: str, row: Mapping[str, Any]) -> str:
     if how == "sigma":
         return f"{number:.3f}"
     if how == "int":
-        return f"{round(number):,}"
+        return f"{round(number):,}" if math.isfinite(number) else "∞"  # round(inf) raises
     if how == "duration":
         per_step = _number(row.get("ms_per_step"))
         extra = f" ({per_step:.0f} ms/step)" if math.isfinite(per_step) else ""

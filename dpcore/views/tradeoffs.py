@@ -7,6 +7,7 @@ how a click on a chart maps to a run. Accuracies and rates are fractions; ε are
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ from dpcore.jobs import sweep as sweeps
 from dpcore.views import frontier as frontiers
 from dpcore.views import plots
 from dpcore.views.explain import SELECTION_COST, explain
-from dpcore.views.progress import format_duration
+from dpcore.views.progress import corrected_eta, eta_text, format_duration, parse_time
 
 EPSILON_CHOICES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 CLIP_CHOICES = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -146,13 +147,41 @@ def spec_notes(spec: sweeps.SweepSpec, *, dataset_status: str) -> tuple[list[str
     return notes, warning
 
 
-def progress_text(progress: sweeps.SweepProgress) -> str:
-    """'2 of 6 runs done · 1 running · 3 queued': the text on the sweep's progress bar."""
+def progress_text(progress: sweeps.SweepProgress, *, eta_s: float | None = None) -> str:
+    """'2 of 6 runs done · 1 running · 3 queued · about 40 s left': the text on the sweep's progress bar."""
     parts = [f"{progress.done} of {progress.total} runs done"]
     for state in ("running", "queued", "interrupted", "cancelled", "failed", sweeps.MISSING):
         if progress.counts.get(state):
             parts.append(f"{progress.counts[state]} {'not queued yet' if state == sweeps.MISSING else state}")
+    if eta_text(eta_s):
+        parts.append(eta_text(eta_s))
     return " · ".join(parts)
+
+
+def sweep_eta(states: Sequence[sweeps.MemberState], *, now: float | None = None,
+              spec: sweeps.SweepSpec | None = None) -> float | None:
+    """Seconds until the sweep's remaining runs finish, from its own speed: time since its first run started
+    / runs done (running ones count by their share of steps) x runs left (``corrected_eta``). Before any step is
+    done: ``sweeps.estimate(spec)`` (this machine's measured speed) less the time elapsed; None without ``spec``.
+    Failed and cancelled cells are not counted as left to do."""
+    now = time.time() if now is None else now
+    left_out = {"failed", "cancelled"}
+    total = sum(1 for m in states if m.state not in left_out)
+    done, starts = 0.0, []
+    for member in states:
+        if member.run is None or member.state in left_out:
+            continue
+        if member.state == "done":
+            done += 1.0
+        elif member.state == "running":
+            done += float(member.run.progress or 0.0)
+        if member.state in ("done", "running") and parse_time(member.run.started) is not None:
+            starts.append(parse_time(member.run.started))
+    elapsed = now - min(starts) if starts else None
+    estimate_s = None
+    if done <= 0 and spec is not None:
+        estimate_s = sweeps.estimate(spec).seconds
+    return corrected_eta(estimate_s=estimate_s, elapsed_s=elapsed, done=done, total=total)
 
 
 def resume_text(progress: sweeps.SweepProgress) -> str:

@@ -1,7 +1,8 @@
 """The Train page's form without Streamlit: its settings, their TrainConfig, and the texts it shows.
 
 A *settings* dict holds every value of the form (``default_settings``): the TrainConfig knobs plus
-the form's own ``mode`` ('epsilon', 'sigma' or 'baseline'), ``csv_name`` and ``with_baseline``.
+the form's own ``mode`` ('epsilon', 'sigma' or 'baseline'), ``csv_name``, ``with_baseline`` and
+``feature_choice`` (the feature columns ticked; None until a CSV's columns are known).
 ``config_from`` and ``settings_from`` convert both ways; the page only draws widgets bound to it.
 """
 
@@ -22,7 +23,8 @@ from dpcore.views.help import FIELD_HELP
 DEFAULT_DATASET = "synthetic"
 DEFAULT_EPSILON = 3.0
 CONFIG_FIELDS = frozenset(TrainConfig.__dataclass_fields__)
-PROBE_FIELDS = ("dataset", "data_path", "label_column", "model", "batch_size", "lr", "optimizer", "seed")
+PROBE_FIELDS = ("dataset", "data_path", "label_column", "feature_columns", "model", "batch_size", "lr", "optimizer",
+                "seed")
 PROBE_STEPS = 30  # at most; fewer with large batches (about PROBE_SAMPLES norms are plenty for a quantile)
 PROBE_SAMPLES = 4096
 MODES = {"epsilon": "Target ε", "sigma": "Noise σ", "baseline": "No DP"}
@@ -34,7 +36,7 @@ STATUS_TEXT = {
 LABEL_HINTS = ("label", "target", "class", "y", "outcome")
 _SETTING_FIELDS = ("model", "target_delta", "max_grad_norm", "epochs", "batch_size", "physical_batch_size", "lr",
                    "optimizer", "momentum", "accountant", "grad_sample_mode", "poisson_sampling", "seed",
-                   "reproducible", "device", "epsilon_limit", "data_path", "label_column")
+                   "reproducible", "device", "epsilon_limit", "data_path", "label_column", "feature_columns")
 
 
 def _plain(key: str) -> str:
@@ -46,9 +48,11 @@ HELP: dict[str, str] = {
     "dataset": FIELD_HELP["dataset"].split(" (")[0].capitalize()
     + ". Changing it resets the model and training knobs to that dataset's tuned recipe.",
     "csv_file": "A header row, then one example per row. Numeric columns are standardised, text columns one-hot "
-                "encoded. The file is kept with your runs.",
-    "label_column": FIELD_HELP["label_column"].capitalize() + ": what the model predicts; every other column is a "
-                    "feature.",
+                "encoded. The file is kept in the runs folder while a run uses it; a file no run uses is removed "
+                "after a day, a rejected one at once.",
+    "label_column": FIELD_HELP["label_column"].capitalize() + ": what the model predicts.",
+    "feature_columns": "The columns the model reads (all but the label by default). Leave out IDs, free text and "
+                       "columns that give the answer away.",
     "mode": "**Target ε**: the noise is calibrated so training spends exactly this budget. **Noise σ**: you set the "
             "noise; ε follows. **No DP**: the non-private baseline, no clipping and no noise.",
     "target_epsilon": FIELD_HELP["target_epsilon"].capitalize() + ". Below 1 is strong, 1-5 moderate, 5-10 weak, "
@@ -74,8 +78,10 @@ HELP: dict[str, str] = {
                     "bit (for tests and teaching). Such a run is NOT private against anyone who knows the seed: "
                     "they can retrain it with and without a record and compare. Leave it off for any model you "
                     "release.",
-    "grad_sample_mode": "How Opacus gets per-sample gradients. auto: ghost clipping (fastest, flat clipping) unless "
-                        "the model shares parameters; hooks: classic per-sample gradients; functorch: vmap-based.",
+    "grad_sample_mode": "How per-sample gradients are clipped. auto: book-keeping clipping (one backward pass, "
+                        "fastest) when every layer is Linear, Conv2d, GroupNorm or LayerNorm, else Opacus' ghost "
+                        "clipping unless the model shares parameters; hooks: classic per-sample gradients; "
+                        "functorch: vmap-based.",
     "device": "Where training runs. auto picks CUDA, then Apple MPS, then the CPU; here: ",
     "momentum": FIELD_HELP["momentum"] + " (SGD only).",
     "poisson_sampling": FIELD_HELP["poisson_sampling"].capitalize() + ". Without it the ε reported is not a proven "
@@ -111,7 +117,8 @@ def default_settings(dataset: str = DEFAULT_DATASET) -> dict[str, Any]:
             "accountant": base.accountant, "seed": int(base.seed), "epsilon_limit": None,
             "grad_sample_mode": base.grad_sample_mode, "device": base.device,
             "poisson_sampling": base.poisson_sampling, "reproducible": base.reproducible,
-            "data_path": None, "csv_name": None, "label_column": None,
+            "data_path": None, "csv_name": None, "label_column": None, "feature_columns": None,
+            "feature_choice": None,
             "with_baseline": True, **recipe_settings(dataset)}
 
 
@@ -127,6 +134,7 @@ def settings_from(cfg: TrainConfig) -> dict[str, Any]:
         settings["noise_multiplier"] = float(cfg.noise_multiplier)
     if cfg.data_path:
         settings["csv_name"] = cfg.data_path.rsplit("/", 1)[-1]
+    settings["feature_choice"] = _listed(cfg.feature_columns)  # the multiselect's ticks (None: all)
     for field in ("max_grad_norm", "lr", "target_delta", "momentum"):
         settings[field] = float(settings[field])
     return settings
@@ -146,7 +154,12 @@ def config_from(settings: Mapping[str, Any]) -> TrainConfig:
         grad_sample_mode=settings["grad_sample_mode"], poisson_sampling=settings["poisson_sampling"],
         seed=settings["seed"], reproducible=bool(settings.get("reproducible", False)), device=settings["device"],
         epsilon_limit=settings["epsilon_limit"] if mode != "baseline" else None,
-        data_path=settings["data_path"] if csv else None, label_column=settings["label_column"] if csv else None)
+        data_path=settings["data_path"] if csv else None, label_column=settings["label_column"] if csv else None,
+        feature_columns=_listed(settings.get("feature_columns")) if csv else None)
+
+
+def _listed(columns: Sequence[str] | None) -> list[str] | None:
+    return list(columns) if columns is not None else None
 
 
 def handoff_config(current: Mapping[str, Any], given: Mapping[str, Any]) -> TrainConfig:
@@ -181,6 +194,22 @@ def label_column_for(columns: Sequence[str], current: str | None) -> str:
         return current
     hinted = [column for column in columns if column.strip().lower() in LABEL_HINTS]
     return hinted[0] if hinted else columns[-1]
+
+
+def feature_columns_for(columns: Sequence[str], label: str, current: Sequence[str] | None) -> list[str]:
+    """The feature columns to show ticked: ``current`` (those still in the CSV, label excluded), else all but
+    ``label``."""
+    others = [column for column in columns if column != label]
+    kept = [column for column in others if current is not None and column in current]
+    return kept or others
+
+
+def chosen_features(columns: Sequence[str], label: str, chosen: Sequence[str]) -> list[str] | None:
+    """The config's ``feature_columns`` for the ticked ``chosen``: None when they are all the columns but the
+    label (the default, kept out of links), else their list in file order."""
+    others = [column for column in columns if column != label]
+    picked = [column for column in others if column in chosen]
+    return None if picked == others else picked
 
 
 def fitted_batch(n: int, batch_size: int) -> int | None:
@@ -259,6 +288,7 @@ def plan_text(cfg: TrainConfig, plan: PrivacyPlan) -> str:
                else "."))
 
 
-__all__ = ["CONFIG_FIELDS", "DEFAULT_DATASET", "HELP", "MODES", "PrivacyPlan", "config_from", "default_settings",
-           "fitted_batch", "handoff_config", "label_column_for", "model_for", "plan_text", "privacy_plan",
-           "probe_signature", "probe_steps", "probe_text", "recipe_settings", "settings_from", "size_text"]
+__all__ = ["CONFIG_FIELDS", "DEFAULT_DATASET", "HELP", "MODES", "PrivacyPlan", "chosen_features", "config_from",
+           "default_settings", "feature_columns_for", "fitted_batch", "handoff_config", "label_column_for",
+           "model_for", "plan_text", "privacy_plan", "probe_signature", "probe_steps", "probe_text",
+           "recipe_settings", "settings_from", "size_text"]

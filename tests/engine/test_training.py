@@ -60,7 +60,7 @@ def test_result_contract_fields(seed_run):
     assert not seed_run.model.training
     summary = seed_run.summary()
     assert summary["final_epsilon"] == pytest.approx(seed_run.final_epsilon)
-    assert summary["grad_sample_mode"] == "ghost"
+    assert summary["grad_sample_mode"] == "bookkeeping"  # auto: one-backward clipping for every registry model
 
 
 def test_tiny_clipping_bound_clips_nearly_everything():
@@ -73,7 +73,7 @@ def test_huge_clipping_bound_clips_nothing():
     assert result.history["clip_fraction"].max() == 0.0
 
 
-@pytest.mark.parametrize("mode", ["hooks", "functorch"])
+@pytest.mark.parametrize("mode", ["hooks", "functorch", "bookkeeping"])
 def test_per_sample_gradient_modes_agree_with_ghost(mode):
     """Same seed, same clipping maths: every per-sample gradient path trains the same model."""
     ghost = train(SEED_CONFIG.replace(epochs=2, grad_sample_mode="ghost", reproducible=True))

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from dpcore.attacks.reference import ReferencePool
 from dpcore.cli import main as cli_main
 from dpcore.config import TrainConfig
 from dpcore.errors import ConfigError, DPExplorerError
@@ -115,7 +116,7 @@ def test_strongly_private_run_looks_like_chance_and_bounds_stay_below_epsilon(st
     assert result["pool"]["config"]["target_epsilon"] is None  # sigma fixed, not re-calibrated
 
 
-def test_cancel_mid_pool_stops_and_stores_nothing(store, leaky_run):
+def test_cancel_mid_pool_stops_stores_no_result_and_keeps_the_trained_models(store, leaky_run):
     trained = []
 
     def on_progress(done, total, phase):
@@ -125,7 +126,10 @@ def test_cancel_mid_pool_stops_and_stores_nothing(store, leaky_run):
                                     should_stop=lambda: max(trained, default=0) >= 2)
     assert result is None and max(trained) == 2
     assert attack_results.load_attack_result(store, leaky_run) is None
-    assert not list(store.artifacts_dir(leaky_run).glob("pool-*"))
+    # No finished pool is stored, but the 2 trained reference models are kept for the next run of the attack.
+    kept = list(store.artifacts_dir(leaky_run).glob("pool-*"))
+    assert [path.name.endswith(".partial.npz") for path in kept] == [True]
+    assert ReferencePool.load(kept[0]).n_models == 2
     assert "rmia_auc" not in store.get(leaky_run).summary
 
 

@@ -28,7 +28,8 @@ def store(tmp_path) -> RunStore:
 
 @pytest.fixture
 def queue(store):
-    queue = JobQueue(store)
+    # thread executor: these runners are closures over in-process events/lists, and two tests patch train()
+    queue = JobQueue(store, executor="thread")
     yield queue
     assert queue.shutdown(timeout=TIMEOUT)
 
@@ -146,7 +147,7 @@ def test_crash_marks_failed_and_next_job_runs(queue, store):
 
 
 def test_queue_full(store):
-    queue = JobQueue(store, max_pending=2)
+    queue = JobQueue(store, max_pending=2, executor="thread")
     try:
         blocker = Blocker()
         queue.submit(CFG, runner=blocker)
@@ -187,7 +188,7 @@ def test_custom_kind_and_group(queue, store):
 
 
 def test_several_workers_run_in_parallel(store):
-    queue = JobQueue(store, workers=2)
+    queue = JobQueue(store, workers=2, executor="thread")
     try:
         blockers = [Blocker(), Blocker()]
         ids = [queue.submit(CFG, runner=b) for b in blockers]
@@ -201,7 +202,7 @@ def test_several_workers_run_in_parallel(store):
 
 
 def test_shutdown_cancels_waiting_and_running(store):
-    queue = JobQueue(store)
+    queue = JobQueue(store, executor="thread")
     blocker = Blocker()
     running = queue.submit(CFG, runner=blocker)
     assert blocker.started.wait(TIMEOUT)

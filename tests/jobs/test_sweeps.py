@@ -59,7 +59,7 @@ def fake_training(monkeypatch):
 
 @pytest.fixture
 def queue(store):
-    queue = JobQueue(store, max_pending=64)
+    queue = JobQueue(store, max_pending=64, executor="thread")  # train_member is monkeypatched in this process
     yield queue
     assert queue.shutdown(timeout=TIMEOUT)
 
@@ -118,13 +118,13 @@ def test_cell_key_survives_the_resolved_config_a_finished_run_stores():
 
 
 def test_estimate_uses_measured_step_times(store):
-    guess = sweeps.estimate(SPEC, store=store)
+    guess = sweeps.estimate(SPEC, store=store, calibrate=False)
     assert guess.n_runs == 10 and guess.steps_per_run == 13  # 800 members / batch 64
     assert "guess" in guess.basis and guess.seconds > 0
     run_id = store.create_run(BASE.replace(target_epsilon=1.0, model="mlp"))
     store.update_summary(run_id, ms_per_step=1000.0)
     store.set_status(run_id, DONE)
-    measured = sweeps.estimate(SPEC, store=store)
+    measured = sweeps.estimate(SPEC, store=store, calibrate=False)
     assert "from 1 finished" in measured.basis and measured.seconds > 8 * 13  # 8 private runs x 13 steps x 1 s
 
 
@@ -185,7 +185,7 @@ def test_restart_of_the_process_resumes_without_running_anything_twice(tmp_path,
                 time.sleep(60)  # the 4th member hangs: the process dies while it is 'running'
         sweeps.train_member = fake
         store = RunStore({str(store.root)!r})
-        queue = JobQueue(store, max_pending=64)
+        queue = JobQueue(store, max_pending=64, executor="thread")  # train_member is patched in this process
         sweeps.top_up(queue, {sweep.id!r}, window=None)
         while sum(m.state == "done" for m in sweeps.member_states(store, {sweep.id!r})) < 3 or len(calls) < 4:
             time.sleep(0.01)

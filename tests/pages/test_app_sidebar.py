@@ -65,6 +65,7 @@ def test_opening_the_app_continues_a_sweep_a_restart_interrupted(isolated_dirs, 
 
     trained = []
     monkeypatch.setattr(sweeps, "train_member", lambda store, run_id, should_stop=None: trained.append(run_id))
+    monkeypatch.setenv("DPEXPLORER_EXECUTOR", "thread")  # the patch above only exists in this process
     store = RunStore(isolated_dirs / "runs")
     spec = sweeps.SweepSpec(base=TrainConfig(dataset="synthetic", epochs=1), epsilons=(1.0, 4.0),
                             max_grad_norms=(1.0,), seeds=(0,), include_baseline=False)

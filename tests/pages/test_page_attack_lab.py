@@ -135,3 +135,21 @@ def test_an_unknown_run_in_the_link_is_named_not_replaced_by_another():
     at.selectbox[0].set_value(run_id).run()
     assert not at.warning and at.query_params["run"] in (run_id, [run_id])
     assert {metric.label for metric in at.metric} >= {"Accountant ε", "Test accuracy"}
+
+
+def test_a_running_attack_job_shows_its_eta_with_the_progress_bar(monkeypatch):
+    store = RunStore(default_root())
+    run_id = _finished_run(store)
+    job_id = store.create_run({**store.get(run_id).config, "extra": {"attack": {"target_run_id": run_id}}},
+                              kind=audit.ATTACK_KIND, group=run_id, name="fake attack")
+    with monkeypatch.context() as patch:
+        patch.setattr("dpcore.store.runs.utc_now", lambda: "2020-01-01T00:00:00+00:00")
+        store.set_status(job_id, "running")  # started long ago: 4 of 17 models done gives a long ETA
+    store.set_progress(job_id, 4, 17)
+    store.update_summary(job_id, phase="trained reference model 4 of 16", estimate_s=30.0)
+    at = _page()
+    bars = [bar.proto.text for bar in at.get("progress")]
+    assert any(text.startswith("Attack running: trained reference model 4 of 16 (24%) · about ") and
+               text.endswith(" left") for text in bars), bars
+    assert any("estimated time ≈" in caption.value for caption in at.caption)  # the estimate before starting
+    assert not any("has not been attacked yet" in info.value for info in at.info)  # the progress says it all

@@ -17,6 +17,9 @@ STEPS = 6 * 15  # digits recipe: 1437 members in batches of 256 (q = 1/6), 15 ep
 
 def epsilon_text(eps: float) -> str:
     """The page's epsilon format: 3 significant digits with trailing zeros, whole numbers from 1000 up."""
+    if eps >= 1e4:  # a power of ten, so the card never cuts it off: '1.2 × 10⁴'
+        mantissa, exponent = f"{eps:.1e}".split("e")
+        return f"{mantissa} × 10" + str(int(exponent)).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
     if eps >= 1000:
         return f"{eps:,.0f}"
     decimals = max(0, 2 - math.floor(math.log10(eps)))
@@ -27,9 +30,14 @@ def metrics(at: AppTest) -> dict[str, str]:
     return {metric.label: metric.value for metric in at.metric}
 
 
+def widget(at: AppTest, kind: str, field: str):
+    """The planner's widget of setting ``field`` (its key gains a ``~N`` suffix once the page replaced it)."""
+    return next(element for element in getattr(at, kind) if element.key.split("~")[0] == f"planner_{field}")
+
+
 def set_inputs(at: AppTest, **values) -> AppTest:
     for key, value in values.items():
-        at.number_input(key=f"planner_{key}").set_value(value)
+        widget(at, "number_input", key).set_value(value)
     return at.run()
 
 
@@ -42,7 +50,7 @@ def page() -> AppTest:
 
 
 def sigma_of(at: AppTest) -> float:
-    return at.number_input(key="planner_noise_multiplier").value
+    return widget(at, "number_input", "noise_multiplier").value
 
 
 def test_defaults_show_three_accountants_matching_epsilon_for(page):
@@ -112,9 +120,24 @@ def test_batch_larger_than_n_is_a_clear_message(page):
     assert not page.metric  # nothing computed from an impossible plan
 
 
+def test_a_refused_value_is_explained_under_its_input_and_the_plan_keeps_the_last_good_one(page):
+    before = metrics(page)["RDP ε"]
+    assert widget(page, "number_input", "noise_multiplier").min is None  # the browser refuses nothing silently
+    set_inputs(page, noise_multiplier=0.01)
+    assert not page.exception
+    errors = " ".join(error.value for error in page.error)
+    assert "Noise multiplier σ" in errors and "0.05" in errors and "0.01 was entered" in errors
+    assert "keeps 2.7" in errors
+    assert metrics(page)["RDP ε"] == before and page.query_params["noise_multiplier"] == "2.7"
+    set_inputs(page, epochs=5000)
+    assert "**Epochs** must be between 1 and 1000" in " ".join(error.value for error in page.error)
+    set_inputs(page, noise_multiplier=1.0, epochs=15)
+    assert not page.error and page.query_params["noise_multiplier"] == "1.0"
+
+
 def test_dataset_picker_fills_n_and_sample_rate_mode(page):
     page.selectbox(key="planner_dataset").set_value("breast-cancer").run()
-    assert page.number_input(key="planner_n").value == data.member_counts()["breast-cancer"] == 455
+    assert widget(page, "number_input", "n").value == data.member_counts()["breast-cancer"] == 455
     page.radio(key="planner_size_by").set_value("sample_rate").run()
     set_inputs(page, sample_rate=0.1)
     caption = " ".join(caption.value for caption in page.caption)

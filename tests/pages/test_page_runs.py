@@ -104,6 +104,27 @@ def test_empty_store_points_to_the_train_page(isolated_dirs):
     jobs.shutdown()
 
 
+def test_empty_store_drops_the_parameters_another_page_left(isolated_dirs):
+    at = open_page()
+    at.query_params.update({"noise_multiplier": "2.7", "handoff": "noise_multiplier"})  # back from the planner
+    at.run()
+    assert not at.exception and "noise_multiplier" not in at.query_params and "handoff" not in at.query_params
+    jobs.shutdown()
+
+
+def test_the_table_shows_the_columns_that_matter_and_the_rest_on_request(runs):
+    at = open_page()
+    assert list(runs_table(at).proto.column_order) == ["name", "status_label", "epsilon_shown", "accuracy_pct",
+                                                       "mia_auc", "created_at"]
+    at.multiselect(key="runs-columns-extra").set_value(["dataset", "lira_auc"]).run()
+    assert list(runs_table(at).proto.column_order) == ["name", "status_label", "dataset", "epsilon_shown",
+                                                       "accuracy_pct", "mia_auc", "lira_auc", "created_at"]
+    at.switch_page("pages/guide.py").run()
+    at.switch_page(PAGE).run()
+    assert at.multiselect(key="runs-columns-extra").value == ["dataset", "lira_auc"]  # kept across pages
+    assert "dataset" in runs_table(at).proto.column_order
+
+
 def test_table_lists_runs_and_filters_them(runs):
     ids, names = runs.ids, runs.names
     at = open_page()

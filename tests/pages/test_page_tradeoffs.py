@@ -114,14 +114,19 @@ def test_all_runs_of_a_dataset_view_from_the_url(filled):
     assert len(at.get("plotly_chart")) == 6
 
 
+def form_widget(at, kind: str, field: str):
+    """The new-sweep form's widget of ``field`` (its key gains a ``~N`` suffix once the form replaced it)."""
+    return next(element for element in getattr(at, kind) if element.key.split("~")[0] == f"tradeoffs_new_{field}")
+
+
 def test_start_a_sweep_from_the_form(tmp_path):
     at = page()
     at.run()
     at.selectbox(key="tradeoffs_new_dataset").set_value("synthetic").run()
-    at.number_input(key="tradeoffs_new_epochs").set_value(1)
-    at.multiselect(key="tradeoffs_new_epsilons").set_value([2.0])
-    at.multiselect(key="tradeoffs_new_clips").set_value([1.0])
-    at.checkbox(key="tradeoffs_new_baseline").uncheck().run()
+    form_widget(at, "number_input", "epochs").set_value(1)
+    form_widget(at, "multiselect", "epsilons").set_value([2.0])
+    form_widget(at, "multiselect", "clips").set_value([1.0])
+    form_widget(at, "checkbox", "baseline").uncheck().run()
     assert "**1 run**" in texts(at)
     at.button(key="tradeoffs_start").click().run()
     assert not at.exception
@@ -177,3 +182,23 @@ def test_bad_query_values_raise_config_error(params, fragment):
 
 def test_page_file_is_found():
     assert (Path(__file__).parent / PAGE).resolve().is_file()
+
+
+def test_a_running_sweep_shows_its_eta_on_the_progress_bar(tmp_path, monkeypatch):
+    store = RunStore(os.environ[RUNS_DIR_ENV])
+    sweep = sweeps.save_sweep(store, SPEC, name="running sweep")
+    first, second, _ = sweeps.expand(sweep.spec)
+    done_id = store.create_run(first.config, group=sweep.id)
+    running_id = store.create_run(second.config, group=sweep.id)
+    with monkeypatch.context() as patch:  # both started long ago
+        patch.setattr("dpcore.store.runs.utc_now", lambda: "2020-01-01T00:00:00+00:00")
+        store.set_status(done_id, "running")
+        store.set_status(done_id, "done")
+        store.set_status(running_id, "running")
+    store.set_progress(running_id, 5, 10)
+    at = page()
+    at.query_params["sweep"] = sweep.id
+    at.run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    bars = [bar.proto.text for bar in at.get("progress")]
+    assert any(text.startswith("1 of 3 runs done · 1 running") and text.endswith(" left") for text in bars), bars

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from dpcore.jobs import queue as jobs
 from dpcore.store.runs import CANCELLED, DONE, RUNNING
+from dpcore.views import train_form as tf
 
 PAGE = "../../pages/train.py"
 TIMEOUT = 60
@@ -39,6 +40,13 @@ def texts(elements) -> str:
     return "\n".join(str(element.value) for element in elements)
 
 
+def widget(at, kind: str, field: str):
+    """The Train form's widget for setting ``field`` (its key gains a ``~N`` suffix once the form replaced it)."""
+    found = [element for element in getattr(at, kind) if element.key.split("~")[0] == f"train_w_{field}"]
+    assert len(found) == 1, [element.key for element in getattr(at, kind)]
+    return found[0]
+
+
 def train_button(at):
     return at.button(key="train-submit")
 
@@ -51,10 +59,10 @@ def wait_for(predicate, timeout: float = 30.0) -> None:
 
 
 def test_renders_synthetic_defaults_and_resets_recipe_on_dataset_change(app):
-    assert app.selectbox(key="train_w_dataset").value == "synthetic"
-    assert app.number_input(key="train_w_target_epsilon").value == 3.0
-    assert app.number_input(key="train_w_epochs").value == 10  # the synthetic recipe
-    assert app.selectbox(key="train_w_model").value == "mlp"
+    assert widget(app, "selectbox", "dataset").value == "synthetic"
+    assert widget(app, "number_input", "target_epsilon").value == 3.0
+    assert widget(app, "number_input", "epochs").value == 10  # the synthetic recipe
+    assert widget(app, "selectbox", "model").value == "mlp"
     assert not train_button(app).disabled
     assert "800** training examples" in texts(app.markdown)
     assert "σ = **" in texts(app.markdown)  # the planned noise for the target ε
@@ -63,11 +71,41 @@ def test_renders_synthetic_defaults_and_resets_recipe_on_dataset_change(app):
     app.number_input(key="train_w_epochs").set_value(3).run()
     app.selectbox(key="train_w_dataset").select("digits").run()
     assert not app.exception
-    assert app.number_input(key="train_w_epochs").value == 15  # digits recipe, not the 3 typed before
-    assert app.number_input(key="train_w_batch_size").value == 256
-    assert app.selectbox(key="train_w_optimizer").value == "sgd"
-    assert set(app.selectbox(key="train_w_model").options) >= {"CNN (GroupNorm)", "MLP (GroupNorm)"}
+    assert widget(app, "number_input", "epochs").value == 15  # digits recipe, not the 3 typed before
+    assert widget(app, "number_input", "batch_size").value == 256
+    assert widget(app, "selectbox", "optimizer").value == "sgd"
+    assert set(widget(app, "selectbox", "model").options) >= {"CNN (GroupNorm)", "MLP (GroupNorm)"}
     assert any("image" in chart.proto.spec.lower() for chart in app.get("plotly_chart"))  # the image preview
+
+
+def submitted_config(at):
+    """The TrainConfig the Train button would queue now (the form's settings, validated)."""
+    return tf.config_from(at.session_state["train_form"]).validate(n=1437)
+
+
+def test_a_dataset_change_applies_its_recipe_whole_even_with_target_epsilon_typed_at_once(app):
+    widget(app, "selectbox", "dataset").select("digits")
+    widget(app, "number_input", "target_epsilon").set_value(1.0)
+    browser_states = app._tree.get_widget_states()  # what the browser holds: digits, ε 1, synthetic's knobs
+    recipe = {field: value for field, value in tf.recipe_settings("digits").items() if value is not None}
+    assert recipe != {field: value for field, value in tf.recipe_settings("synthetic").items() if value is not None}
+    app.run()  # both changes in the same rerun
+    assert not app.exception
+    cfg = submitted_config(app)
+    assert (cfg.dataset, cfg.target_epsilon) == ("digits", 1.0)
+    assert {field: getattr(cfg, field) for field in recipe} == recipe
+    assert widget(app, "number_input", "epochs").value == recipe["epochs"]
+    # The run that applied the recipe is interrupted by the next input before it draws the new widgets, so
+    # the browser sends synthetic's knobs again: they belong to the replaced widgets and must not win.
+    app._run(browser_states)
+    assert not app.exception
+    cfg = submitted_config(app)
+    assert (cfg.dataset, cfg.target_epsilon) == ("digits", 1.0)
+    assert {field: getattr(cfg, field) for field in recipe} == recipe
+    assert widget(app, "number_input", "batch_size").value == recipe["batch_size"]
+    other = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()  # a second session stays on its own form
+    assert widget(other, "selectbox", "dataset").value == "synthetic"
+    assert widget(other, "number_input", "epochs").value == tf.recipe_settings("synthetic")["epochs"]
 
 
 def test_privacy_mode_shows_the_matching_inputs(app):
@@ -102,9 +140,28 @@ def test_csv_upload_errors_inline_then_loads_a_good_file(app):
     assert train_button(app).disabled
     app.file_uploader(key="train_w_csv_file").set_value(("people.csv", GOOD_CSV.encode(), "text/csv")).run()
     assert not app.exception and not app.error
-    assert app.selectbox(key="train_w_label_column").value == "label"  # picked by name
+    assert widget(app, "selectbox", "label_column").value == "label"  # picked by name
     assert "48** training examples" in texts(app.markdown)
-    assert app.number_input(key="train_w_batch_size").value == 16  # lowered to fit 48 examples
+    assert widget(app, "number_input", "batch_size").value == 16  # lowered to fit 48 examples
+    assert not train_button(app).disabled
+
+
+def test_csv_feature_columns_leave_out_a_column_that_is_not_numbers(app):
+    rows = "\n".join(f"{150 + i % 40},{'abc' if i in (3, 17) else 50 + i % 30},{'tall' if i % 40 > 20 else 'short'}"
+                     for i in range(60))
+    widget(app, "selectbox", "dataset").select("csv").run()
+    app.file_uploader(key="train_w_csv_file").set_value(("people.csv", f"height,weight,label\n{rows}".encode(),
+                                                          "text/csv")).run()
+    assert not app.exception
+    message = texts(app.error)
+    assert "'weight'" in message and "data rows 4, 18" in message and "leave the column out" in message
+    picker = widget(app, "multiselect", "feature_choice")
+    assert picker.value == ["height", "weight"] and "label" not in picker.options  # all but the label
+    picker.set_value(["height"]).run()
+    assert not app.exception and not app.error
+    assert "1 feature columns" in texts(app.caption)
+    assert submitted_config(app).feature_columns == ["height"]
+    assert app.query_params["feature_columns"] == '["height"]'  # a copied link keeps the choice
     assert not train_button(app).disabled
 
 
@@ -117,7 +174,7 @@ def test_probe_suggests_a_clipping_bound_and_applies_it(app):
     assert "without privacy" in texts(app.caption)
     assert any("gradient norm" in chart.proto.spec for chart in app.get("plotly_chart"))
     app.button(key="train-probe-apply").click().run()
-    assert app.number_input(key="train_w_max_grad_norm").value == pytest.approx(value)
+    assert widget(app, "number_input", "max_grad_norm").value == pytest.approx(value)
 
 
 def test_train_shows_live_run_then_summary_roc_and_checks(app):
@@ -229,10 +286,10 @@ def test_settings_round_trip_through_the_url():
     at.query_params["epochs"] = "7"
     at.run()
     assert not at.exception
-    assert at.selectbox(key="train_w_dataset").value == "digits"
-    assert at.number_input(key="train_w_target_epsilon").value == 2.0
-    assert at.number_input(key="train_w_epochs").value == 7
-    assert at.selectbox(key="train_w_model").value == "mlp"  # the rest from the digits recipe
+    assert widget(at, "selectbox", "dataset").value == "digits"
+    assert widget(at, "number_input", "target_epsilon").value == 2.0
+    assert widget(at, "number_input", "epochs").value == 7
+    assert widget(at, "selectbox", "model").value == "mlp"  # the rest from the digits recipe
     at.number_input(key="train_w_epochs").set_value(9).run()
     assert at.query_params["epochs"] == "9"
     assert at.query_params["dataset"] == "digits"
@@ -246,9 +303,9 @@ def test_a_run_link_opens_that_runs_settings(app):
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
     at.query_params["run"] = run_id
     at.run()
-    assert at.selectbox(key="train_w_dataset").value == "breast-cancer"
-    assert at.radio(key="train_w_mode").value == "sigma"
-    assert at.number_input(key="train_w_noise_multiplier").value == 1.5
+    assert widget(at, "selectbox", "dataset").value == "breast-cancer"
+    assert widget(at, "radio", "mode").value == "sigma"
+    assert widget(at, "number_input", "noise_multiplier").value == 1.5
 
 
 def test_planner_hand_off_fills_the_form(app):
@@ -257,11 +314,11 @@ def test_planner_hand_off_fills_the_form(app):
                                             "source": "planner"}
     app.run()
     assert not app.exception
-    assert app.selectbox(key="train_w_dataset").value == "digits"
-    assert app.radio(key="train_w_mode").value == "sigma"
-    assert app.number_input(key="train_w_noise_multiplier").value == 2.5
-    assert app.number_input(key="train_w_batch_size").value == 128
-    assert app.number_input(key="train_w_epochs").value == 12
+    assert widget(app, "selectbox", "dataset").value == "digits"
+    assert widget(app, "radio", "mode").value == "sigma"
+    assert widget(app, "number_input", "noise_multiplier").value == 2.5
+    assert widget(app, "number_input", "batch_size").value == 128
+    assert widget(app, "number_input", "epochs").value == 12
     assert "planner_handoff" not in app.session_state
 
 

@@ -72,7 +72,8 @@ def test_curves_far_above_the_target_are_left_out_but_never_the_plans_own():
 
 def test_sigma_text_rounds_up_so_the_target_still_holds():
     assert planner.sigma_text(1.2341) == "1.235" and planner.sigma_text(1.234) == "1.234"
-    assert planner.epsilon_text(12345.6) == "12,346" and planner.epsilon_text(2.7) == "2.70"
+    assert planner.epsilon_text(12345.6) == "1.2 × 10⁴" and planner.epsilon_text(3265.8) == "3,266"
+    assert planner.epsilon_text(2.7) == "2.70"
 
 
 def test_cached_epsilon_matches_the_accountant():

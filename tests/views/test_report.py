@@ -155,6 +155,10 @@ def test_report_escapes_names(store, trained):
 def test_cli_report_writes_the_file_and_rejects_unknown_ids(store, trained, tmp_path, capsys):
     _, sweep_id, ids = trained
     target = tmp_path / "out" / "report.html"
+    # a missing output folder is named, not created silently (issue 13)
+    assert main(["report", ids["private"], "-o", str(target), "--runs-dir", str(store.root)]) == 2
+    assert "does not exist" in capsys.readouterr().err and not target.parent.exists()
+    target.parent.mkdir()
     assert main(["report", ids["private"], "-o", str(target), "--runs-dir", str(store.root)]) == 0
     assert target.is_file() and ids["private"] in Page(target.read_text()).text
     assert main(["report", sweep_id, "-o", str(tmp_path / "sweep.html"), "--runs-dir", str(store.root)]) == 0

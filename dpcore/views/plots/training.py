@@ -149,12 +149,14 @@ def _add_smoothed_series(fig: go.Figure, xs: np.ndarray, ys: np.ndarray, *, labe
                                  line=dict(color=color, width=2), hovertemplate=hover))
         return
     window = _smoothing_window(ys.size)
+    # A downsampled history (dpcore.views.live) has steps more than 1 apart: say how many steps the mean spans.
+    span = window if xs.size < 2 else max(window, round(window * float(xs[-1] - xs[0]) / (xs.size - 1)))
     fig.add_trace(go.Scatter(x=xs, y=ys, name=f"{label} (per step)", legendgroup=label, showlegend=False,
                              mode="lines", line=dict(color=color, width=1), opacity=0.3,
                              hovertemplate=hover + " (per step)"))
     fig.add_trace(go.Scatter(x=xs, y=_rolling_mean(ys, window), name=label, legendgroup=label, mode="lines",
                              line=dict(color=color, width=2.2),
-                             hovertemplate=hover + f" (mean of {window} steps)"))
+                             hovertemplate=hover + f" (mean of {span} steps)"))
 
 
 @finished

@@ -1,0 +1,161 @@
+"""Book-keeping clipping (dpcore.engine.bookkeeping): equal to Opacus' hooks mode, and falls back where it must."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opacus import GradSampleModule
+from opacus.optimizers import DPOptimizer
+from torch import nn
+
+from dpcore import ConfigError, TrainConfig, train
+from dpcore.engine.bookkeeping import BookkeepingCriterion, BookkeepingModule, bookkeeping_supported
+from dpcore.engine.models import MODELS, make_private_compatible
+from dpcore.engine.training import _choose_grad_sample_mode, hooks_sample_norms
+
+SEED_CONFIG = TrainConfig(dataset="synthetic", target_epsilon=3.0, target_delta=1e-5, max_grad_norm=1.0,
+                          epochs=2, batch_size=64, lr=1e-3, seed=42, reproducible=True)
+
+
+def _opacus_hooks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clip: float):
+    """(per-sample norms, clipped noise-free gradient sums) computed by Opacus' hooks mode and DPOptimizer."""
+    wrapped = GradSampleModule(copy.deepcopy(model))
+    params = [p for p in wrapped.parameters() if p.requires_grad]
+    optimizer = DPOptimizer(torch.optim.SGD(params, lr=0.1), noise_multiplier=0.0, max_grad_norm=clip,
+                            expected_batch_size=len(x))
+    nn.functional.cross_entropy(wrapped(x), y).backward()
+    norms = hooks_sample_norms(params)
+    optimizer.pre_step()  # clip, accumulate, add zero noise, divide by the expected batch size
+    return norms, [p.grad * len(x) for p in params]
+
+
+def _bookkeeping(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clip: float):
+    """(per-sample norms, clipped gradient sums) from one book-keeping backward."""
+    module = BookkeepingModule(model, max_grad_norm=clip)
+    BookkeepingCriterion(module, nn.CrossEntropyLoss())(module(x), y).backward()
+    return module.per_sample_gradient_norms, [p.grad for p in model.parameters() if p.requires_grad]
+
+
+def _assert_same(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clip: float) -> None:
+    ref_norms, ref_sums = _opacus_hooks(model, x, y, clip)
+    norms, sums = _bookkeeping(model, x, y, clip)
+    torch.testing.assert_close(norms, ref_norms, rtol=1e-5, atol=1e-5)
+    assert len(sums) == len(ref_sums)
+    for got, want in zip(sums, ref_sums, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(MODELS)), batch=st.integers(1, 6), classes=st.integers(2, 4),
+       channels=st.integers(1, 3), side=st.sampled_from([4, 5, 8, 9]), features=st.integers(1, 12),
+       clip=st.floats(1e-3, 10.0), seed=st.integers(0, 2**16))
+def test_clipped_sums_and_norms_match_opacus_hooks_on_every_registry_model(name, batch, classes, channels, side,
+                                                                            features, clip, seed):
+    torch.manual_seed(seed)
+    shape = (channels, side, side) if "image" in MODELS[name].kinds and name.startswith("cnn") else (features,)
+    model, _ = make_private_compatible(MODELS[name].build(shape, classes))
+    assert bookkeeping_supported(model)
+    x, y = torch.randn(batch, *shape), torch.randint(0, classes, (batch,))
+    _assert_same(model, x, y, clip)
+
+
+class _Sequence(nn.Module):
+    """Linear on a sequence (B, T, d) with LayerNorm: the ghost-norm (Gram) and per-sample-gradient branches."""
+
+    def __init__(self, steps: int, features: int, hidden: int, classes: int) -> None:
+        super().__init__()
+        self.embed, self.norm = nn.Linear(features, hidden), nn.LayerNorm(hidden)
+        self.head = nn.Linear(steps * hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.norm(self.embed(x))).flatten(1))
+
+
+@settings(max_examples=15, deadline=None)
+@given(batch=st.integers(1, 5), steps=st.integers(1, 9), features=st.integers(1, 6), hidden=st.integers(1, 6),
+       clip=st.floats(1e-3, 10.0), seed=st.integers(0, 2**16))
+def test_sequence_linear_and_layernorm_match_opacus_hooks(batch, steps, features, hidden, clip, seed):
+    torch.manual_seed(seed)
+    model = _Sequence(steps, features, hidden, 3)
+    _assert_same(model, torch.randn(batch, steps, features), torch.randint(0, 3, (batch,)), clip)
+
+
+def test_frozen_parameters_are_left_out_as_opacus_does():
+    torch.manual_seed(0)
+    model, _ = make_private_compatible(MODELS["cnn"].build((1, 8, 8), 3))
+    model.features[0].weight.requires_grad_(False)
+    model.classifier[1].bias.requires_grad_(False)
+    _assert_same(model, torch.randn(5, 1, 8, 8), torch.randint(0, 3, (5,)), 0.3)
+
+
+class _Custom(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(4))
+        self.linear = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x * self.scale)
+
+
+def test_unknown_layers_fall_back_to_opacus():
+    conv1d = nn.Sequential(nn.Conv1d(2, 3, 3), nn.Flatten(), nn.Linear(3 * 4, 2))
+    tied = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    tied[1].weight = tied[0].weight
+    grouped = nn.Sequential(nn.Conv2d(2, 2, 3, groups=2), nn.Flatten(), nn.Linear(2, 2))
+    for model in (conv1d, _Custom(), grouped, nn.Sequential(nn.Embedding(5, 2), nn.Flatten(), nn.Linear(2, 2))):
+        assert not bookkeeping_supported(model)
+        assert _choose_grad_sample_mode("auto", model) == "ghost"
+        with pytest.raises(ConfigError, match="bookkeeping"):
+            _choose_grad_sample_mode("bookkeeping", model)
+    assert _choose_grad_sample_mode("auto", tied) == "hooks"  # shared parameters: neither ours nor ghost
+    for name in MODELS:
+        model, _ = make_private_compatible(MODELS[name].build((1, 8, 8), 3))
+        assert _choose_grad_sample_mode("auto", model) == "bookkeeping"
+
+
+def test_auto_trains_with_bookkeeping_and_falls_back_for_an_unknown_layer(monkeypatch):
+    from dpcore.engine import training
+
+    run = train(SEED_CONFIG.replace(epochs=1))
+    assert run.grad_sample_mode == "bookkeeping"
+    monkeypatch.setattr(training, "bookkeeping_supported", lambda model: False)
+    fallback = train(SEED_CONFIG.replace(epochs=1))
+    assert fallback.grad_sample_mode == "ghost"
+    np.testing.assert_allclose(run.history["clip_fraction"], fallback.history["clip_fraction"])
+
+
+@pytest.mark.parametrize("physical_batch_size", [None, 16])
+def test_bookkeeping_run_equals_ghost_run_with_the_same_noise_and_accounting(physical_batch_size):
+    """Same seed: same Poisson batches, same noise draws, same accountant; only float rounding differs."""
+    ghost = train(SEED_CONFIG.replace(grad_sample_mode="ghost"))
+    ours = train(SEED_CONFIG.replace(grad_sample_mode="bookkeeping", physical_batch_size=physical_batch_size))
+    assert ours.grad_sample_mode == "bookkeeping"
+    assert ours.accountant_history == ghost.accountant_history
+    assert ours.final_epsilon == ghost.final_epsilon
+    np.testing.assert_array_equal(ours.history["epsilon"], ghost.history["epsilon"])
+    np.testing.assert_array_equal(ours.history["batch_size"], ghost.history["batch_size"])
+    np.testing.assert_allclose(ours.history["clip_fraction"], ghost.history["clip_fraction"])
+    np.testing.assert_allclose(ours.history["loss"], ghost.history["loss"], rtol=1e-4)
+    for a, b in zip(ours.model.state_dict().values(), ghost.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_noise_is_added_with_the_calibrated_scale():
+    """With a huge clipping bound nothing is clipped and the update is dominated by N(0, sigma^2 C^2) / B."""
+    cfg = SEED_CONFIG.replace(target_epsilon=None, noise_multiplier=1.0, max_grad_norm=1e3, epochs=1, lr=1.0,
+                              optimizer="sgd", momentum=0.0)
+    run = train(cfg)
+    torch.manual_seed(cfg.seed)  # the run's initial weights
+    start, _ = make_private_compatible(MODELS["mlp"].build(run.data.info.input_shape, run.data.info.num_classes))
+    moved = torch.cat([(a - b).flatten() for a, b in zip(run.model.state_dict().values(),
+                                                           start.state_dict().values(), strict=True)])
+    expected_batch = int(run.data.n_members * run.sample_rate)
+    per_step_std = 1.0 * 1e3 / expected_batch  # lr * sigma * C / B, summed over independent steps
+    observed = float(moved.std()) / np.sqrt(run.steps)
+    assert 0.8 * per_step_std < observed < 1.2 * per_step_std

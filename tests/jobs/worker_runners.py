@@ -1,0 +1,45 @@
+"""Module-level job runners for tests/jobs/test_workers.py: they must pickle to reach a worker process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+
+def record_pid(run_id, store, should_stop) -> None:
+    """Store the pid of the process that ran the job."""
+    store.update_summary(run_id, runner_pid=os.getpid())
+
+
+def wait_for_stop(run_id, store, should_stop) -> None:
+    """Say it started, then poll ``should_stop`` for up to 60 s."""
+    store.update_summary(run_id, started=True, runner_pid=os.getpid())
+    deadline = time.monotonic() + 60
+    while not should_stop() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def ignore_stop(run_id, store, should_stop) -> None:
+    """Say it started, then sleep 60 s without looking at ``should_stop``."""
+    store.update_summary(run_id, started=True)
+    time.sleep(60)
+
+
+def die_like_oom(run_id, store, should_stop) -> None:
+    """Allocate a little, then die the way the kernel's OOM killer ends a process (SIGKILL)."""
+    store.update_summary(run_id, started=True)
+    ballast = bytearray(16 * 2**20)
+    os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(10)
+    del ballast
+
+
+def fail(run_id, store, should_stop) -> None:
+    """Raise an ordinary error."""
+    raise ValueError("boom in the worker")
+
+
+def record_env(run_id, store, should_stop) -> None:
+    """Store the worker's DPEXPLORER_DATA_DIR."""
+    store.update_summary(run_id, data_dir=os.environ.get("DPEXPLORER_DATA_DIR"))
