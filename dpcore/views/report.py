@@ -155,22 +155,18 @@ class ReportRun:
 
     @property
     def private(self) -> bool:
-        """Whether the run used DP-SGD."""
-        return bool(self.config.get("private", True))
+        """Whether the run used DP-SGD (as ``StoredRun.private`` reads it)."""
+        return self.stored().private
 
     @property
     def final_epsilon(self) -> float:
-        """Epsilon spent (inf for a non-private run, NaN when unknown)."""
-        if not self.private:
-            return math.inf
-        value = self.summary.get("final_epsilon")
-        return float(value) if isinstance(value, (int, float)) else math.nan
+        """Epsilon spent (inf for a non-private run, NaN when unknown), as ``StoredRun`` reads it."""
+        return self.stored().final_epsilon
 
     @property
     def test_accuracy(self) -> float:
-        """Test accuracy after the last epoch (fraction), NaN when unknown."""
-        value = self.summary.get("test_accuracy")
-        return float(value) if isinstance(value, (int, float)) else math.nan
+        """Test accuracy after the last epoch (fraction), NaN when unknown, as ``StoredRun`` reads it."""
+        return self.stored().test_accuracy
 
 
 def attack_rows(summary: Mapping[str, Any]) -> list[tuple[str, str, str]]:
