@@ -5,7 +5,7 @@ the tests all go through this package; nothing in it imports Streamlit.
 
 >>> from dpcore import TrainConfig
 >>> TrainConfig(dataset="synthetic", target_epsilon=3.0).resolve().epochs
-10
+20
 """
 
 from dpcore.config import TrainConfig

@@ -434,11 +434,11 @@ def _configure_check(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the checks as JSON only")
 
 
-@command("check", "privacy gate for CI: train, attack, run the four checks; exit 1 if any fails", _configure_check)
+@command("check", "privacy gate for CI: train, attack, check; exit 1 if a gating check fails", _configure_check)
 def cmd_check(args: argparse.Namespace) -> int:
     from dpcore.jobs.training import membership_summary, train_and_evaluate  # deferred: torch
     from dpcore.privacy.caveats import epsilon_status  # deferred: torch (accountants)
-    from dpcore.privacy.checks import SECRET_NOISE, run_checks  # deferred: torch (accountants)
+    from dpcore.privacy.checks import SECRET_NOISE, gate_checks, run_checks  # deferred: torch (accountants)
     from dpcore.views.report import ReportRun, run_report_html  # deferred: torch
 
     cfg = config_from_args(args)
@@ -462,7 +462,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     thresholds = dict(max_epsilon=args.max_epsilon, max_auc=args.max_auc, min_accuracy=args.min_accuracy)
     checks = run_checks(config, summary, **thresholds, allow_reproducible=args.allow_reproducible)
     checked_by = status.bound_accountant if status.bound is not None else None
-    failed = [check for check in checks if check.passed is not True]
+    failed = [check for check in gate_checks(checks) if check.passed is not True]  # advisory checks never fail
     if args.report:
         run = ReportRun.from_result(result, attack=attack, summary=summary)
         Path(args.report).write_text(run_report_html(run, thresholds={
@@ -482,15 +482,18 @@ def cmd_check(args: argparse.Namespace) -> int:
                   f"epsilon {_fmt(status.bound)}")
     width = max(len(check.name) for check in checks)
     for check in checks:
-        verdict = {True: "PASS", False: "FAIL", None: "N/A "}[check.passed]
+        verdict = {True: "PASS", False: "WARN" if check.advisory else "FAIL", None: "N/A "}[check.passed]
         value = "seeded" if check.name == SECRET_NOISE else _fmt(check.value)
-        print(f"{verdict}  {check.name:<{width}}  {value}  ({check.description})")
+        print(f"{verdict}  {check.name:<{width}}  {value}  ({check.description})"
+              + ("  [advisory]" if check.advisory else ""))
     if args.report:
         print(f"report: {args.report}")
     if failed:
-        print(f"gate failed: {len(failed)} of {len(checks)} checks did not pass")
+        print(f"gate failed: {len(failed)} of {len(gate_checks(checks))} checks did not pass")
         return EXIT_CHECK_FAILED
-    print(f"gate passed: all {len(checks)} checks pass")
+    print(f"gate passed: all {len(gate_checks(checks))} checks pass" + (
+        f" ({len(checks) - len(gate_checks(checks))} advisory, not gating)" if len(gate_checks(checks)) < len(checks)
+        else ""))
     return EXIT_OK
 
 

@@ -20,15 +20,20 @@ ACCOUNTANTS = ("rdp", "prv", "gdp")
 GRAD_SAMPLE_MODES = ("auto", "bookkeeping", "hooks", "ghost", "functorch")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
-# Tuned defaults per dataset. The digits recipe comes from a search on this machine
-# (MLP, SGD with momentum, ghost clipping; batch 256/512, 15-60 epochs, lr 0.05-0.4,
-# C 1-2; mean of 5 seeds): 15 epochs give 93.7 % at epsilon 3, 87.8 % at 1 and 75.8 %
-# at 0.5 (40 epochs: 92.8, 80.6 and 55.7 %), 97.5 % without DP, in 3 s a run.
+# Tuned defaults per dataset (issue 12): at epsilon 3 each built-in recipe that trains here clips a median
+# 50-80 % of per-sample gradients per step (the band the app calls healthy) with the smallest accuracy gap
+# to no DP found by a search (``bench/bench_recipes.py``; C, lr, epochs, batch; SGD with momentum 0.9;
+# mean of 3 seeds; the noise is secret, so figures move by 1-2 points between runs). Synthetic: C 0.3, lr 0.1,
+# 20 epochs of 64 -> 78-80 % at epsilon 3, 76-78 % clipped, vs 91 % without DP (the old Adam 1e-3, C 1,
+# 10 epochs: 62 %, 100 % clipped). Digits (kept: already in the band): 93 % at epsilon 3, 54 % clipped, vs
+# 97 % without DP. Breast cancer: C 0.01, lr 0.3 -> 94 %, 53 % clipped, vs 95.6 % without DP (C 0.3
+# reaches 95-96 % but clips only 12-14 %). The OpenML recipes (mnist, fashion-mnist,
+# cifar10, adult) were not re-tuned: they need a download this machine cannot make.
 # Datasets without an entry (CSV uploads) use GENERIC_RECIPE.
 RECIPES: dict[str, dict[str, Any]] = {
-    "synthetic": dict(model="mlp", epochs=10, batch_size=64, lr=1e-3, optimizer="adam", max_grad_norm=1.0),
+    "synthetic": dict(model="mlp", epochs=20, batch_size=64, lr=0.1, optimizer="sgd", max_grad_norm=0.3),
     "digits": dict(model="mlp", epochs=15, batch_size=256, lr=0.1, optimizer="sgd", max_grad_norm=1.0),
-    "breast-cancer": dict(model="mlp", epochs=30, batch_size=64, lr=0.05, optimizer="sgd", max_grad_norm=1.0),
+    "breast-cancer": dict(model="mlp", epochs=30, batch_size=64, lr=0.3, optimizer="sgd", max_grad_norm=0.01),
     "mnist": dict(model="cnn", epochs=5, batch_size=512, lr=0.5, optimizer="sgd", max_grad_norm=1.0),
     "fashion-mnist": dict(model="cnn", epochs=5, batch_size=512, lr=0.5, optimizer="sgd", max_grad_norm=1.0),
     "cifar10": dict(model="cnn", epochs=10, batch_size=512, lr=0.5, optimizer="sgd", max_grad_norm=1.0),

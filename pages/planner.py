@@ -152,13 +152,13 @@ def _attack_limit_section(settings: dict[str, Any], sampling: Sampling, steps: i
     bound = tradeoff.tradeoff_bound(noise_multiplier=sigma, sample_rate=sampling.sample_rate, steps=steps)
     st.subheader("The most any membership attack could achieve")
     left, middle, right = st.columns([1.2, 2, 2])
-    left.metric("Members found at 1 % false alarms, at most", f"{100 * bound.headline():.3g} %", border=True,
+    left.metric("Found at 1 % FPR, at most", f"{100 * bound.headline():.3g} %", border=True,
                 help=plan.HELP["bound"])
     left.caption(f"next to RDP ε = {epsilon_text(eps['rdp'])}; computed in {bound.seconds:.2f} s")
-    middle.plotly_chart(plots.roc_chart([], bound=bound, bound_epsilon=eps["rdp"], title="Attack limit (linear)"),
-                        key="planner_chart_bound")
-    right.plotly_chart(plots.roc_chart([], bound=bound, bound_epsilon=eps["rdp"], log_scale=True,
-                                       title="Attack limit (log-log: low false alarms)"), key="planner_chart_bound_log")
+    middle.plotly_chart(plots.roc_chart([], bound=bound, bound_epsilon=eps["rdp"], title="Attack limit (linear)",
+                                        width=300), key="planner_chart_bound")
+    right.plotly_chart(plots.roc_chart([], bound=bound, bound_epsilon=eps["rdp"], log_scale=True, width=300,
+                                       title="Attack limit (log-log)"), key="planner_chart_bound_log")
     st.caption(attack_bound_sentence(bound_tpr=bound.headline()) + " " + BOUND_CAPTION)
 
 

@@ -9,6 +9,7 @@ numbers and texts come from ``dpcore.views.run_summary`` and ``dpcore.views.card
 from __future__ import annotations
 
 import math
+import secrets
 import time
 from collections.abc import Callable, Sequence
 
@@ -31,6 +32,8 @@ from pages import panels
 POLL_S = live.REDRAW_S  # seconds between redraws of a live run (1-2 s: watching must cost the run nothing)
 SAMPLES_KEY = "run_view_step_samples"  # plain session key: {run_id: [(posix time, steps done), ...]}
 MAX_SAMPLES = 20
+WATCHER_KEY = "run_view_watcher_id"  # plain session key: this session's id in live.redraw_interval
+INTERVAL_KEY = "run_view_redraw_s"  # plain session key: the interval the live fragment was registered with
 NewRun = Callable[[str], None] | None
 
 
@@ -48,14 +51,18 @@ def live_run(run_id: str, *, store: RunStore, queue: JobQueue | None = None, key
     except RunNotFound as err:
         st.warning(str(err), icon=":material/search_off:")
         return
-    if needs_polling(run, store=store, queue=queue):
-        _live_fragment(run_id, store, queue, key, on_new_run)
+    if needs_polling(run, store=store, queue=queue):  # backed off when many sessions watch (live.redraw_interval)
+        every = live.redraw_interval(st.session_state.setdefault(WATCHER_KEY, secrets.token_hex(8)))
+        st.session_state[INTERVAL_KEY] = every
+        st.fragment(_live_fragment, run_every=every)(run_id, store, queue, key, on_new_run)
     else:
         render_run(run_id, store=store, queue=queue, key=key, on_new_run=on_new_run)
 
 
-@st.fragment(run_every=POLL_S)
 def _live_fragment(run_id: str, store: RunStore, queue: JobQueue | None, key: str, on_new_run: NewRun) -> None:
+    every = live.redraw_interval(st.session_state.get(WATCHER_KEY, ""))  # still watching
+    if abs(every - st.session_state.get(INTERVAL_KEY, every)) >= 1.0:
+        st.rerun()  # whole page: register the fragment again with the new interval (more or fewer watchers)
     run = render_run(run_id, store=store, queue=queue, key=key, on_new_run=on_new_run)
     if run is not None and not needs_polling(run, store=store, queue=queue):
         st.rerun()  # whole page: redraw without the timer
@@ -143,7 +150,7 @@ def render_progress(run: StoredRun, *, store: RunStore, queue: JobQueue | None =
                  "Cancel requested: stopping after this step.", icon=":material/stop_circle:")
         st.rerun()
     if run.status == RUNNING:
-        steps, epochs = live.live_metrics(run, cache=st.session_state.setdefault(live.CACHE_KEY, live.StepCache()))
+        steps, epochs = live.live_metrics(run, cache=st.session_state.setdefault(live.CACHE_KEY, live.SHARED_STEPS))
         show_cards(rs.live_cards(run, steps, epochs))
         if steps.empty:
             st.caption(rs.PREPARING_CAPTION)
@@ -214,7 +221,7 @@ def render_roc(run: StoredRun, *, key: str = "run", attack: str = "done") -> Non
     figure = plots.roc_chart([("loss-threshold attack", roc["fpr"], roc["tpr"], roc.get("auc"))],
                              log_scale=log_axes, n_non_members=roc.get("n_non_members"),
                              title="Membership-inference ROC", bound=bound,
-                             bound_epsilon=rs.number(run.summary.get("final_epsilon")))
+                             bound_epsilon=rs.number(run.summary.get("final_epsilon")), width=360)
     st.plotly_chart(figure, key=f"{key}-roc-{run.id}")
     st.markdown(attack_bound_sentence(bound_tpr=bound.headline(), empirical_tpr=rs.empirical_tpr(run, roc),
                                       caveat=bound.caveat))
@@ -228,19 +235,10 @@ def render_charts(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, *, 
     ``live`` (a run in progress) stretches the step axes to the planned total, so the curves show how
     far the run has come.
     """
-    runs_steps, total = [(run.name, steps)], run.record.total_steps if live else None
     if baseline_epochs is None:
         baseline_epochs = rs.baseline_of(run)[1]
-    charts = [(rs.accuracy_figure(run, epochs, baseline_epochs=baseline_epochs, live=live), "acc",
-               rs.accuracy_caption(has_baseline=baseline_epochs is not None)),
-              (rs.stretch_steps(plots.loss_chart(runs_steps), total), "loss", rs.LOSS_CAPTION)]
-    if run.private:
-        charts = [(rs.stretch_steps(plots.epsilon_chart(runs_steps, target_epsilon=run.config.get("target_epsilon"),
-                                                        epsilon_limit=run.config.get("epsilon_limit"),
-                                                        delta=run.config.get("target_delta")), total), "eps",
-                   rs.epsilon_caption(run)),
-                  (rs.stretch_steps(plots.clip_fraction_chart(runs_steps), total), "clip", rs.clip_caption(run)),
-                  charts[1], charts[0]]
+    charts = (rs.live_chart_specs(run, steps, epochs, baseline_epochs=baseline_epochs) if live  # shared, built once
+              else rs.chart_specs(run, steps, epochs, baseline_epochs=baseline_epochs))
     for start in range(0, len(charts), 2):
         for col, (figure, name, caption) in zip(st.columns(2, gap="large"), charts[start:start + 2], strict=True):
             col.plotly_chart(figure, key=f"{key}-{name}-{run.id}")

@@ -21,7 +21,7 @@ from dpcore.jobs.workers import describe_pool
 from dpcore.privacy.bands import format_number
 from dpcore.store import runs
 from dpcore.store.runs import RunStore
-from dpcore.views.live import REDRAW_S
+from dpcore.views.live import REDRAW_S, SharedCache
 
 log = logging.getLogger(__name__)
 SWEEPS_NOTED_KEY = "ui_continued_sweeps_noted"  # plain session key: the restart toast was shown
@@ -87,8 +87,8 @@ def continued_sweeps(root: str) -> dict[str, list[str]]:
 
 @st.cache_resource(show_spinner=False)
 def device_description() -> str:
-    """'cuda:0 (GPU name)' or 'cpu (N threads)': where training runs on this machine."""
-    return describe_device(resolve_device("auto"))
+    """'cuda:0 (GPU name)' or 'cpu': where training runs on this machine (the workers' threads are shown below it)."""
+    return describe_device(resolve_device("auto"), threads=False)
 
 
 def fmt(value: Any, spec: str = ".3f", *, unit: str = "") -> str:
@@ -110,6 +110,8 @@ def page_link(page: str, *, label: str, icon: str | None = None, help: str | Non
         st.caption(f"{label}: open it from the navigation menu.")
 
 QUEUE_POLL_S = REDRAW_S  # as often as the run view, so the two never show different progress for long
+#: The queue panel's text, read once per poll interval for every session (not once per session).
+QUEUE_LINES = SharedCache(max_items=8, ttl_s=QUEUE_POLL_S * 0.9)
 
 
 def render_sidebar() -> None:
@@ -136,7 +138,14 @@ def render_sidebar() -> None:
 
 def _queue_panel() -> None:
     """What runs and what waits; a fragment, so it refreshes while the page itself stays put."""
-    running, pending = queue().snapshot()
+    # One element, so a shorter queue never leaves an earlier, longer listing behind on screen.
+    running, pending = queue().snapshot()  # in memory; the key, so a queue change shows at once
+    key = (str(store().root), tuple(running), tuple(pending))
+    st.markdown(QUEUE_LINES.get(key, lambda: _queue_text(running, pending)))
+
+
+def _queue_text(running: list[str], pending: list[str]) -> str:
+    """The queue panel's markdown: running runs with their progress, then the waiting ones, or 'Idle'."""
     lines = []
     for run_id in running:
         record = store().get(run_id)
@@ -144,5 +153,4 @@ def _queue_panel() -> None:
         lines.append(f":material/play_circle: {record.name}{progress}")
     for place, run_id in enumerate(pending, start=1):
         lines.append(f":material/schedule: #{place} {store().get(run_id).name}")
-    # One element, so a shorter queue never leaves an earlier, longer listing behind on screen.
-    st.markdown("  \n".join(lines) or "Idle")
+    return "  \n".join(lines) or "Idle"

@@ -20,7 +20,9 @@ def test_gate_passes_when_every_check_passes(capsys):
     assert code == EXIT_OK
     for name in CHECKS:
         assert f"PASS  {name}" in out
-    assert "gate passed: all 4 checks pass" in out
+    assert "gate passed: all 4 checks pass (1 advisory, not gating)" in out
+    # the fifth check is advice: whatever it says (PASS, or WARN when clipping is outside 50-80 %), the gate passes
+    assert re.search(r"(PASS|WARN)  clipping in the healthy band .*\[advisory\]", out)
 
 
 def test_gate_fails_on_purpose_with_an_unreachable_accuracy(capsys, tmp_path):
@@ -69,7 +71,9 @@ LENIENT = ["--max-auc", "0.99", "--min-accuracy", "0.01"]  # only the privacy ch
 
 def test_gate_checks_a_gdp_run_with_rdp_not_the_gdp_number(capsys):
     # The seed config: GDP calibrates sigma to "epsilon = 3.000", within the 10 % slack on its own number.
-    code = main(["check", "--dataset", "synthetic", "--accountant", "gdp", "--target-epsilon", "3", *LENIENT])
+    # (the seed's schedule, given explicitly: q = 1/13, 10 epochs = 130 steps; the recipe now trains 20 epochs)
+    code = main(["check", "--dataset", "synthetic", "--epochs", "10", "--batch-size", "64", "--accountant", "gdp",
+                 "--target-epsilon", "3", *LENIENT])
     out = capsys.readouterr().out
     assert code == EXIT_CHECK_FAILED
     assert "epsilon 3.000 at delta" in out  # what GDP reports ...

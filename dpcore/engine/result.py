@@ -79,6 +79,14 @@ class RunResult:
         last = self.history[self.history["epoch"] == self.history["epoch"].max()]
         return float(last["clip_fraction"].mean())
 
+    @property
+    def median_clip_fraction(self) -> float:
+        """Median over every step of the fraction of per-sample gradients clipped (NaN for the baseline)."""
+        if self.history.empty:
+            return math.nan
+        values = self.history["clip_fraction"].dropna()
+        return float(values.median()) if len(values) else math.nan
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready numbers describing the run (no arrays, no model)."""
         cfg = self.config
@@ -106,6 +114,7 @@ class RunResult:
             "test_accuracy": json_number(self.test_accuracy),
             "validation_accuracy": json_number(self.validation_accuracy),
             "final_clip_fraction": json_number(self.final_clip_fraction),
+            "median_clip_fraction": json_number(self.median_clip_fraction),
             "device": self.device,
             "grad_sample_mode": self.grad_sample_mode,
             "fixes": list(self.fixes),

@@ -82,13 +82,17 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def describe_device(device: torch.device) -> str:
-    """Human description, e.g. 'cuda:0 (NVIDIA H100 80GB HBM3)' or 'cpu (2 threads)'."""
+def describe_device(device: torch.device, *, threads: bool = True) -> str:
+    """Human description, e.g. 'cuda:0 (NVIDIA H100 80GB HBM3)' or 'cpu (2 threads)'.
+
+    ``threads=False`` leaves out this process's torch threads (the server's are not the workers').
+    """
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
+    if device.type == "cpu" and threads:
+        count = torch.get_num_threads()
+        return f"cpu ({count} thread{'s' if count != 1 else ''})"
     return str(device)
 
 

@@ -1,5 +1,8 @@
 """The seed's four privacy/utility checks, as data: each with its threshold, measured value and verdict.
 
+A private run also gets a fifth, advisory check (``CLIP_IN_BAND``: the median per-step clip fraction in the
+50-80 % band the app calls healthy); it shows amber when it does not pass and never fails the gate.
+
 ``run_checks`` is the one builder of the checks from plain values (a config dict and a summary
 dict, or explicit numbers): the run view (pass/fail badges), reports, JSON exports,
 ``StoredRun.checks`` and ``python -m dpcore check`` (a privacy gate for users' CI) all call it.
@@ -22,17 +25,25 @@ MEANINGFUL_EPSILON = "meaningful epsilon"
 ATTACK_NEAR_CHANCE = "membership attack near chance"
 USEFUL = "model is useful"
 SECRET_NOISE = "noise kept secret"
+CLIP_IN_BAND = "clipping in the healthy band"
+#: The clip-fraction band the app's explanations call healthy (``dpcore.views.explain``, the clip chart).
+HEALTHY_CLIP_BAND = (0.5, 0.8)
 
 
 @dataclass(frozen=True)
 class Check:
-    """One check: ``passed`` is None when it could not be evaluated (e.g. no attack was run)."""
+    """One check: ``passed`` is None when it could not be evaluated (e.g. no attack was run).
+
+    An ``advisory`` check is advice, not a gate: when it does not pass it shows amber, never red, and
+    ``all_passed`` and ``python -m dpcore check`` ignore it.
+    """
 
     name: str
     description: str
     value: float | None
     threshold: float
     passed: bool | None
+    advisory: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,6 +57,8 @@ class Check:
             return "not measured"
         if self.name == USEFUL:
             return f"{value:.1%}"
+        if self.name == CLIP_IN_BAND:
+            return f"{value:.0%} clipped (median step)"
         if self.name == ATTACK_NEAR_CHANCE:
             return f"AUC {value:.3f}"
         return "ε = ∞" if math.isinf(value) else f"ε = {value:{epsilon_format}}"
@@ -93,6 +106,20 @@ def seed_checks(*, final_epsilon: float, target_epsilon: float | None, test_accu
     return checks
 
 
+def clip_band_check(median_clip_fraction: float | None, *,
+                    band: tuple[float, float] = HEALTHY_CLIP_BAND) -> Check:
+    """The advisory check: the run's median per-step clip fraction (a fraction 0..1) lies within ``band``.
+
+    Returns an ``advisory`` Check (threshold: the band's upper end); ``passed`` is None when not measured.
+    """
+    low, high = band
+    measured = median_clip_fraction is not None and not math.isnan(median_clip_fraction)
+    return Check(CLIP_IN_BAND, f"advisory: median per-step clip fraction within {low:.0%}-{high:.0%}; "
+                               "near 100 % the clip bound C is too small, near 0 % too large (never fails the gate)",
+                 median_clip_fraction if measured else None, high,
+                 (low <= median_clip_fraction <= high) if measured else None, advisory=True)
+
+
 def _number(value: Any) -> float | None:
     """``value`` as a float, None when it is not a number (booleans, text, None)."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
@@ -100,7 +127,8 @@ def _number(value: Any) -> float | None:
 
 def run_checks(config: Mapping[str, Any], summary: Mapping[str, Any], *, test_accuracy: float | None = None,
                mia_auc: float | None = None, final_epsilon: float | None = None, max_epsilon: float = 10.0,
-               max_auc: float = 0.60, min_accuracy: float = 0.55, allow_reproducible: bool = False) -> list[Check]:
+               max_auc: float = 0.60, min_accuracy: float = 0.55, allow_reproducible: bool = False,
+               clip_fraction: float | None = None) -> list[Check]:
     """The privacy gate's checks for a run's config and summary (plain dicts: a stored run or a fresh result).
 
     The one place that derives the checks: pages, reports, exports, the CLI gate and
@@ -112,7 +140,8 @@ def run_checks(config: Mapping[str, Any], summary: Mapping[str, Any], *, test_ac
     RDP/PRV ε, or the RDP ε of a GDP run's schedule) with the thresholds, never a GDP
     approximation; a run without Poisson sampling has no bound and fails them. A reproducible
     run (or one stored before the noise became secret) fails an extra check unless
-    ``allow_reproducible``.
+    ``allow_reproducible``. A private run also gets the advisory ``clip_band_check`` on the summary's
+    ``median_clip_fraction`` (or ``clip_fraction``, a fraction, when given); it never fails the gate.
     """
     status = epsilon_status(config=config, summary=summary, epsilon=final_epsilon)
     private = status.private
@@ -130,14 +159,23 @@ def run_checks(config: Mapping[str, Any], summary: Mapping[str, Any], *, test_ac
         no_bound = None
     accuracy = _number(summary.get("test_accuracy") if test_accuracy is None else test_accuracy)
     auc = _number(summary.get("mia_auc") if mia_auc is None else mia_auc)
-    return seed_checks(final_epsilon=checked, target_epsilon=config.get("target_epsilon") if private else None,
-                       test_accuracy=math.nan if accuracy is None else accuracy,
-                       mia_auc=None if auc is None or math.isnan(auc) else auc, max_epsilon=max_epsilon,
-                       max_auc=max_auc, min_accuracy=min_accuracy,
-                       checked_by=status.bound_accountant if private else None, no_bound=no_bound,
-                       reproducible=status.reproducible, allow_reproducible=allow_reproducible)
+    checks = seed_checks(final_epsilon=checked, target_epsilon=config.get("target_epsilon") if private else None,
+                         test_accuracy=math.nan if accuracy is None else accuracy,
+                         mia_auc=None if auc is None or math.isnan(auc) else auc, max_epsilon=max_epsilon,
+                         max_auc=max_auc, min_accuracy=min_accuracy,
+                         checked_by=status.bound_accountant if private else None, no_bound=no_bound,
+                         reproducible=status.reproducible, allow_reproducible=allow_reproducible)
+    if private:
+        checks.append(clip_band_check(_number(summary.get("median_clip_fraction") if clip_fraction is None
+                                              else clip_fraction)))
+    return checks
+
+
+def gate_checks(checks: list[Check]) -> list[Check]:
+    """The checks that gate (every one but the advisory ones)."""
+    return [check for check in checks if not check.advisory]
 
 
 def all_passed(checks: list[Check]) -> bool:
-    """True when every check ran and passed."""
-    return all(check.passed is True for check in checks)
+    """True when every gating check ran and passed (advisory checks are ignored)."""
+    return all(check.passed is True for check in gate_checks(checks))

@@ -19,7 +19,7 @@ opening a store, and reading it (at most every few seconds), marks runs whose pr
 ...     record = store.get(run_id)
 ...     store.close()
 >>> (record.status, record.name, record.progress)
-('queued', 'synthetic mlp, eps 3, C 1, seed 42', 0.25)
+('queued', 'synthetic mlp, eps 3, C 0.3, seed 42', 0.25)
 """
 
 from __future__ import annotations
@@ -358,6 +358,14 @@ class RunStore(RunLiveness):
         if row is None:
             raise self._not_found(run_id)
         return bool(row[0])
+
+    def finished_stamp(self) -> tuple[int, str | None]:
+        """(number of finished runs, latest ``finished`` time): changes whenever a run finishes or one is deleted.
+
+        One cheap query, for caches of results that depend on the set of finished runs (``find_baseline``).
+        """
+        row = self._conn().execute("SELECT count(*), max(finished) FROM runs WHERE status = ?", (DONE,)).fetchone()
+        return int(row[0]), row[1]
 
     def update_summary(self, run_id: str, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into the run's summary (e.g. ``mia_auc=0.52``); return the new summary."""

@@ -54,12 +54,13 @@ def comparison_report(store: RunStore, run_ids: Sequence[str],
               for record in records}
     names = list(dict.fromkeys(name for by_name in checks.values() for name in by_name))
     check_rows = [(esc(data.labels.get(record.id, record.name)),
-                   *(badge(checks[record.id][name].passed) if name in checks[record.id] else badge(None)
+                   *(badge(checks[record.id][name].passed, advisory=checks[record.id][name].advisory)
+                     if name in checks[record.id] else badge(None)
                      for name in names), esc(record.id)) for record in records]
     checks_html = (html_table(check_rows, ("run", *names, "run id"), raw=True)
                    + '<p class="muted">The four checks of <code>python -m dpcore check</code>; each run\'s own '
                      "report lists the measured values and thresholds. A run without DP fails the ε checks by "
-                     "design: it has no guarantee.</p>")
+                     "design: it has no guarantee. Clipping in the healthy band is advice (amber), not a gate.</p>")
     _, charts = compare.overlay_charts(frame, data)
     figures = list(charts.values())
     missing_roc = f" No attack stored for: {', '.join(data.without_roc)}." if data.without_roc else ""

@@ -50,7 +50,8 @@ th, td { text-align: left; padding: 4px 12px 4px 0; border-bottom: 1px solid #ee
 th { color: #555; font-weight: 600; } td.num { font-variant-numeric: tabular-nums; text-align: right; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; }
 .pass { background: #e3f4e3; color: #1e7b1e; } .fail { background: #fbe3e3; color: #b22222; }
-.na { background: #eeeeee; color: #666; } .warning { color: #a65b00; } .info { color: #3d6b99; }
+.na { background: #eeeeee; color: #666; } .amber { background: #fdf0d5; color: #a65b00; }
+.warning { color: #a65b00; } .info { color: #3d6b99; }
 .cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 10px 0; }
 .card { border: 1px solid #e6e6e6; border-radius: 8px; padding: 8px 14px; min-width: 150px; }
 .card .label { font-size: 12px; color: #6b6b6b; } .card .value { font-size: 22px; font-weight: 600; }
@@ -120,10 +121,12 @@ def html_table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = Non
     return "".join(parts)
 
 
-def badge(passed: bool | None) -> str:
-    """A check's verdict as a coloured badge: 'pass', 'fail' or 'n/a' (None: not run)."""
+def badge(passed: bool | None, *, advisory: bool = False) -> str:
+    """A check's verdict as a coloured badge: 'pass', 'fail', 'advice' (amber: an advisory check not met) or 'n/a'."""
     if passed is True:
         return '<span class="badge pass">pass</span>'
+    if passed is False and advisory:
+        return '<span class="badge amber">advice</span>'
     if passed is False:
         return '<span class="badge fail">fail</span>'
     return '<span class="badge na">n/a</span>'
@@ -232,9 +235,11 @@ def guidance_for(config: Mapping[str, Any], summary: Mapping[str, Any]) -> list[
 
 def checks_section(checks: Sequence[Check]) -> str:
     """The privacy gate's checks as a table (badge, name, rule, measured value, threshold) and the verdict."""
-    rows = [(badge(c.passed), f"<strong>{esc(c.name)}</strong>", esc(c.description),
+    rows = [(badge(c.passed, advisory=c.advisory), f"<strong>{esc(c.name)}</strong>", esc(c.description),
              esc(c.value_text()), esc(fmt(c.threshold, "g"))) for c in checks]
     verdict = "all checks pass" if all_passed(list(checks)) else "at least one check fails or was not run"
+    if any(c.advisory for c in checks):
+        verdict += " (advisory checks, amber when not met, do not count)"
     return (html_table(rows, ("", "check", "rule", "measured", "threshold"), raw=True)
             + f'<p class="muted">Verdict: {esc(verdict)}. These are the checks of '
               "<code>python -m dpcore check</code> (the CI privacy gate).</p>")

@@ -24,6 +24,7 @@ from dpcore.privacy.checks import Check
 from dpcore.privacy.tradeoff import TradeoffCurve
 from dpcore.store.records import StoredRun
 from dpcore.store.runs import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING, RunNotFound
+from dpcore.views import live as live_view
 from dpcore.views import plots
 from dpcore.views.cards import Card
 from dpcore.views.help import ATTACK_MESSAGES, CARD_HELP
@@ -170,9 +171,12 @@ def stop_message(run: StoredRun) -> tuple[str, str, str]:
 
 
 def check_line(check: Check) -> str:
-    """One check as markdown: a pass/fail/n-a badge, its name, what was measured, and its description."""
+    """One check as markdown: a pass/fail/n-a badge (amber 'advice' for an advisory check not met), its name,
+    what was measured, and its description."""
     if check.passed is True:
         mark = ":green-badge[:material/check: pass]"
+    elif check.passed is False and check.advisory:
+        mark = ":orange-badge[:material/warning: advice]"
     elif check.passed is False:
         mark = ":red-badge[:material/close: fail]"
     else:
@@ -292,6 +296,41 @@ def accuracy_figure(run: StoredRun, epochs: pd.DataFrame, *, baseline_epochs: pd
     return figure
 
 
+def chart_specs(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, *, baseline_epochs: pd.DataFrame | None,
+                live: bool = False) -> list[tuple[go.Figure, str, str]]:
+    """The run view's charts as (figure, short name, caption), in drawing order (two per row).
+
+    ε and clip fraction per step (private runs), loss per step, train/test accuracy per epoch (with the
+    baseline's). ``live`` stretches the step axes to the planned total steps.
+    """
+    runs_steps, total = [(run.name, steps)], run.record.total_steps if live else None
+    charts = [(accuracy_figure(run, epochs, baseline_epochs=baseline_epochs, live=live), "acc",
+               accuracy_caption(has_baseline=baseline_epochs is not None)),
+              (stretch_steps(plots.loss_chart(runs_steps), total), "loss", LOSS_CAPTION)]
+    if run.private:
+        charts = [(stretch_steps(plots.epsilon_chart(runs_steps, target_epsilon=run.config.get("target_epsilon"),
+                                                     epsilon_limit=run.config.get("epsilon_limit"),
+                                                     delta=run.config.get("target_delta")), total), "eps",
+                   epsilon_caption(run)),
+                  (stretch_steps(plots.clip_fraction_chart(runs_steps), total), "clip", clip_caption(run)),
+                  charts[1], charts[0]]
+    return charts
+
+
+def live_chart_specs(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, *,
+                     baseline_epochs: pd.DataFrame | None) -> list[tuple[go.Figure, str, str]]:
+    """``chart_specs(..., live=True)`` of the downsampled ``steps``, built once for every session watching.
+
+    Kept in ``dpcore.views.live.FIGURES`` by (run id, last step, epochs, total steps, baseline epochs), so
+    it is built again only when new rows arrive. The figures are shared: callers must not modify them.
+    """
+    last_step = int(steps["step"].iloc[-1]) if not steps.empty else None
+    key = (run.id, len(steps), last_step, len(epochs), run.record.total_steps, run.name,
+           None if baseline_epochs is None else len(baseline_epochs))
+    return live_view.FIGURES.get(key, lambda: chart_specs(run, steps, epochs, baseline_epochs=baseline_epochs,
+                                                       live=True))
+
+
 def accuracy_caption(*, has_baseline: bool) -> str:
     """Caption of the accuracy chart."""
     return ("Test (solid, on held-out examples) and train (dashed) accuracy after each epoch"
@@ -319,12 +358,29 @@ def metrics(run: StoredRun) -> tuple[pd.DataFrame, pd.DataFrame]:
         return pd.DataFrame(), pd.DataFrame()
 
 
+#: ``find_baseline`` results shared by every session for a few seconds, keyed by the store's ``finished_stamp``.
+BASELINES = live_view.SharedCache(max_items=256, ttl_s=5.0)
+
+
+def cached_find_baseline(run: StoredRun) -> Any:
+    """``find_baseline(run.store, run.id)`` (a RunRecord or None), computed at most once per 5 s for all sessions.
+
+    Found again at once when a run finishes (or one is deleted) or the run's baseline link changes: the key holds
+    ``RunStore.finished_stamp()`` and ``run.baseline_run``. A linked baseline's record (its progress) may be up to
+    5 s old.
+    """
+    store = run.store
+    link = run.baseline_run if isinstance(run.baseline_run, str) else None
+    key = (str(store.root), run.id, link, store.finished_stamp())
+    return BASELINES.get(key, lambda: find_baseline(store, run.id))
+
+
 def baseline_of(run: StoredRun) -> tuple[StoredRun | None, pd.DataFrame | None]:
     """The run's linked (or matching) non-private baseline and its epochs (None while it has no finished epochs)."""
     if not run.private or run.store is None:
         return None, None
     try:
-        record = find_baseline(run.store, run.id)
+        record = cached_find_baseline(run)
         if record is None:
             return None, None
         baseline = StoredRun.from_record(record, store=run.store)
@@ -371,7 +427,9 @@ __all__ = [
     "attack_state",
     "badge",
     "baseline_of",
+    "cached_find_baseline",
     "caveat_warning",
+    "chart_specs",
     "check_line",
     "clip_caption",
     "config_line",
@@ -383,6 +441,7 @@ __all__ = [
     "final_epsilon",
     "last",
     "live_cards",
+    "live_chart_specs",
     "metrics",
     "number",
     "offers_continue",

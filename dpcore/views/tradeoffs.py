@@ -25,7 +25,8 @@ from dpcore.views.explain import SELECTION_COST, explain
 from dpcore.views.progress import corrected_eta, eta_text, format_duration, parse_time
 
 EPSILON_CHOICES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-CLIP_CHOICES = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+#: Clip bounds offered by the sweep form; every built-in recipe's C must be one (the form's default).
+CLIP_CHOICES = (0.01, 0.03, 0.1, 0.25, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0)
 MAX_SEEDS = 5
 SOURCE_SWEEP, SOURCE_RUNS = "A sweep", "All runs of a dataset"
 VIEW_PARAMS = ("sweep", "dataset", "model", "run")  # the page's URL parameters

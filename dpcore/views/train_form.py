@@ -96,7 +96,7 @@ for _field, _key in (("noise_multiplier", "noise_multiplier"), ("target_delta", 
 HELP["epsilon_limit"] = _plain("epsilon_limit") + HELP["epsilon_limit"]
 
 NO_RUN_TEXT = ("Press **Train**: progress, ε spent, clipped gradients, loss and accuracy appear here while it "
-               "trains; then the membership attack's ROC curve, the four checks and what the numbers mean. Past "
+               "trains; then the membership attack's ROC curve, the five checks and what the numbers mean. Past "
                "runs are on the **Runs** page.")
 
 

@@ -370,10 +370,10 @@ def test_cli_sweep_runs_the_grid_and_resume_runs_nothing_twice(tmp_path, capsys)
     argv = ["sweep", "--dataset", "synthetic", "--epochs", "1", "--epsilons", "2", "--no-baseline",
             "--runs-dir", runs_dir]
     assert main([*argv, "--dry-run"]) == 0
-    assert "eps=2|C=1|seed=0" in capsys.readouterr().out
+    assert "eps=2|C=0.3|seed=0" in capsys.readouterr().out  # the synthetic recipe's C
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "[1/1] eps=2|C=1|seed=0: done" in out and "1/1 runs done" in out
+    assert "[1/1] eps=2|C=0.3|seed=0: done" in out and "1/1 runs done" in out
     sweep_id = sweeps.list_sweeps(RunStore(runs_dir))[0].id
     assert main(["sweep", "--resume", sweep_id, "--runs-dir", runs_dir]) == 0
     assert "1 run(s) already done, 0 queued again" in capsys.readouterr().out

@@ -71,7 +71,7 @@ def test_attack_limit_before_training(page):
     """The trade-off bound of the planned schedule, as 'at most X % at 1 % FPR', next to ε; more noise, lower."""
     from dpcore.privacy import tradeoff
 
-    label = "Members found at 1 % false alarms, at most"
+    label = "Found at 1 % FPR, at most"
     sigma = sigma_of(page)
     bound = tradeoff.tradeoff_bound(noise_multiplier=sigma, sample_rate=1 / 6, steps=STEPS)
     assert metrics(page)[label] == f"{100 * bound.headline():.3g} %"

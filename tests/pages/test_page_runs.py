@@ -153,10 +153,10 @@ def test_selecting_two_runs_compares_them(runs):
     at = select(open_page(), ids["private"], ids["baseline"])
     assert [s.value for s in at.subheader] == ["Compare 2 runs"]
     comparison = next(frame for frame in at.dataframe if not (frame.key or "").startswith("runs-table-")).value
-    assert list(comparison.columns) == ["sigma 1, C 1", "no DP"]  # only what tells the names apart
+    assert list(comparison.columns) == ["sigma 1, C 0.3", "no DP"]  # only what tells them apart (the recipe's C)
     assert any("All 2 runs: synthetic mlp, seed 42" in caption.value for caption in at.caption)
     assert comparison.loc["ε spent (at δ)", "no DP"] == "∞ (no DP)"
-    assert comparison.loc["Privacy setting", "sigma 1, C 1"] == "fixed σ 1"
+    assert comparison.loc["Privacy setting", "sigma 1, C 0.3"] == "fixed σ 1"
     chart_ids = {chart.proto.id for chart in at.get("plotly_chart")}
     assert all(any(key in chart_id for chart_id in chart_ids)
                for key in ("runs-cmp-eps", "runs-cmp-clip", "runs-cmp-acc", "runs-cmp-roc"))

@@ -61,7 +61,7 @@ def wait_for(predicate, timeout: float = 30.0) -> None:
 def test_renders_synthetic_defaults_and_resets_recipe_on_dataset_change(app):
     assert widget(app, "selectbox", "dataset").value == "synthetic"
     assert widget(app, "number_input", "target_epsilon").value == 3.0
-    assert widget(app, "number_input", "epochs").value == 10  # the synthetic recipe
+    assert widget(app, "number_input", "epochs").value == 20  # the synthetic recipe
     assert widget(app, "selectbox", "model").value == "mlp"
     assert not train_button(app).disabled
     assert "800** training examples" in texts(app.markdown)
@@ -195,7 +195,7 @@ def test_train_shows_live_run_then_summary_roc_and_checks(app):
     metrics = {metric.label: metric for metric in app.metric}
     assert metrics["ε spent (δ = 1e-05)"].value == f"{record.summary['final_epsilon']:.2f}"
     assert metrics["ε spent (δ = 1e-05)"].proto.delta == "RDP, target 3"
-    assert metrics["Noise σ"].proto.delta == "C = 1"
+    assert metrics["Noise σ"].proto.delta == "C = 0.3"  # the synthetic recipe's clip bound
     assert metrics["Attack AUC"].value == f"{record.summary['mia_auc']:.3f}"
     assert metrics["Test accuracy"].value == f"{record.summary['test_accuracy']:.1%}"
     assert "pp vs no DP" in metrics["Test accuracy"].proto.delta  # gap to the linked baseline
@@ -203,6 +203,10 @@ def test_train_shows_live_run_then_summary_roc_and_checks(app):
     checks = texts(app.markdown)
     for name in ("epsilon within budget", "meaningful epsilon", "membership attack near chance", "model is useful"):
         assert name in checks
+    # the fifth check is advice: a pass (green) or amber, never a red fail
+    (advice,) = [text for text in app.markdown if "clipping in the healthy band" in text.value]
+    assert ":material/warning: advice" in advice.value or ":green-badge" in advice.value
+    assert ":red-badge" not in advice.value
     specs = [chart.proto.spec for chart in app.get("plotly_chart")]
     assert any("Membership-inference ROC" in spec and "chance" in spec for spec in specs)
     assert any("Membership-inference ROC" in spec and "most any attacker can achieve at" in spec for spec in specs)

@@ -163,7 +163,9 @@ def test_summary_json_is_strict_json(store):
     assert payload["config"] == store.get(private).config
     assert payload["summary"]["final_epsilon"] == 2.9
     assert payload["membership_attack"] == {"auc": 0.52, "advantage": None}  # no curve arrays, no NaN
-    assert [check["passed"] for check in payload["checks"]] == [True, True, True, True]
+    assert [check["passed"] for check in payload["checks"]] == [True, True, True, True, None]
+    # the fifth is the advisory clip-band check (flagged so, the amber one): not measured in this fake run
+    assert [check["advisory"] for check in payload["checks"]] == [False, False, False, False, True]
 
     baseline = fake_run(store, BASELINE)
     text = compare.export_summary_json(store, baseline).decode()

@@ -63,22 +63,53 @@ def test_live_charts_draw_at_most_max_points_per_trace():
 
 
 def _fragment_interval(path: Path, function: str) -> str:
-    """The name passed as ``run_every`` to the fragment decorating ``function`` in ``path``."""
+    """The source of the ``run_every`` passed to ``st.fragment(function, run_every=...)`` in ``path``."""
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.FunctionDef) and node.name == function:
-            for decorator in node.decorator_list:
-                if isinstance(decorator, ast.Call):
-                    for keyword in decorator.keywords:
-                        if keyword.arg == "run_every" and isinstance(keyword.value, ast.Name):
-                            return keyword.value.id
-    raise AssertionError(f"no @st.fragment(run_every=NAME) on {function} in {path}")
+        if (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Name)
+                and node.args[0].id == function):
+            for keyword in node.keywords:
+                if keyword.arg == "run_every":
+                    return ast.unparse(keyword.value)
+    raise AssertionError(f"no st.fragment({function}, run_every=...) in {path}")
 
 
-def test_live_view_redraws_every_one_to_two_seconds():
-    import pages.run_view as run_view  # deferred: streamlit (a page module)
+def test_live_view_redraws_every_one_to_two_seconds(monkeypatch):
     import pages.ui as ui  # deferred: streamlit (a page module)
 
     assert 1.0 <= live.REDRAW_S <= 2.0
-    name = _fragment_interval(ROOT / "pages" / "run_view.py", "_live_fragment")
-    assert 1.0 <= getattr(run_view, name) <= 2.0
+    assert _fragment_interval(ROOT / "pages" / "run_view.py", "_live_fragment") == "every"
+    assert "live.redraw_interval(" in (ROOT / "pages" / "run_view.py").read_text()
+    monkeypatch.setattr(live, "_watchers", {})  # no session seen by other tests
+    later = 1e12
+    assert live.redraw_interval("solo", now=later) == live.REDRAW_S  # one watcher: 1-2 s
     assert 1.0 <= ui.QUEUE_POLL_S <= 2.0
+
+
+def test_redraws_back_off_when_many_sessions_watch(monkeypatch):
+    monkeypatch.setattr(live, "_watchers", {})
+    later = 2e12
+    intervals = [live.redraw_interval(f"watcher-{i}", now=later) for i in range(20)]
+    assert intervals[0] == live.REDRAW_S and intervals == sorted(intervals)
+    assert 3.0 <= intervals[-1] <= live.MAX_REDRAW_S  # 20 watchers: 3-4 s
+    # sessions that stopped watching no longer count
+    assert live.redraw_interval("back-alone", now=later + live.WATCHER_WINDOW_S + 1) == live.REDRAW_S
+
+
+def test_shared_cache_builds_once_for_every_caller_and_again_for_a_new_key():
+    cache, built = live.SharedCache(max_items=2), []
+
+    def build(tag):
+        built.append(tag)
+        return object()
+
+    first = cache.get(("run", 10), lambda: build("a"))
+    assert cache.get(("run", 10), lambda: build("b")) is first  # a second caller: same object, not rebuilt
+    assert built == ["a"] and cache.builds == 1
+    assert cache.get(("run", 20), lambda: build("c")) is not first  # new steps: a new key, built again
+    cache.get(("run", 30), lambda: build("d"))
+    cache.get(("run", 10), lambda: build("e"))  # evicted (max_items=2): built again
+    assert built == ["a", "c", "d", "e"]
+    expiring = live.SharedCache(ttl_s=0.0)
+    expiring.get("k", lambda: build("f"))
+    expiring.get("k", lambda: build("g"))
+    assert built[-2:] == ["f", "g"]

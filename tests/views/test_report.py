@@ -183,7 +183,8 @@ def test_comparison_report_puts_the_runs_side_by_side(store, trained, tmp_path):
     checks_table = html[html.index("<h2>Checks</h2>"):]
     checks_table = checks_table[:checks_table.index("</table>")]
     rows = checks_table.split("<tr>")[2:]
-    assert len(rows) == 2 and all(row.count('class="badge') == 4 for row in rows)
+    # four gate checks and the advisory clip-band check (n/a for the baseline, which does not clip)
+    assert len(rows) == 2 and all(row.count('class="badge') == 5 for row in rows)
     assert "badge na" in rows[1] and ids["baseline"] in rows[1]
     assert main(["report", f"{ids['private']},{ids['baseline']}", "-o", str(tmp_path / "cmp.html"),
                  "--runs-dir", str(store.root)]) == 0

@@ -174,10 +174,14 @@ def finish_figure(fig: go.Figure, *, width: int = 650) -> go.Figure:
 
 
 def finished(build: Callable[..., go.Figure]) -> Callable[..., go.Figure]:
-    """Decorator: run ``finish_figure`` on what a chart builder returns."""
+    """Decorator: run ``finish_figure`` on what a chart builder returns.
+
+    Every decorated builder takes an extra keyword ``width`` (px, default 650): the width the chart is
+    drawn at, so that a legend that wraps in a narrow column gets the top margin it needs.
+    """
     @functools.wraps(build)
-    def wrapper(*args: Any, **kwargs: Any) -> go.Figure:
-        return finish_figure(build(*args, **kwargs))
+    def wrapper(*args: Any, width: int = 650, **kwargs: Any) -> go.Figure:
+        return finish_figure(build(*args, **kwargs), width=width)
     return wrapper
 
 
