@@ -14,6 +14,16 @@ if str(ROOT) not in sys.path:  # pages import `from pages import ui`, as under `
     sys.path.insert(0, str(ROOT))
 
 
+@pytest.fixture
+def store(tmp_path):
+    """A run store in this test's own runs directory (the one ``isolated_dirs`` points the app at)."""
+    from dpcore.store.runs import RunStore
+
+    store = RunStore(tmp_path / "runs")
+    yield store
+    store.close()
+
+
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path, monkeypatch):
     """Point the run store and dataset cache at per-test temporary folders."""

@@ -136,11 +136,6 @@ def test_black_box_bound_stays_below_its_own_runs_epsilon(synthetic, epsilon):
 
 
 # ---------------------------------------------------------------------- stored, charted, printed
-@pytest.fixture
-def store(tmp_path) -> RunStore:
-    return RunStore(tmp_path / "runs")
-
-
 def test_canary_runs_epsilon_is_stored_charted_and_printed(store, capsys):
     cfg = TrainConfig(dataset="synthetic", target_epsilon=2.0, epochs=3, device="cpu", seed=0, reproducible=True)
     run_id = store.create_run(cfg)

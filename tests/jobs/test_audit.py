@@ -30,11 +30,6 @@ def _threads_and_queues():
     jobs.shutdown()
 
 
-@pytest.fixture
-def store(tmp_path) -> RunStore:
-    return RunStore(tmp_path / "runs")
-
-
 def _finished_run(store: RunStore, cfg: TrainConfig) -> str:
     """Train ``cfg`` in this thread the way the job queue does and return the run id."""
     run_id = store.create_run(cfg)

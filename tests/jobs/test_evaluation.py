@@ -12,15 +12,10 @@ import torch
 from dpcore.config import TrainConfig
 from dpcore.jobs import training as evaluation
 from dpcore.store import artifacts
-from dpcore.store.runs import DONE, RUNNING, RunRecord, RunStore
+from dpcore.store.runs import DONE, RUNNING, RunRecord
 from dpcore.views.progress import estimate_progress, format_duration, parse_time
 
 CFG = TrainConfig(dataset="synthetic", target_epsilon=3.0, epochs=1)
-
-
-@pytest.fixture
-def store(tmp_path) -> RunStore:
-    return RunStore(tmp_path / "runs")
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,6 @@ CFG = TrainConfig(dataset="synthetic", target_epsilon=3.0)
 
 
 @pytest.fixture
-def store(tmp_path) -> RunStore:
-    return RunStore(tmp_path / "runs")
-
-
-@pytest.fixture
 def queue(store):
     # thread executor: these runners are closures over in-process events/lists, and two tests patch train()
     queue = JobQueue(store, executor="thread")

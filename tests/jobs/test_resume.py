@@ -24,11 +24,6 @@ CFG = TrainConfig(dataset="synthetic", noise_multiplier=1.0, epochs=1, batch_siz
 
 
 @pytest.fixture
-def store(tmp_path) -> RunStore:
-    return RunStore(tmp_path / "runs")
-
-
-@pytest.fixture
 def queue(store):
     torch.set_num_threads(1)
     queue = JobQueue(store)

@@ -30,11 +30,6 @@ SPEC = sweeps.SweepSpec(base=BASE, epsilons=(1.0, 4.0), max_grad_norms=(0.5, 1.0
 
 
 @pytest.fixture
-def store(tmp_path) -> RunStore:
-    return RunStore(tmp_path / "runs")
-
-
-@pytest.fixture
 def fake_training(monkeypatch):
     """Replace training in sweep jobs by a recorder: a member 'trains' instantly (or waits for ``gate``)."""
     class Recorder:

@@ -28,11 +28,6 @@ CFG = TrainConfig(dataset="synthetic", target_epsilon=3.0, epochs=2, device="cpu
 
 
 @pytest.fixture
-def store(tmp_path) -> RunStore:
-    return RunStore(tmp_path / "runs")
-
-
-@pytest.fixture
 def queue(store):
     queue = JobQueue(store, cancel_grace_s=1.0)
     assert queue.executor == "process"

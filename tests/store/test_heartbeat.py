@@ -23,11 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CFG = TrainConfig(dataset="synthetic", target_epsilon=3.0)
 
 
-@pytest.fixture
-def store(tmp_path) -> RunStore:
-    return RunStore(tmp_path / "runs")
-
-
 def _force(store: RunStore, run_id: str, **columns) -> None:
     sets = ", ".join(f"{name} = ?" for name in columns)
     with store._write() as conn:

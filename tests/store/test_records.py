@@ -13,19 +13,12 @@ from dpcore.errors import DPExplorerError
 from dpcore.privacy.checks import CLIP_IN_BAND, SECRET_NOISE, WITHIN_BUDGET, run_checks
 from dpcore.store import artifacts
 from dpcore.store.records import StoredRun
-from dpcore.store.runs import DONE, RunNotFound, RunRecord, RunStore
+from dpcore.store.runs import DONE, RunNotFound, RunRecord
 
 
 def _record(config: dict, summary: dict | None = None, *, kind: str = "train") -> RunRecord:
     return RunRecord(id="r1", name="a run", kind=kind, group=None, status=DONE, config=config,
                      summary=summary or {}, steps_done=7)
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = RunStore(tmp_path / "runs")
-    yield store
-    store.close()
 
 
 def test_a_legacy_dict_reads_without_raising_and_counts_as_reproducible():

@@ -70,11 +70,6 @@ class FakeResult:
         (directory / "history.csv").write_text(self.history.to_csv(index=False))
 
 
-@pytest.fixture
-def store(tmp_path) -> RunStore:
-    return RunStore(tmp_path / "runs")
-
-
 def _force_owner(store: RunStore, run_id: str, *, status: str, pid: int, token: str | None) -> None:
     """Pretend another process owns the run (what a crashed app leaves behind)."""
     with sqlite3.connect(store.db_path) as conn:

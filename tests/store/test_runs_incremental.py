@@ -9,20 +9,13 @@ import pytest
 
 from dpcore.config import TrainConfig
 from dpcore.store.records import StoredRun
-from dpcore.store.runs import RunNotFound, RunStore
+from dpcore.store.runs import RunNotFound
 from dpcore.views.live import StepCache, live_metrics
 
 
 def _rows(start: int, stop: int, *, steps_per_epoch: int = 7) -> list[dict[str, float]]:
     return [dict(step=s, epoch=s // steps_per_epoch, epsilon=0.01 * s, clip_fraction=(s % 5) / 5,
                  loss=1.0 / (s + 1), batch_size=32) for s in range(start, stop)]
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = RunStore(tmp_path / "runs")
-    yield store
-    store.close()
 
 
 def test_after_step_returns_only_the_newer_rows(store):

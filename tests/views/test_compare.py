@@ -21,11 +21,6 @@ PRIVATE = TrainConfig(dataset="digits", target_epsilon=3.0, epochs=2).resolve()
 BASELINE = PRIVATE.replace(private=False, target_epsilon=None)
 
 
-@pytest.fixture
-def store(tmp_path) -> RunStore:
-    return RunStore(tmp_path / "runs")
-
-
 def fake_run(store: RunStore, cfg: TrainConfig, *, name: str | None = None, epsilons=(1.0, 2.0, 2.9),
              accuracy: float = 0.8, status: str = DONE, **summary) -> str:
     """A run with three steps over two epochs and a summary, as the trainer would store it."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from dpcore.config import TrainConfig
 from dpcore.jobs import training
 from dpcore.store.records import StoredRun
@@ -17,11 +15,6 @@ CFG = TrainConfig(dataset="synthetic", target_epsilon=3.0, epochs=1)
 def _steps(start: int, stop: int) -> list[dict[str, float]]:
     return [dict(step=s, epoch=s // 100, epsilon=0.001 * s, clip_fraction=0.6, loss=1.0 / (1 + s), batch_size=64)
             for s in range(start, stop)]
-
-
-@pytest.fixture
-def store(tmp_path) -> RunStore:
-    return RunStore(tmp_path / "runs")
 
 
 def _live_specs(store: RunStore, run_id: str, cache: live.StepCache):
