@@ -21,15 +21,21 @@ import sqlite3
 import threading
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from dpcore.store.owners import own_token, owner_alive
 from dpcore.store.schema import ACTIVE_STATUSES, INTERRUPTED, RUNNING, utc_now
 
-if TYPE_CHECKING:
-    from dpcore.store.runs import RunStore
-
 log = logging.getLogger(__name__)
+
+
+class BeatingStore(Protocol):
+    """What ``Heartbeat`` needs of a ``RunStore`` (typed here so this module never imports runs.py,
+    which builds ``RunStore`` on top of ``RunLiveness``)."""
+
+    def beat(self, run_id: str) -> object: ...
+
+    def close(self) -> None: ...
 
 HEARTBEAT_S = 3.0  # a running job refreshes its heartbeat this often (seconds)
 STALE_S = 15.0  # a running run whose heartbeat is older than this (seconds) has lost its process
@@ -162,7 +168,7 @@ class Heartbeat:
     retried at the next interval; the job itself is never stopped by it.
     """
 
-    def __init__(self, store: RunStore, run_id: str, *, interval_s: float = HEARTBEAT_S) -> None:
+    def __init__(self, store: BeatingStore, run_id: str, *, interval_s: float = HEARTBEAT_S) -> None:
         self.store, self.run_id, self.interval_s = store, run_id, interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
