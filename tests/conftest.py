@@ -15,6 +15,21 @@ if str(ROOT) not in sys.path:  # pages import `from pages import ui`, as under `
 
 
 @pytest.fixture
+def one_thread_and_no_leftover_jobs():
+    """One torch thread in this process for the test; afterwards every queue is shut down (its jobs
+    cancelled and joined, even when the test failed) and the thread count put back."""
+    import torch
+
+    from dpcore.jobs import queue as jobs
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    jobs.shutdown()
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def store(tmp_path):
     """A run store in this test's own runs directory (the one ``isolated_dirs`` points the app at)."""
     from dpcore.store.runs import RunStore

@@ -10,7 +10,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from dpcore.attacks import one_run_audit_best, one_run_audit_power, one_run_guess_choices, one_run_power
 from dpcore.attacks.gradient_canaries import canary_scores, gradient_canary_audit
@@ -20,18 +19,12 @@ from dpcore.engine.data import load_for_config
 from dpcore.errors import ConfigError
 from dpcore.jobs import attack as audit
 from dpcore.jobs import attack_results
-from dpcore.jobs import queue as jobs
 from dpcore.jobs.queue import train_runner
 from dpcore.privacy import accounting
 from dpcore.store.runs import DONE, RunStore
 from dpcore.views import plots
 
-
-@pytest.fixture(autouse=True)
-def _threads_and_queues():
-    torch.set_num_threads(1)
-    yield
-    jobs.shutdown()
+pytestmark = pytest.mark.usefixtures("one_thread_and_no_leftover_jobs")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from dpcore.attacks.reference import ReferencePool
 from dpcore.cli import main as cli_main
@@ -22,12 +21,7 @@ from dpcore.privacy.caveats import epsilon_status
 from dpcore.store.runs import CANCELLED, DONE, RunStore
 from dpcore.views import plots
 
-
-@pytest.fixture(autouse=True)
-def _threads_and_queues():
-    torch.set_num_threads(1)
-    yield
-    jobs.shutdown()
+pytestmark = pytest.mark.usefixtures("one_thread_and_no_leftover_jobs")
 
 
 def _finished_run(store: RunStore, cfg: TrainConfig) -> str:

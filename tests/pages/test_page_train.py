@@ -6,7 +6,6 @@ import json
 import time
 
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
 from dpcore.jobs import queue as jobs
@@ -19,13 +18,7 @@ GOOD_CSV = "height,weight,label\n" + "\n".join(
     f"{150 + i % 40},{50 + (i * 7) % 30},{'tall' if i % 40 > 20 else 'short'}" for i in range(60))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_and_no_leftover_workers():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    jobs.shutdown()  # cancel and join this test's jobs, even when it failed
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_and_no_leftover_jobs")
 
 
 @pytest.fixture
