@@ -20,12 +20,13 @@ import sys
 import tempfile
 import time
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 from dpcore.config import TrainConfig
 from dpcore.errors import ConfigError, DPExplorerError
+from dpcore.jobs.grid import DEFAULT_EPSILONS  # light (config and errors only): `sweep --help` needs no torch
 from dpcore.privacy.bands import format_number
 from dpcore.store.runs import DONE, FAILED, RunStore
 from dpcore.views.explain import SELECTION_COST
@@ -128,10 +129,26 @@ def command(name: str, help_text: str, configure: Callable[[argparse.ArgumentPar
     return register
 
 
+def _add_ray_address(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ray-address", metavar="ADDRESS", help="run trainings as Ray tasks: 'auto' (the cluster "
+                        "on this machine), 'local' (start one) or HOST:PORT (default: $DPEXPLORER_RAY_ADDRESS)")
+
+
+def _ray_address(args: argparse.Namespace) -> str | None:  # --ray-address, $DPEXPLORER_RAY_ADDRESS, or None
+    return (getattr(args, "ray_address", None) or os.environ.get("DPEXPLORER_RAY_ADDRESS", "")).strip() or None
+
+
 def _configure_train(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the result as JSON only")
     parser.add_argument("-o", "--output", help="directory to save model, checkpoint and metrics into")
+    _add_ray_address(parser)
+    rendezvous = parser.add_argument_group("several machines (with --nproc N: N processes on each; torchrun's "
+                                           "rendezvous, the same command on every machine)")
+    rendezvous.add_argument("--nnodes", type=int, default=1, help="machines taking part (default 1)")
+    rendezvous.add_argument("--node-rank", type=int, default=0, help="this machine's rank, 0 on the master")
+    rendezvous.add_argument("--master-addr", help="address of the master machine (node rank 0)")
+    rendezvous.add_argument("--master-port", type=int, help="free port on the master machine, e.g. 29500")
 
 
 def _configure_datasets(parser: argparse.ArgumentParser) -> None:
@@ -160,9 +177,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not quiet:
             print(f"epoch {row['epoch']:>3}/{row['total_epochs']}  loss {_fmt(row['train_loss'])}  "
                   f"epsilon {_fmt(row['epsilon'], '.3f')}  train acc {_fmt(row['train_accuracy'])}  "
-                  f"test acc {_fmt(row['test_accuracy'])}", flush=True)
+                  f"test acc {_fmt(row['test_accuracy'])}  attack AUC {_fmt(row.get('mia_auc'))}", flush=True)
 
-    result, attack = train_and_evaluate(cfg, on_epoch=on_epoch)
+    if cfg.nproc > 1:
+        from dpcore.jobs import distributed  # deferred: torch
+        if not distributed.ddp.launched_by_torchrun():
+            return _train_under_torchrun(args, cfg)
+        trained = distributed.train_rank(cfg, on_epoch=on_epoch)  # in each process torchrun started
+        if trained is None:
+            return EXIT_OK  # not rank 0: rank 0 prints and saves
+        result, attack = trained
+    elif _ray_address(args):
+        from dpcore.jobs.ray_executor import train_on_ray  # deferred: torch, and Ray only when asked for
+
+        result, attack = train_on_ray(cfg, address=_ray_address(args), on_epoch=on_epoch)
+    else:
+        result, attack = train_and_evaluate(cfg, on_epoch=on_epoch)
     summary = {**result.summary(), **(membership_summary(attack) if attack is not None else {})}
     status = epsilon_status(config=result.config, summary=summary)
     summary.update(status.to_dict())
@@ -189,6 +219,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _train_under_torchrun(args: argparse.Namespace, cfg: TrainConfig) -> int:
+    """``train --nproc N``: run this same command in N processes per machine under torchrun (rank 0 prints)."""
+    from dpcore.jobs import distributed  # deferred: torch
+
+    distributed.check_nproc(cfg)
+    rendezvous = distributed.Rendezvous(nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
+                                        master_port=args.master_port)
+    if not args.json:
+        print(f"training in {cfg.nproc} process(es) on each of {args.nnodes} machine(s) under torchrun "
+              "(Opacus DPDDP)", flush=True)
+    distributed.launch(distributed.torchrun_command(nproc=cfg.nproc, module_args=["dpcore", *args.argv],
+                                                    rendezvous=rendezvous))
+    return EXIT_OK
+
+
 @command("datasets", "list datasets and whether each is offline, cached or needs a download",
          _configure_datasets)
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -203,12 +248,16 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _configure_attack(parser: argparse.ArgumentParser) -> None:
-    from dpcore.attacks import ATTACKS, POOL_SIZES  # deferred: loads torch; not on `import dpcore.cli`
+# ``dpcore.attacks.ATTACKS`` and ``POOL_SIZES`` written out, so that `attack --help` loads no torch
+# (tests/test_cli_help.py checks that they match).
+ATTACK_NAMES: tuple[str, ...] = ("loss", "logit", "lira-online", "lira-offline", "rmia")
+POOL_SIZES: dict[str, int] = {"quick": 8, "standard": 16, "thorough": 64}
 
+
+def _configure_attack(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_id", metavar="RUN_ID", help="id of a finished training run in the runs directory")
     parser.add_argument("--attacks", default="loss,lira-online,rmia",
-                        help=f"comma-separated attacks: {', '.join(ATTACKS)} (default: loss,lira-online,rmia)")
+                        help=f"comma-separated attacks: {', '.join(ATTACK_NAMES)} (default: loss,lira-online,rmia)")
     parser.add_argument("--models", type=int, default=POOL_SIZES["standard"], metavar="M",
                         help=f"reference models, even (presets {POOL_SIZES}; default {POOL_SIZES['standard']})")
     parser.add_argument("--canaries", type=int, default=0, metavar="N",
@@ -220,6 +269,7 @@ def _configure_attack(parser: argparse.ArgumentParser) -> None:
                              "sigma, q, C and steps, scored from every step's privatised gradient, the strongest "
                              "one-run audit; black-box: mislabelled training examples scored from the final model")
     parser.add_argument("--seed", type=int, default=0, help="seed of the reference-pool halves and bootstraps")
+    _add_ray_address(parser)
     parser.add_argument("--runs-dir", default=None, help="runs directory (default $DPEXPLORER_RUNS_DIR or ./runs)")
     parser.add_argument("--json", action="store_true", help="print the stored result as JSON only")
 
@@ -231,6 +281,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
     from dpcore.jobs import attack_results  # deferred: torch
     from dpcore.jobs import queue as jobs  # deferred: torch
 
+    if _ray_address(args):  # the queue's reference models go to Ray (get_queue reads the setting)
+        os.environ["DPEXPLORER_RAY_ADDRESS"] = _ray_address(args)
     queue = jobs.get_queue(args.runs_dir)
     attack_id = audit.submit_attack(queue, args.run_id, attacks=args.attacks.split(","), n_models=args.models,
                                     seed=args.seed, canaries=args.canaries, canary_mode=args.canary_mode)
@@ -280,8 +332,6 @@ def _number_list(kind: type) -> Callable[[str], list[Any]]:
 
 
 def _configure_sweep(parser: argparse.ArgumentParser) -> None:
-    from dpcore.jobs.sweep import DEFAULT_EPSILONS  # deferred: loads torch; not on `import dpcore.cli`
-
     add_config_arguments(parser)
     parser.add_argument("--epsilons", type=_number_list(float), metavar="E,E,...",
                         help="target epsilons of the grid (default: "
@@ -297,6 +347,7 @@ def _configure_sweep(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-failed", action="store_true", help="with --resume, also re-run failed cells")
     parser.add_argument("--name", help="a name for the sweep (default: a description of the grid)")
     parser.add_argument("--dry-run", action="store_true", help="print the grid and the estimated time, run nothing")
+    _add_ray_address(parser)
     parser.add_argument("--runs-dir", default=None, help="runs directory (default $DPEXPLORER_RUNS_DIR or ./runs)")
 
 
@@ -309,6 +360,9 @@ def sweep_spec_from_args(args: argparse.Namespace) -> Any:
                           "--noise-multiplier")
     if args.private is False:
         raise ConfigError("a sweep varies epsilon; to train only the baseline use `python -m dpcore train --no-dp`")
+    if args.nproc not in (None, 1):
+        raise ConfigError("a sweep trains each member in one process; drop --nproc (spread members over machines "
+                          "with Ray) or train one config with `python -m dpcore train --nproc N`")
     base = config_from_args(args).replace(private=True, target_epsilon=None, noise_multiplier=None)
     epsilons = args.epsilons or ([args.target_epsilon] if args.target_epsilon is not None else DEFAULT_EPSILONS)
     clips = args.max_grad_norms or [base.resolve().max_grad_norm]
@@ -340,10 +394,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for member in sweeps.expand(spec):
             print(f"  {member.key}")
         return EXIT_OK
-    queue = JobQueue(store, max_pending=max(spec.n_runs, 1))
+    address = _ray_address(args)
+    queue = JobQueue(store, max_pending=max(spec.n_runs, 1), executor="ray" if address else "process",
+                     ray_address=address)
+    if address:
+        print(f"jobs run on {queue.describe_executor()}", flush=True)
     try:
         if sweep is None:
-            sweep = sweeps.submit_sweep(queue, spec, name=args.name, window=None)
+            sweep = sweeps.submit_sweep(queue, spec, name=args.name, window=None, estimate_s=guess.seconds)
             print(f"sweep {sweep.id}: {spec.n_runs} runs queued in {store.root}", flush=True)
             reported: set[str] = set()
         else:
@@ -497,17 +555,27 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, commands: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The command-line parser. Only the subcommands named in ``commands`` (None: all) get their arguments; the
+    others are listed with their one-line help, so ``--help`` and ``<cmd> --help`` never import torch."""
     parser = _Parser(prog="dpcore", description="DP Explorer core: DP-SGD training, accounting and attacks.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name, (help_text, configure, _) in COMMANDS.items():
-        configure(sub.add_parser(name, help=help_text, description=help_text))
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if commands is None or name in commands:
+            configure(command_parser)
     return parser
+
+
+def named_command(argv: Sequence[str]) -> set[str]:
+    """The subcommand ``argv`` names (its first word that is not an option) as a one-item set; empty if none."""
+    word = next((word for word in argv if not word.startswith("-")), None)
+    return {word} if word in COMMANDS else set()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 a check failed, 2 bad input)."""
-    parser = build_parser()
+    parser = build_parser(commands=named_command(sys.argv[1:] if argv is None else argv))
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:  # argparse leaves these to the top parser, whose error would not name the command
@@ -516,6 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.command:
             parser.print_help()
             return EXIT_USAGE
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # what `train --nproc N` runs in each process
         return COMMANDS[args.command][2](args)
     except DPExplorerError as err:
         print(f"error: {err}", file=sys.stderr)

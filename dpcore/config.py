@@ -48,6 +48,7 @@ MAX_BATCH_SIZE = 1_000_000
 MAX_EPSILON = 1000.0
 MAX_NOISE_MULTIPLIER = 1000.0
 MAX_VALIDATION_FRACTION = 0.5  # exclusive: most members must still train
+MAX_NPROC = 1024  # processes of one distributed training, all nodes together
 
 
 def recipe_for(dataset: str) -> dict[str, Any]:
@@ -74,7 +75,8 @@ class TrainConfig:
     out of training as a validation set for choosing hyperparameters (sweeps use 0.1), so no
     choice looks at the non-members, who are the test set and the attack's negatives. The
     held-out rows are neither trained on nor counted as members; N (for delta < 1/N and the
-    sampling rate) is the number of examples actually trained on.
+    sampling rate) is the number of examples actually trained on. ``nproc`` > 1 trains this one model
+    in that many processes (one per GPU) under torchrun, with the same epsilon as one process.
 
     >>> cfg = TrainConfig(dataset="digits", target_epsilon=3.0).resolve()
     >>> (cfg.model, cfg.batch_size, cfg.optimizer)
@@ -101,6 +103,7 @@ class TrainConfig:
     reproducible: bool = False
     validation_fraction: float = 0.0
     device: str = "auto"
+    nproc: int = 1  # processes (GPUs) training this one model with Opacus' DPDDP under torchrun
     epsilon_limit: float | None = None
     data_path: str | None = None
     label_column: str | None = None
@@ -199,6 +202,7 @@ class TrainConfig:
         _check_choice("accountant", cfg.accountant, ACCOUNTANTS)
         _check_choice("grad_sample_mode", cfg.grad_sample_mode, GRAD_SAMPLE_MODES)
         _check_choice("device", cfg.device, DEVICES)
+        _check_nproc(cfg)
         if not isinstance(cfg.poisson_sampling, bool):
             raise ConfigError(f"poisson_sampling must be true or false, got {cfg.poisson_sampling!r}")
         if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2**32:
@@ -213,6 +217,23 @@ class TrainConfig:
             raise ConfigError("dataset 'csv' needs data_path (the CSV file) and label_column")
         _check_feature_columns(cfg)
         return cfg
+
+
+def _check_nproc(cfg: TrainConfig) -> None:
+    """ConfigError unless ``nproc`` is a whole number in [1, MAX_NPROC] that this run can use: several processes
+    train a private run with Poisson sampling, and each must expect at least one example per step."""
+    _check_int("nproc", cfg.nproc, low=1, high=MAX_NPROC)
+    if cfg.nproc == 1:
+        return
+    if not cfg.private:
+        raise ConfigError(f"nproc {cfg.nproc} trains with Opacus' DPDDP, which is for private runs; train the "
+                          "non-private baseline with nproc 1")
+    if not cfg.poisson_sampling:
+        raise ConfigError(f"nproc {cfg.nproc} needs poisson_sampling: each process samples its share of the data "
+                          "with the global rate")
+    if cfg.batch_size < cfg.nproc:
+        raise ConfigError(f"nproc {cfg.nproc} is more than the batch_size {cfg.batch_size}: each process would expect "
+                          "less than one example per step; use fewer processes or a larger batch")
 
 
 def _check_feature_columns(cfg: TrainConfig) -> None:

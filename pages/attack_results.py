@@ -20,6 +20,7 @@ from dpcore.store.runs import RunStore
 from dpcore.views import attack_lab as lab
 from dpcore.views import plots
 from dpcore.views.explain import explain
+from pages import group_results
 from pages.run_view import show_cards
 
 HELP = lab.HELP
@@ -72,6 +73,20 @@ def render_results(run: StoredRun, result: dict[str, Any], scores: dict[str, Any
     _vulnerable(run, result)
     if result.get("pool"):
         st.caption(result["pool"]["note"])
+    _by_group(run, result, scores)
+
+
+def _by_group(run: StoredRun, result: dict[str, Any], scores: dict[str, Any]) -> None:
+    """Results by class and slice for the strongest attack's stored per-example scores (the loss attack's without)."""
+    if run.store is None:
+        return
+    strongest = result.get("strongest_attack")
+    if strongest in scores:
+        title = result["attacks"][strongest].get("title", strongest)
+        group_results.render_panel(run, store=run.store, key="lab", scores=scores[strongest], attack=title,
+                                   scores_stamp=f"{strongest}:{result.get('created')}")
+    else:
+        group_results.render_panel(run, store=run.store, key="lab")
 
 
 def _vulnerable(run: StoredRun, result: dict[str, Any]) -> None:

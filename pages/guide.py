@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dpcore.privacy import deployments
 from dpcore.views import plots
 from dpcore.views.explain import TOPICS, epsilon_band_table, epsilon_sentence, explain
 from pages import state, ui
@@ -75,6 +76,10 @@ def main() -> None:
     topic("bands")
     st.dataframe(epsilon_band_table(), hide_index=True, width="stretch")
     st.caption("Charts in the app shade these bands behind every ε axis (green = strong … red = very weak).")
+    st.subheader(deployments.HEADING)
+    st.markdown(deployments.INTRO + "\n\n" + "\n".join(f"- {caveat}" for caveat in deployments.CAVEATS))
+    st.dataframe(deployments.table_rows(), hide_index=True, width="stretch",
+                 column_config={"source": st.column_config.LinkColumn("source")})
 
     st.header("4. During training: clip fraction and BatchNorm")
     left, right = st.columns(2)

@@ -1,4 +1,5 @@
-"""Panels shared by several pages (not a page): ONE "Continue training" panel.
+"""Panels shared by several pages (not a page): ONE "Continue training" panel, and the run view's "Results by
+class and slice" (``group_results_panel``, drawn by ``pages/group_results.py``).
 
 ``continue_panel(run, store=..., queue=..., key=..., on_new_run=...)`` draws its contents where the
 caller puts it (a bordered box under a run's result on the Train page, a popover on the Runs page).
@@ -19,6 +20,7 @@ from dpcore.jobs.resume import plan_resume, resume_problem
 from dpcore.store.records import StoredRun
 from dpcore.store.runs import RunStore
 from dpcore.views import run_summary
+from pages import group_results
 
 
 def continue_panel(run: StoredRun, *, store: RunStore, queue: JobQueue, key: str,
@@ -64,3 +66,9 @@ def continue_panel(run: StoredRun, *, store: RunStore, queue: JobQueue, key: str
         if on_new_run is not None:
             on_new_run(new_id)
         st.rerun()
+
+
+def group_results_panel(run: StoredRun, *, store: RunStore, key: str, attack: str = "done") -> None:
+    """The "Results by class and slice" expander of a stopped run (``pages.group_results.render_panel``); ``attack``
+    is the run's attack state (``run_view.attack_state``): while 'running' the panel waits for the job's outputs."""
+    group_results.render_panel(run, store=store, key=key, waiting=attack == "running")

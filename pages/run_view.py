@@ -198,6 +198,7 @@ def render_result(run: StoredRun, *, store: RunStore, queue: JobQueue | None = N
         if not run.private:
             st.caption("A non-private baseline fails the ε checks by design: it has no guarantee.")
     render_charts(run, steps, epochs, key=f"{key}-final", baseline_epochs=baseline_epochs)
+    panels.group_results_panel(run, store=store, key=key, attack=attack)
     for col, (title, topics) in zip(st.columns(len(rs.EXPLANATIONS)), rs.explanations(run), strict=True):
         with col.expander(title, icon=":material/help:"):
             st.markdown("\n\n".join(explain(topic) for topic in topics))

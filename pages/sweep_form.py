@@ -69,7 +69,7 @@ def new_sweep_form(store: Any, *, expanded: bool, on_started: Callable[[str], No
                          "finish or cancel queued ones, then start the sweep.", icon=":material/error:")
                 return
             try:
-                sweep = sweeps.submit_sweep(ui.queue(), spec)
+                sweep = sweeps.submit_sweep(ui.queue(), spec, estimate_s=guess.seconds)
             except DPExplorerError as err:
                 st.error(str(err), icon=":material/error:")
                 return

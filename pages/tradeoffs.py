@@ -194,7 +194,8 @@ def _sweep_body(sweep_id: str, polling: bool) -> None:
     if polling and progress.status != "running":
         st.rerun()  # whole page once, without the timer
     st.markdown(f"**{sweep.name}**  \n:gray[{sweep.id} · created {sweep.created[:16].replace('T', ' ')} UTC]")
-    sweep_controls(sweep, progress, eta_s=texts.sweep_eta(states, spec=sweep.spec) if polling else None)
+    eta = texts.sweep_eta(states, spec=sweep.spec, estimate_s=sweep.estimate_s) if polling else None
+    sweep_controls(sweep, progress, eta_s=eta)
     points = frontiers.run_points(sweeps.sweep_runs(store, sweep))
     st.download_button("Sweep report (HTML)", data=lambda: report.sweep_report(store, sweep_id),
                        file_name=report.report_filename(sweep_id), mime="text/html", on_click="ignore",

@@ -24,7 +24,7 @@ from dpcore.store.artifacts import upload_id, upload_path
 from dpcore.views import train_form as tf
 from dpcore.views import train_url
 from dpcore.views.explain import explain
-from pages import clip_probe, data_picker, run_view, state, ui
+from pages import clip_probe, data_picker, processes, run_view, state, ui
 
 FORM = state.PageState(key="train_form", widget_prefix="train_w_", defaults=tf.default_settings)
 RUN_KEY = "train_run_id"  # plain session key: the run shown under the form
@@ -144,6 +144,7 @@ def training_section(settings: dict[str, Any]) -> None:
                  help=HELP["grad_sample_mode"])
             bind(st.selectbox, "Device", "device", options=list(DEVICES),
                  help=HELP["device"] + f"{ui.device_description()}.")
+            processes.nproc_select(FORM, settings)
             bind(st.number_input, "SGD momentum", "momentum", min_value=0.0, max_value=0.99, step=0.05,
                  format="%.2f", disabled=settings["optimizer"] != "sgd", help=HELP["momentum"])
             bind(st.checkbox, "Poisson sampling", "poisson_sampling", help=HELP["poisson_sampling"])

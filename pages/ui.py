@@ -17,7 +17,7 @@ from dpcore.engine.training import describe_device, resolve_device
 from dpcore.jobs import recovery
 from dpcore.jobs import sweep as sweeps
 from dpcore.jobs.queue import JobQueue, get_queue
-from dpcore.jobs.workers import describe_pool
+from dpcore.jobs.ray_executor import RayUnavailable
 from dpcore.privacy.bands import format_number
 from dpcore.store import runs
 from dpcore.store.runs import RunStore
@@ -66,9 +66,14 @@ def require_store() -> None:
 def queue() -> JobQueue:
     """The process-wide job queue (one per runs directory, shared by every browser session).
 
-    The first call in a process also continues the sweeps a stopped app left unfinished.
+    The first call in a process also continues the sweeps a stopped app left unfinished. A Ray cluster
+    (``DPEXPLORER_RAY_ADDRESS``) that cannot be reached stops the page with what to do.
     """
-    job_queue = get_queue(store().root)
+    try:
+        job_queue = get_queue(store().root)
+    except RayUnavailable as err:
+        st.error(f"**Jobs cannot start:** {err}", icon=":material/cloud_off:")
+        st.stop()
     continued_sweeps(str(store().root))
     return job_queue
 
@@ -120,8 +125,7 @@ def render_sidebar() -> None:
         st.caption("Compute")
         st.markdown(f":material/memory: **{device_description()}**")
         job_queue = queue()
-        st.caption(describe_pool(job_queue.workers) if job_queue.executor == "process"
-                   else f"{job_queue.workers} job thread{'s' if job_queue.workers != 1 else ''} in the server")
+        st.caption(f"Jobs run on {job_queue.describe_executor()}")
         st.caption(f"Runs stored in `{store().root}`")
         st.caption("Job queue")
         running, pending = job_queue.snapshot()

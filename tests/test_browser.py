@@ -153,6 +153,10 @@ def _train_through_the_ui(page, app_url) -> None:
     epsilon_shown = float(_metric_value(page, "ε spent (δ"))
     assert 2.5 <= epsilon_shown <= 3.0
     page.get_by_text("epsilon within budget").first.wait_for()
+    # the loss attack after every epoch, beside accuracy (issue 12 §5): AUC and TPR at 1 % FPR
+    page.locator(".js-plotly-plot", has_text="Vulnerability over training: attack AUC").first.wait_for()
+    page.locator(".js-plotly-plot", has_text="Vulnerability over training: TPR at 1 % FPR").first.wait_for()
+    page.get_by_text("Results by class and slice").first.wait_for()  # issue 12 §5: results by group
 
 
 def test_deep_link_on_a_fresh_server_goes_through_the_app(app_url, page):
@@ -164,6 +168,13 @@ def test_deep_link_on_a_fresh_server_goes_through_the_app(app_url, page):
     assert nav.get_by_text("Attack lab").count() == 1
     assert nav.get_by_text("ui", exact=True).count() == 0
     page.locator('[data-testid="stSidebar"]').get_by_text("Job queue").wait_for()  # app.py's own sidebar
+
+
+def test_guide_shows_the_reference_points_of_real_deployments(app_url, page):
+    """Issue 12 §5: the Guide's cited table of published ε (the marks on every ε chart) is on screen."""
+    page.goto(f"{app_url}/guide")
+    page.get_by_role("heading", name=re.compile("Reference points: published ε of real deployments")).first.wait_for()
+    page.get_by_text("Local vs central").first.wait_for()
 
 
 def test_comparison_link_opens_the_comparison_and_downloads_its_report(app_url, runs_dir, page):

@@ -10,6 +10,7 @@ into statistical *lower bounds* on epsilon (never the real epsilon). The submodu
 - ``reference``: ``ReferencePool`` and ``reference_pool`` (reference models trained like the target)
 - ``bounds``: ``EpsilonBound``, ``empirical_epsilon``, the one-run canary audit, its p-values and power
 - ``canaries``: mislabelled canaries for the one-run audit; ``gradient_canaries``: white-box Dirac canaries
+- ``groups``: results by class or slice (``group_results``, ``slice_keys``, ``compare_groups``)
 
 The names below are re-exported here: ``from dpcore.attacks import loss_threshold_attack`` is the public API.
 """

@@ -9,11 +9,13 @@ not on models.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import json
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,13 +30,34 @@ from dpcore.attacks.signals import MembershipData, label_array, model_logits, st
 from dpcore.engine.training import train
 from dpcore.errors import ConfigError
 
-__all__ = ["POOL_SIZES", "ReferencePool", "TrainFn", "partial_pool_path", "pool_fingerprint", "pool_in_masks",
-           "reference_pool", "trainer_train_fn"]
+__all__ = ["POOL_SIZES", "ModelMapper", "ReferencePool", "TrainFn", "partial_pool_path", "pool_fingerprint",
+           "pool_in_masks", "reference_pool", "trainer_train_fn", "using_model_mapper"]
 
 # Reference-pool sizes offered by the dashboard: 'thorough' is where per-example LiRA variances pay off.
 POOL_SIZES: dict[str, int] = {"quick": 8, "standard": 16, "thorough": 64}
 
 TrainFn = Callable[[torch.Tensor, torch.Tensor, int], torch.nn.Module]
+#: ``mapper(score_model, indices)`` calls ``score_model(i)`` (model i's scores row) for every index and yields
+#: ``(i, row)`` as each finishes, in any order: the default runs them here one by one; the Ray executor sends
+#: one task per reference model (``dpcore.jobs.ray_executor``). Closing the iterator must drop unfinished ones.
+ModelMapper = Callable[[Callable[[int], np.ndarray], Sequence[int]], Iterator[tuple[int, np.ndarray]]]
+_MODEL_MAPPER: contextvars.ContextVar[ModelMapper | None] = contextvars.ContextVar("dpexplorer_model_mapper",
+                                                                                   default=None)
+
+
+@contextlib.contextmanager
+def using_model_mapper(mapper: ModelMapper) -> Iterator[None]:
+    """Within the block (this thread), ``reference_pool`` trains its missing models through ``mapper``."""
+    token = _MODEL_MAPPER.set(mapper)
+    try:
+        yield
+    finally:
+        _MODEL_MAPPER.reset(token)
+
+
+def _one_by_one(score_model: Callable[[int], np.ndarray], indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    for i in indices:
+        yield i, score_model(i)
 
 
 @dataclass
@@ -167,16 +190,24 @@ def reference_pool(
     scores = np.empty((n_models, len(x)), dtype=np.float64)
     partial = None if cache_path is None else partial_pool_path(cache_path)
     start = _load_partial(partial, scores, fingerprint)
-    for i in range(start, n_models):
+    def score_model(i: int) -> np.ndarray:
         index = torch.from_numpy(np.flatnonzero(in_masks[i]))
         model = train_fn(x[index], y[index], int(seeds[i]))
-        scores[i] = stable_logit(model_logits(model, x, batch_size=batch_size), labels)
-        del model
-        if partial is not None:  # an interrupted pool keeps the models trained so far
-            ReferencePool(scores=scores[: i + 1], in_masks=in_masks[: i + 1], seeds=seeds[: i + 1],
-                          fingerprint=fingerprint, seed=seed).save(partial)
-        if on_model is not None:
-            on_model(i + 1, n_models)
+        return stable_logit(model_logits(model, x, batch_size=batch_size), labels)
+
+    finished, saved = set(range(start)), start
+    models = (_MODEL_MAPPER.get() or _one_by_one)(score_model, range(start, n_models))
+    with contextlib.closing(models):  # a stop raised by on_model closes the mapper, which drops the rest
+        for i, row in models:
+            scores[i] = row
+            finished.add(i)
+            while saved in finished:
+                saved += 1
+            if partial is not None and saved > start:  # an interrupted pool keeps its first models trained so far
+                ReferencePool(scores=scores[:saved], in_masks=in_masks[:saved], seeds=seeds[:saved],
+                              fingerprint=fingerprint, seed=seed).save(partial)
+            if on_model is not None:
+                on_model(len(finished), n_models)
     pool = ReferencePool(scores=scores, in_masks=in_masks, seeds=seeds, fingerprint=fingerprint, seed=seed)
     if cache_path is not None:
         pool.save(cache_path)

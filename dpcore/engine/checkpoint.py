@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from dpcore.atomic import atomic_write
+from dpcore.engine.ddp import unwrap
 from dpcore.errors import ConfigError
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -67,7 +68,7 @@ def write_checkpoint(directory: str | Path, *, model: nn.Module, optimizer_state
 
     A crash mid-write never leaves a truncated checkpoint behind (``dpcore.atomic``).
     """
-    inner = getattr(model, "_module", model)  # Opacus wraps the model during training
+    inner = unwrap(getattr(model, "_module", model))  # Opacus (and DPDDP) wrap the model during training
     payload = {
         "model_state": {key: value.detach().cpu() for key, value in inner.state_dict().items()},
         "optimizer_state": optimizer_state,

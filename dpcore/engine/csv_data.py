@@ -171,7 +171,8 @@ def csv_raw(content: bytes, label_column: str | None, title: str,
         n_non_members=len(non_members), source="csv", feature_names=tuple(names), label_column=label_column)
     raw = frame.iloc[members].reset_index(drop=True)
     return RawSplit(info, readonly(encoded[members]), readonly(target[members]), readonly(encoded[non_members]),
-                    readonly(target[non_members]), None, readonly(mean), readonly(std), raw)
+                    readonly(target[non_members]), None, readonly(mean), readonly(std), raw,
+                    raw_non_members=frame.iloc[non_members].reset_index(drop=True))
 
 
 def _encode_labels(labels: pd.Series, label_column: str) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -20,7 +20,10 @@ from dpcore.jsonable import json_number
 
 HISTORY_COLUMNS = ["step", "epoch", "epsilon", "clip_fraction", "loss", "batch_size"]
 # validation_accuracy: on the member-side slice held out of training (cfg.validation_fraction); NaN without one.
-EPOCH_COLUMNS = ["epoch", "epsilon", "train_loss", "train_accuracy", "test_accuracy", "validation_accuracy"]
+# mia_auc, mia_tpr_at_1pct_fpr: the loss-threshold membership attack on the model after the epoch (engine.membership);
+# the last row's equal the run's summary numbers. Runs stored before these columns read NaN there.
+EPOCH_COLUMNS = ["epoch", "epsilon", "train_loss", "train_accuracy", "test_accuracy", "validation_accuracy",
+                 "mia_auc", "mia_tpr_at_1pct_fpr"]
 
 
 @dataclass

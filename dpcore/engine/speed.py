@@ -22,8 +22,9 @@ from typing import Any
 import torch
 
 from dpcore.config import TrainConfig
+from dpcore.engine import membership
 from dpcore.engine.data import SplitData, dataset_status, load_for_config
-from dpcore.engine.training import evaluate, plan_training
+from dpcore.engine.training import plan_training
 
 #: Steps timed by a calibration (after one warm-up step); fewer when they take longer than CALIBRATION_BUDGET_S.
 CALIBRATION_STEPS = 8
@@ -118,9 +119,10 @@ def measure_speed(cfg: TrainConfig, *, data: SplitData | None = None, steps: int
     ms = 1000.0 * statistics.median(gaps) if gaps else 1000.0 * (last - began)
     eval_start = time.perf_counter()
     d = plan.data
-    with torch.no_grad():
-        evaluate(model, d.x_members, d.y_members, device=plan.device)
-        evaluate(model, d.x_non_members, d.y_non_members, device=plan.device)
+    with torch.no_grad():  # what every epoch end does: both passes and the loss attack's numbers (engine.membership)
+        members = membership.example_losses(model, d.x_members, d.y_members, device=plan.device)
+        non_members = membership.example_losses(model, d.x_non_members, d.y_non_members, device=plan.device)
+        membership.loss_attack_metrics(members.losses, non_members.losses)
     eval_s = time.perf_counter() - eval_start
     return Speed(ms_per_step=round(ms, 4), setup_s=round(setup_s, 4), eval_s=round(eval_s, 4),
                  basis=f"measured on this machine ({ms:.1f} ms per step, {timed} steps timed)")

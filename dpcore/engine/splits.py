@@ -52,7 +52,8 @@ class SplitData:
     member statistics; ``y_*`` are int64 class indices into ``info.class_names``.
     ``feature_mean``/``feature_std`` undo the standardisation (per channel for
     images, in [0, 1] pixel units; per feature for tabular data). ``raw`` (CSV
-    only) holds the original member rows, in the order of ``x_members``.
+    only) holds the original member rows, in the order of ``x_members``; ``raw_non_members``
+    (CSV only) the original non-member rows, in the order of ``x_non_members``.
     ``x_validation``/``y_validation`` (None unless a validation set was held out, see
     ``hold_out_validation``) are member-side rows kept out of training: neither members (not
     trained on, not attack positives) nor non-members (not test data, not attack negatives).
@@ -69,6 +70,7 @@ class SplitData:
     raw: pd.DataFrame | None = field(default=None, repr=False)
     x_validation: torch.Tensor | None = field(default=None, repr=False)
     y_validation: torch.Tensor | None = field(default=None, repr=False)
+    raw_non_members: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def members(self) -> TensorDataset:
@@ -143,6 +145,7 @@ class RawSplit:
     mean: np.ndarray  # member mean per channel (images, in [0, 1] units) or per feature
     std: np.ndarray
     raw: pd.DataFrame | None = None
+    raw_non_members: pd.DataFrame | None = None  # CSV only: the original non-member rows
 
 
 # ---------------------------------------------------------------------- validation hold-out
@@ -174,8 +177,8 @@ def validation_indices(y_members: np.ndarray | torch.Tensor, *, fraction: float)
 def hold_out_validation(data: SplitData, *, fraction: float) -> SplitData:
     """A copy of ``data`` whose members lose the validation slice (``validation_indices``) to ``x_validation``.
 
-    Non-members are unchanged; ``info.n_members`` counts the members left (those trained on);
-    CSV ``raw`` rows follow the members. Feature standardisation keeps the statistics of all
+    Non-members are unchanged (and their CSV ``raw_non_members`` rows); ``info.n_members`` counts the members
+    left (those trained on); CSV ``raw`` rows follow the members. Feature standardisation keeps the statistics of all
     members. DatasetError when ``data`` already has a validation set.
     """
     if data.x_validation is not None:
@@ -218,6 +221,7 @@ def materialise(raw: RawSplit) -> SplitData:
         feature_mean=raw.mean.astype(np.float64, copy=True),
         feature_std=raw.std.astype(np.float64, copy=True),
         raw=None if raw.raw is None else raw.raw.copy(),
+        raw_non_members=None if raw.raw_non_members is None else raw.raw_non_members.copy(),
     )
 
 

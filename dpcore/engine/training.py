@@ -39,6 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dpcore.config import TrainConfig
+from dpcore.engine import ddp, membership
 from dpcore.engine.bookkeeping import bookkeeping_supported, use_bookkeeping
 from dpcore.engine.checkpoint import ResumeState, write_checkpoint
 from dpcore.engine.data import SplitData, load_for_config
@@ -221,7 +222,7 @@ def _random_streams(cfg: TrainConfig, *, resume: ResumeState | None,
     if cfg.reproducible:
         steps_done = resume.steps_done if resume is not None else 0
         loader_seed, noise_seed, global_seed = (
-            _reproducible_stream_seed(cfg, steps_done=steps_done, purpose=purpose)
+            _reproducible_stream_seed(cfg, steps_done=steps_done, purpose=ddp.stream_purpose(purpose))
             for purpose in ("batches", "noise", "global"))
     else:
         loader_seed, noise_seed, global_seed = (secrets.randbits(64) for _ in range(3))
@@ -329,7 +330,8 @@ def _make_private(plan: TrainingPlan, *, resume: ResumeState | None, noise_gener
     plan.engine = PrivacyEngine(accountant=cfg.accountant)
     plan.engine.accountant.history = list(plan.prior_history)
     wrapped = plan.engine.make_private(
-        module=plan.model, optimizer=plan.optimizer, criterion=plan.criterion, data_loader=plan.loader,
+        module=ddp.wrap_model(plan.model), optimizer=plan.optimizer, criterion=plan.criterion,
+        data_loader=plan.loader,
         noise_multiplier=plan.noise_multiplier, max_grad_norm=cfg.max_grad_norm,
         poisson_sampling=cfg.poisson_sampling, noise_generator=noise_generator,
         # book-keeping keeps ghost mode's data loader, optimizer (noise, scaling) and accountant hook
@@ -343,6 +345,7 @@ def _make_private(plan: TrainingPlan, *, resume: ResumeState | None, noise_gener
                                                          max_grad_norm=cfg.max_grad_norm)
     else:
         plan.model, plan.optimizer, plan.loader = wrapped
+    plan.loader = ddp.keep_empty_batches(plan.loader)  # one process: unchanged
     plan.epsilon_at = np.concatenate([[accounting.schedule_epsilon(plan.prior_history, delta=cfg.target_delta,
                                                                    accountant=cfg.accountant)],
                                       accounting.epsilon_curve(
@@ -447,7 +450,7 @@ def _train_batch(plan: TrainingPlan, progress: _Progress, params: list[nn.Parame
     if batch:
         loss = plan.criterion(model(xb), yb)
         loss_value = float(loss.item())
-        if not math.isfinite(loss_value):
+        if not math.isfinite(loss_value) and not ddp.is_distributed():  # ranks agree after the step (below)
             progress.status = "diverged"
             return False
         loss.backward()
@@ -458,18 +461,27 @@ def _train_batch(plan: TrainingPlan, progress: _Progress, params: list[nn.Parame
                 progress.clipped += int((norms > cfg.max_grad_norm).sum())
         progress.loss_sum += loss_value * batch
         progress.seen += batch
+    elif cfg.private:  # an empty Poisson batch: no gradient, only the noise (Opacus needs zero-sized inputs)
+        for param in params:
+            if plan.grad_sample_mode in ("ghost", "bookkeeping"):
+                param.grad = torch.zeros_like(param)
+            else:
+                param.grad_sample = param.new_zeros((0, *param.shape))
     plan.optimizer.step()
     plan.optimizer.zero_grad(set_to_none=True)
     if cfg.private and plan.optimizer._is_last_step_skipped:
         return True  # BatchMemoryManager: the logical batch is not complete yet
     progress.step += 1
-    seen = progress.seen
+    clipped, seen, loss_sum = ddp.global_counts(progress.clipped, progress.seen, progress.loss_sum)
+    if not math.isfinite(loss_sum):  # several processes: every rank learns it here and stops together
+        progress.status = "diverged"
+        return False
     row = {
         "step": plan.prior_steps + progress.step,
         "epoch": epoch,
         "epsilon": float(plan.epsilon_at[progress.step]),
-        "clip_fraction": progress.clipped / seen if cfg.private and seen else math.nan,
-        "loss": progress.loss_sum / seen if seen else math.nan,
+        "clip_fraction": clipped / seen if cfg.private and seen else math.nan,
+        "loss": loss_sum / seen if seen else math.nan,
         "batch_size": seen,
     }
     progress.step_rows.append(row)
@@ -482,17 +494,19 @@ def _train_batch(plan: TrainingPlan, progress: _Progress, params: list[nn.Parame
 
 
 def _epoch_row(plan: TrainingPlan, progress: _Progress, epoch: int) -> dict[str, Any]:
-    """The epoch table row for ``epoch``: epsilon so far, mean step loss, train/test/validation accuracy."""
+    """The epoch table row for ``epoch``: epsilon so far, mean step loss, train/test/validation accuracy, and the
+    loss attack's ``mia_auc`` / ``mia_tpr_at_1pct_fpr`` from the same per-example pass as the accuracies."""
     data, model, device = plan.data, plan.model, plan.device
     losses = [row["loss"] for row in progress.step_rows if row["epoch"] == epoch and not math.isnan(row["loss"])]
-    train_loss, train_accuracy = evaluate(model, data.x_members, data.y_members, device=device)
-    _, test_accuracy = evaluate(model, data.x_non_members, data.y_non_members, device=device)
+    members = membership.example_losses(model, data.x_members, data.y_members, device=device)
+    non_members = membership.example_losses(model, data.x_non_members, data.y_non_members, device=device)
     validation_accuracy = (evaluate(model, data.x_validation, data.y_validation, device=device)[1]
                            if data.n_validation else math.nan)
     return {"epoch": epoch, "epsilon": float(plan.epsilon_at[progress.step]),
-            "train_loss": float(np.mean(losses)) if losses else train_loss,
-            "train_accuracy": train_accuracy, "test_accuracy": test_accuracy,
-            "validation_accuracy": validation_accuracy}
+            "train_loss": float(np.mean(losses)) if losses else members.mean_loss,
+            "train_accuracy": members.accuracy, "test_accuracy": non_members.accuracy,
+            "validation_accuracy": validation_accuracy,
+            **membership.loss_attack_metrics(members.losses, non_members.losses)}
 
 
 def _inner_optimizer_state(plan: TrainingPlan) -> dict[str, Any]:
@@ -520,10 +534,12 @@ def _finish(plan: TrainingPlan, progress: _Progress) -> RunResult:
     else:
         final_epsilon = math.inf
 
-    inner = getattr(plan.model, "_module", plan.model)
+    inner = ddp.unwrap(getattr(plan.model, "_module", plan.model))
     clean_model, _ = fresh_model(cfg, plan.data)
     clean_model.load_state_dict({key: value.detach().cpu() for key, value in inner.state_dict().items()})
     clean_model.eval()
+    if epoch_rows:  # the run's attack scores this CPU copy; trained on a GPU, its logits differ in the last bits
+        epoch_rows[-1].update(membership.model_attack_metrics(clean_model, plan.data))
     optimizer_state = _inner_optimizer_state(plan)
     if plan.engine is not None and hasattr(plan.model, "_close"):
         plan.model._close()  # remove Opacus hooks from the training copy
@@ -536,7 +552,7 @@ def _finish(plan: TrainingPlan, progress: _Progress) -> RunResult:
         noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate, steps=steps,
         history=pd.DataFrame(step_rows, columns=HISTORY_COLUMNS),
         epochs=pd.DataFrame(epoch_rows, columns=EPOCH_COLUMNS),
-        model=clean_model, data=plan.data, device=describe_device(plan.device),
+        model=clean_model, data=plan.data, device=describe_device(plan.device) + ddp.describe_world(),
         grad_sample_mode=plan.grad_sample_mode, fixes=plan.fixes, seconds=time.perf_counter() - plan.started,
         accountant_history=[tuple(seg) for seg in accountant_history], optimizer_state=optimizer_state,
         epochs_done=epoch_rows[-1]["epoch"] if epoch_rows else plan.prior_epochs,
@@ -553,7 +569,7 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
     ``on_step`` receives one dict per logical optimizer step (step, epoch, epsilon,
     clip_fraction, loss, batch_size, total_steps, elapsed_s); ``on_epoch`` one per
     epoch (epoch, epsilon, train_loss, train_accuracy, test_accuracy, validation_accuracy,
-    total_epochs).
+    mia_auc, mia_tpr_at_1pct_fpr: the loss attack after the epoch, ``engine.membership``; total_epochs).
     ``should_stop`` is polled before every step; returning True ends the run as
     'cancelled'. ``resume`` continues a saved run for ``cfg.epochs`` more epochs:
     the noise multiplier and the spent budget carry over. ``cfg.seed`` fixes the initial
@@ -566,12 +582,14 @@ def train(cfg: TrainConfig, on_step: StepCallback | None = None, on_epoch: StepC
     ``threads`` sets torch's CPU threads for the training (restored afterwards); None picks them by
     ``dpcore.engine.threads.training_threads``: what the user set ($DPEXPLORER_THREADS, OMP_NUM_THREADS, a
     ``torch.set_num_threads`` call), else 1 for a small model and at most the free cores otherwise.
-    Raises ConfigError or DatasetError for bad input before any training starts.
+    Under torchrun (``dpcore.engine.ddp``: one training across processes/GPUs) every rank calls ``train``;
+    each gets the same rows (global step counts) and result. Raises ConfigError or DatasetError for bad
+    input before any training starts.
     """
     plan = plan_training(cfg, data=data, resume=resume, started=time.perf_counter())
     progress = _Progress()
     n_params = sum(p.numel() for p in plan.model.parameters())
     with training_threads(threads=threads, model_params=n_params):
-        _run_epochs(plan, progress, on_step=on_step, on_epoch=on_epoch, should_stop=should_stop,
+        _run_epochs(plan, progress, on_step=on_step, on_epoch=on_epoch, should_stop=ddp.shared_stop(should_stop),
                     checkpoint_dir=checkpoint_dir)
         return _finish(plan, progress)

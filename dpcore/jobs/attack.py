@@ -576,9 +576,11 @@ def _attack_job(store: RunStore, run_id: str, options: AttackOptions, should_sto
             return None
         time.sleep(0.2)
 
+    work_started = time.time()  # the ETA's clock (views.attack_lab.job_eta): the wait above is not the job's speed
+
     def on_progress(done: int, total: int, phase: str) -> None:
         store.set_progress(run_id, done, max(total, 1))
-        store.update_summary(run_id, phase=phase)
+        store.update_summary(run_id, phase=phase, work_started=work_started)
 
     result = run_attack_suite(store, options.target_run_id, attacks=options.attacks, n_models=options.n_models,
                               seed=options.seed, canaries=options.canaries, canary_mode=options.canary_mode,

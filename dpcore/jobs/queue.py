@@ -26,6 +26,8 @@ from dpcore.config import TrainConfig
 from dpcore.engine.checkpoint import ResumeState
 from dpcore.errors import DPExplorerError
 from dpcore.jobs import resume as resuming
+from dpcore.jobs.distributed import train_stored_run_distributed
+from dpcore.jobs.ray_executor import RayExecutor, ray_address_setting
 from dpcore.jobs.training import train_stored_run
 from dpcore.jobs.workers import (
     CANCEL_GRACE_S,
@@ -39,6 +41,7 @@ from dpcore.jobs.workers import (
     StopCheck,
     default_workers,
     defined_in_main,
+    describe_pool,
     threads_per_worker,
 )
 from dpcore.store.runs import (
@@ -59,7 +62,7 @@ __all__ = ["CANCEL_POLL_S", "EXECUTORS", "JobQueue", "QueueClosed", "QueueFull",
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PENDING = 32
-EXECUTORS = ("process", "thread")
+EXECUTORS = ("process", "thread", "ray")
 EXECUTOR_ENV = "DPEXPLORER_EXECUTOR"  # 'thread' for get_queue: tests that monkeypatch a runner's code in-process
 
 
@@ -99,8 +102,11 @@ def train_runner(run_id: str, store: RunStore, should_stop: Callable[[], bool], 
     membership attack (``roc.json`` in the artifacts, ``mia_auc``/``mia_tpr_at_1pct_fpr``/``mia_advantage``
     in the summary). ``resume`` (a parent's checkpoint, see ``JobQueue.resume``) continues that run instead
     of starting fresh. A checkpoint is written at every epoch end, so a run the process lost can be
-    continued too. Returns the RunResult (whose artifacts are in ``store.artifacts_dir(run_id)``).
+    continued too. Returns the RunResult (whose artifacts are in ``store.artifacts_dir(run_id)``). A config with
+    ``nproc`` > 1 trains under torchrun instead (``dpcore.jobs.distributed``; rank 0 stores it) and returns None.
     """
+    if store.get(run_id).train_config().nproc > 1:
+        return train_stored_run_distributed(store, run_id, should_stop=should_stop, resume=resume)
     return train_stored_run(store, run_id, should_stop=should_stop, resume=resume)
 
 
@@ -115,10 +121,14 @@ class JobQueue:
     only for tests that monkeypatch a runner's code in this process. A runner that cannot be pickled
     (a lambda, a closure) also runs on the dispatcher thread, with a warning; ``cancel_grace_s`` is how
     long a running job may ignore a cancel before its worker process is terminated.
+    ``executor='ray'`` sends jobs to the Ray cluster at ``ray_address`` (None: ``$DPEXPLORER_RAY_ADDRESS``)
+    as Ray tasks (``dpcore.jobs.ray_executor``), at least as many at once as the cluster has slots;
+    RayUnavailable when Ray is missing or the cluster cannot be reached.
     """
 
     def __init__(self, store: RunStore, *, workers: int = 1, max_pending: int = DEFAULT_MAX_PENDING,
-                 executor: str = "process", cancel_grace_s: float = CANCEL_GRACE_S) -> None:
+                 executor: str = "process", cancel_grace_s: float = CANCEL_GRACE_S,
+                 ray_address: str | None = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         if max_pending < 1:
@@ -127,6 +137,8 @@ class JobQueue:
             raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
         self.store = store
         self.max_pending = max_pending
+        self.ray = RayExecutor(ray_address or ray_address_setting() or "local") if executor == "ray" else None
+        workers = max(workers, self.ray.slots) if self.ray is not None else workers
         self.workers, self.executor, self.cancel_grace_s = workers, executor, cancel_grace_s
         self.threads_per_worker = threads_per_worker(workers)
         self._cond = threading.Condition()
@@ -304,12 +316,23 @@ class JobQueue:
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self._threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        return not any(thread.is_alive() for thread in self._threads)
+        stopped = not any(thread.is_alive() for thread in self._threads)
+        if stopped and self.ray is not None:
+            self.ray.close()
+        return stopped
 
     @property
     def closed(self) -> bool:
         """Whether ``shutdown`` was called."""
         return self._closed
+
+    def describe_executor(self) -> str:
+        """Where jobs run, for the sidebar: 'Ray at ADDRESS — X CPUs, Y GPUs', the worker processes, or threads."""
+        if self.ray is not None:
+            return self.ray.describe()
+        if self.executor == "process":
+            return f"local workers ({describe_pool(self.workers)})"
+        return f"{self.workers} job thread{'s' if self.workers != 1 else ''} in the server"
 
     # ------------------------------------------------------------------ workers
     def _work(self) -> None:
@@ -352,6 +375,9 @@ class JobQueue:
                              stop_reason="cancelled before it started")
             return CANCELLED
         outcome = self._run_in_worker(job, should_stop) if self.executor == "process" else None
+        if self.ray is not None:
+            outcome = self.ray.run(job.runner, run_id, store, should_stop=should_stop, grace_s=self.cancel_grace_s,
+                                   run_here=functools.partial(_run_here, job, store, should_stop))
         if outcome is None:
             outcome = _run_here(job, store, should_stop)
         return _record_outcome(store, run_id, outcome, stopped=outcome.stopped or should_stop.triggered)
@@ -441,13 +467,14 @@ def get_queue(store_root: str | Path | None = None, *, workers: int | None = Non
     queue; ``workers`` (None: ``default_workers()``, i.e. ``$DPEXPLORER_WORKERS``, one per GPU or half
     the cores) and ``max_pending`` apply only when it is first created, which also starts its worker
     processes so the first job finds them warm. ``$DPEXPLORER_EXECUTOR=thread`` makes it run jobs on
-    threads of this process (for tests that monkeypatch job code).
+    threads of this process (for tests that monkeypatch job code); ``$DPEXPLORER_RAY_ADDRESS`` sends them to a
+    Ray cluster (RayUnavailable, saying what to do, when it cannot be reached).
     """
     root = Path(store_root if store_root is not None else default_root()).expanduser().resolve()
     with _queues_lock:
         queue = _queues.get(root)
         if queue is None or queue.closed:
-            executor = os.environ.get(EXECUTOR_ENV, "process").strip() or "process"
+            executor = os.environ.get(EXECUTOR_ENV, "").strip() or ("ray" if ray_address_setting() else "process")
             queue = _queues[root] = JobQueue(RunStore(root), workers=workers or default_workers(),
                                              max_pending=max_pending, executor=executor)
             if queue.executor == "process":

@@ -5,7 +5,8 @@ pays what the calibration does not see: its worker process's threads, the per-st
 and the machine's load while it runs. ``observed_factor`` compares the training time (``summary['seconds']``,
 so a worker's one-off start-up is left out) of the most recent comparable finished runs (same dataset,
 model, batch size and privacy, finished within ``RECENT_S``) with what the calibration predicts for them;
-the estimate multiplies by it.
+the estimate multiplies by it. A worker process's first job (``summary['worker_job'] == 1``) is left out: its
+one-off warm-ups (first Opacus step, first dataset load) made it several times slower than the jobs after it.
 """
 
 from __future__ import annotations
@@ -35,14 +36,15 @@ def _stamp(text: str | None) -> float | None:
 def observed_factor(store: RunStore, speed: Speed, *, dataset: str, model: str, batch_size: int, private: bool,
                     now: float | None = None, recent_s: float = RECENT_S) -> tuple[float, int] | None:
     """``(median of training time / calibrated prediction, runs used)`` over the newest ``MAX_RUNS`` comparable runs
-    that finished within ``recent_s`` seconds of ``now`` (POSIX s); None when there are none."""
+    that finished within ``recent_s`` seconds of ``now`` (POSIX s), leaving out a worker's first (cold) job; None
+    when there are none."""
     now = time.time() if now is None else now
     ratios: list[float] = []
     for record in store.records(kind="train", status=DONE):  # newest first
         run = StoredRun.from_record(record)
         if (run.dataset, run.model, run.private) != (dataset, model, private):
             continue
-        if int(record.config.get("batch_size") or 0) != int(batch_size):
+        if int(record.config.get("batch_size") or 0) != int(batch_size) or run.summary.get("worker_job") == 1:
             continue
         finished, trained = _stamp(record.finished), run.summary.get("seconds")
         if finished is None or now - finished > recent_s or run.steps <= 0 or not trained:

@@ -91,7 +91,8 @@ class Sweep:
 
     ``cancelled`` stops finished members from queueing more. ``retry_after`` (UTC ISO time of
     the last explicit resume) lets cancelled runs that ended before it be queued again;
-    ``retry_failed`` does the same for failed runs.
+    ``retry_failed`` does the same for failed runs. ``estimate_s``: the estimate (s) shown when it was started,
+    which its ETA blends with its own measured speed.
     """
 
     id: str
@@ -101,12 +102,13 @@ class Sweep:
     cancelled: bool = False
     retry_after: str | None = None
     retry_failed: bool = False
+    estimate_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (what the record file holds)."""
         return {"version": SWEEP_RECORD_VERSION, "id": self.id, "name": self.name, "spec": self.spec.to_dict(),
                 "created": self.created, "cancelled": self.cancelled, "retry_after": self.retry_after,
-                "retry_failed": self.retry_failed}
+                "retry_failed": self.retry_failed, "estimate_s": self.estimate_s}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Sweep:
@@ -114,7 +116,7 @@ class Sweep:
         return cls(id=values["id"], name=values.get("name") or values["id"],
                    spec=SweepSpec.from_dict(values["spec"]), created=values.get("created", ""),
                    cancelled=bool(values.get("cancelled", False)), retry_after=values.get("retry_after"),
-                   retry_failed=bool(values.get("retry_failed", False)))
+                   retry_failed=bool(values.get("retry_failed", False)), estimate_s=values.get("estimate_s"))
 
 
 def new_sweep_id() -> str:
@@ -146,10 +148,13 @@ def _write_record(store: RunStore, sweep: Sweep) -> None:
     atomic_write_text(_record_path(store, sweep.id), json.dumps(sweep.to_dict(), indent=2, sort_keys=True))
 
 
-def save_sweep(store: RunStore, spec: SweepSpec, *, name: str | None = None) -> Sweep:
-    """Validate ``spec``, record a new sweep in ``store`` and return it (nothing is queued)."""
+def save_sweep(store: RunStore, spec: SweepSpec, *, name: str | None = None,
+               estimate_s: float | None = None) -> Sweep:
+    """Validate ``spec``, record a new sweep in ``store`` (with the ``estimate_s`` seconds shown) and return it
+    (nothing is queued)."""
     spec = spec.validate()
-    sweep = Sweep(id=new_sweep_id(), name=name or spec.describe(), spec=spec, created=utc_now())
+    sweep = Sweep(id=new_sweep_id(), name=name or spec.describe(), spec=spec, created=utc_now(),
+                  estimate_s=None if estimate_s is None else round(float(estimate_s), 3))
     with _record_lock:
         _write_record(store, sweep)
     return sweep
@@ -373,12 +378,13 @@ def top_up(queue: JobQueue, sweep: Sweep | str, *, window: int = SWEEP_WINDOW, f
 
 
 def submit_sweep(queue: JobQueue, spec: SweepSpec, *, name: str | None = None,
-                 window: int | None = SWEEP_WINDOW) -> Sweep:
+                 window: int | None = SWEEP_WINDOW, estimate_s: float | None = None) -> Sweep:
     """Record a new sweep in ``queue.store`` and queue its first ``window`` members (None: all); return it.
 
-    Members queue the next ones as they finish. ConfigError for a bad spec (nothing is recorded).
+    Members queue the next ones as they finish. ``estimate_s``: the estimate shown (``estimate``), kept for the
+    sweep's ETA. ConfigError for a bad spec (nothing is recorded).
     """
-    sweep = save_sweep(queue.store, spec, name=name)
+    sweep = save_sweep(queue.store, spec, name=name, estimate_s=estimate_s)
     top_up(queue, sweep, window=window)
     return sweep
 

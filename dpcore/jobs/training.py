@@ -21,10 +21,12 @@ from typing import Any
 
 from dpcore.attacks import AttackResult, empirical_epsilon, loss_threshold_attack
 from dpcore.config import TrainConfig
+from dpcore.engine import ddp
 from dpcore.engine.checkpoint import ResumeState
 from dpcore.engine.result import RunResult
 from dpcore.engine.training import train
-from dpcore.errors import DPExplorerError
+from dpcore.errors import ConfigError, DPExplorerError
+from dpcore.jobs import group_results
 from dpcore.jsonable import json_number
 from dpcore.store.artifacts import ROC_FILE, write_roc
 from dpcore.store.heartbeat import Heartbeat
@@ -153,6 +155,7 @@ def record_result(store: RunStore, run_id: str, result: RunResult) -> AttackResu
         store.update_summary(run_id, mia_status=MIA_DONE, **membership_summary(attack))
     except RunNotFound:
         return None
+    group_results.record_outputs(store, run_id, model=result.model, data=result.data)  # "Results by class"
     return attack
 
 
@@ -170,8 +173,12 @@ def run_training(cfg: TrainConfig, *, store: RunStore | None = None, run_id: str
     ``checkpoint.pt`` into the run's artifacts at every epoch end, the result is stored and
     attacked by ``record_result`` (all under a ``Heartbeat``), and ``lower_bound`` (private runs with an attack) adds
     ``mia_epsilon_lower`` (``lower_bound_summary``) to the summary. Raises ConfigError or
-    DatasetError for bad input before training starts.
+    DatasetError for bad input before training starts; ConfigError for ``nproc`` > 1 outside the processes
+    torchrun started (``dpcore.jobs.distributed`` starts them).
     """
+    if cfg.nproc > 1 and not ddp.is_distributed():
+        raise ConfigError(f"nproc {cfg.nproc} trains one model in {cfg.nproc} processes under torchrun: use "
+                          f"`python -m dpcore train --nproc {cfg.nproc}` or the app's job queue, or set nproc 1")
     if store is None:
         result = train(cfg, on_step=on_step, on_epoch=on_epoch, should_stop=should_stop, resume=resume)
         return result, (evaluate_membership(result) if result.steps > 0 else None)
@@ -271,8 +278,9 @@ def link_baseline(store: RunStore, run_id: str, baseline_id: str) -> None:
 
 
 def baseline_config(cfg: TrainConfig) -> TrainConfig:
-    """``cfg`` without DP: same data, model, seed and training knobs; no noise, clipping or epsilon limit."""
-    return cfg.replace(private=False, target_epsilon=None, noise_multiplier=None, epsilon_limit=None)
+    """``cfg`` without DP: same data, model, seed and training knobs; no noise, clipping or epsilon limit, and in
+    one process (DPDDP, ``nproc`` > 1, is for private runs)."""
+    return cfg.replace(private=False, target_epsilon=None, noise_multiplier=None, epsilon_limit=None, nproc=1)
 
 
 __all__ = [

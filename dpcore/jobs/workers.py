@@ -34,6 +34,7 @@ import torch
 from dpcore.engine.threads import available_cores, set_process_threads, torch_threads_for
 from dpcore.errors import DPExplorerError
 from dpcore.store.runs import RunNotFound, RunStore, format_error
+from dpcore.store.write_errors import storage_problem
 
 log = logging.getLogger(__name__)
 _SPAWN_LOCK = threading.Lock()
@@ -140,24 +141,28 @@ def death_message(exitcode: int | None) -> str:
 
 
 # ---------------------------------------------------------------------- the worker's side
-def _run_one(runner: Callable[..., Any], run_id: str, root: str) -> tuple[str, bool, str | None]:
+def _run_one(runner: Callable[..., Any], run_id: str, root: str, *,
+             job_number: int = 0) -> tuple[str, bool, str | None]:
     store: RunStore | None = None
     should_stop: StopCheck | None = None
     try:
         store = RunStore(root)
         should_stop = StopCheck(store, run_id)
-        store.update_summary(run_id, worker_pid=os.getpid())
+        # worker_job 1: the process's first job, slowed by one-off warm-ups (speed_history leaves it out)
+        store.update_summary(run_id, worker_pid=os.getpid(), worker_job=job_number)
         runner(run_id, store, should_stop)
     except Exception as exc:
-        if not isinstance(exc, DPExplorerError):
+        if storage_problem(exc) is not None:  # a read-only or full runs folder: one line, no traceback
+            log.warning("job %s failed: %s", run_id, format_error(exc, root=root))
+        elif not isinstance(exc, DPExplorerError):
             log.exception("job %s failed", run_id)
         if store is not None:
             try:
                 store.fail(run_id, exc)
             except Exception:  # deleted, or the store itself is what failed: the dispatcher records it
-                return FAILED_UNRECORDED, bool(should_stop and should_stop.triggered), format_error(exc)
-            return FAILED, should_stop is not None and should_stop.triggered, format_error(exc)
-        return FAILED_UNRECORDED, False, format_error(exc)
+                return FAILED_UNRECORDED, bool(should_stop and should_stop.triggered), format_error(exc, root=root)
+            return FAILED, should_stop is not None and should_stop.triggered, format_error(exc, root=root)
+        return FAILED_UNRECORDED, False, format_error(exc, root=root)
     finally:
         if store is not None:
             store.close()
@@ -182,6 +187,7 @@ def _serve(conn: Any, threads: int, workers: int) -> None:
     set_process_threads(threads, workers=workers)
     import dpcore.jobs.training  # noqa: F401  # deferred: torch, Opacus (warm the worker before its first job)
 
+    jobs_run = 0
     while True:
         try:
             raw = conn.recv_bytes()
@@ -193,7 +199,8 @@ def _serve(conn: Any, threads: int, workers: int) -> None:
                 return
             runner, run_id, root, settings = message
             _apply_settings(settings)
-            reply = _run_one(runner, run_id, root)
+            jobs_run += 1
+            reply = _run_one(runner, run_id, root, job_number=jobs_run)
         except Exception as exc:  # e.g. the runner cannot be unpickled here: answer rather than die
             reply = (FAILED_UNRECORDED, False, format_error(exc))
         conn.send(reply)

@@ -65,6 +65,7 @@ from dpcore.store.schema import (
     row_values,
     utc_now,
 )
+from dpcore.store.write_errors import storage_problem
 
 if TYPE_CHECKING:  # pandas is imported lazily: the CLI and store readers that need no frame stay light
     import pandas as pd
@@ -110,15 +111,15 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def format_error(error: BaseException | str) -> str:
-    """Text stored for a failed run: a DPExplorerError's message, else 'Type: message' plus traceback."""
+def format_error(error: BaseException | str, *, root: str | os.PathLike[str] | None = None) -> str:
+    """Text stored for a failed run: a DPExplorerError's message, a refused write's line, else message and traceback."""
     if isinstance(error, str):
         return error
-    if isinstance(error, DPExplorerError):
-        return str(error)
+    problem = str(error) if isinstance(error, DPExplorerError) else storage_problem(error, root=root)
+    if problem is not None:
+        return problem
     trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     return f"{type(error).__name__}: {error}\n\n{trace}"
-
 
 
 # ---------------------------------------------------------------------- store
@@ -485,7 +486,7 @@ class RunStore(RunLiveness):
 
     def fail(self, run_id: str, error: BaseException | str) -> None:
         """Mark the run 'failed' with ``error``: a DPExplorerError's message, else message and traceback."""
-        text = format_error(error)
+        text = format_error(error, root=self.root)
         try:
             with self._write() as conn:
                 cur = conn.execute(

@@ -33,10 +33,11 @@ ACTIVE_STATUSES = (QUEUED, RUNNING)
 TERMINAL_STATUSES = (DONE, FAILED, CANCELLED, INTERRUPTED)
 
 STEP_COLUMNS = ("step", "epoch", "epsilon", "clip_fraction", "loss", "batch_size")
-EPOCH_COLUMNS = ("epoch", "epsilon", "train_loss", "train_accuracy", "test_accuracy", "validation_accuracy")
+EPOCH_COLUMNS = ("epoch", "epsilon", "train_loss", "train_accuracy", "test_accuracy", "validation_accuracy",
+                 "mia_auc", "mia_tpr_at_1pct_fpr")
 #: Columns added to a table after the first schema, with their SQL type: added in place when missing
 #: (older readers name their columns, so they keep working; runs stored before read NaN there).
-ADDED_COLUMNS = {"epochs": {"validation_accuracy": "REAL"},
+ADDED_COLUMNS = {"epochs": {"validation_accuracy": "REAL", "mia_auc": "REAL", "mia_tpr_at_1pct_fpr": "REAL"},
                  # the heartbeat (UNIX seconds) and host of the process running a run (dpcore.store.heartbeat)
                  "runs": {"heartbeat": "REAL", "host": "TEXT"}}
 INT_COLUMNS = {"step", "epoch", "batch_size"}
@@ -93,6 +94,8 @@ CREATE TABLE IF NOT EXISTS epochs (
     train_accuracy REAL,
     test_accuracy REAL,
     validation_accuracy REAL,
+    mia_auc REAL,
+    mia_tpr_at_1pct_fpr REAL,
     PRIMARY KEY (run_id, epoch)
 ) WITHOUT ROWID;
 """

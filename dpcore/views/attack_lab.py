@@ -8,6 +8,7 @@ accuracies are fractions; times in seconds.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -161,13 +162,23 @@ def job_status(job: RunRecord, *, position: int | None, run_training: bool) -> t
     return "running", f"Attack running: {phase} ({job.progress or 0.0:.0%})" + job_eta_suffix(job)
 
 
-def job_eta_suffix(job: RunRecord, *, now: float | None = None) -> str:
-    """' · about 40 s left' for a running job: its own speed once a unit (reference model) is done, before that
-    the estimate made when it was queued (``summary['estimate_s']``) less the time elapsed; '' when unknown."""
+def job_eta(job: RunRecord, *, now: float | None = None) -> float | None:
+    """Seconds left of a running attack job (``corrected_eta``): the estimate made when it was queued
+    (``summary['estimate_s']``) blended with the job's own time per reference model, which outweighs it as
+    models finish. Timed from ``summary['work_started']`` (after any wait for the target's training), else
+    from the job's start; None when neither an estimate nor progress is known."""
     progress = estimate_progress(job, now=now)
-    eta = corrected_eta(estimate_s=job.summary.get("estimate_s"), elapsed_s=progress.elapsed_s,
-                        done=progress.steps_done, total=progress.total_steps or 0)
-    text = eta_text(eta)
+    elapsed = progress.elapsed_s
+    work_started = job.summary.get("work_started")
+    if isinstance(work_started, int | float) and job.active:
+        elapsed = max(0.0, (time.time() if now is None else now) - float(work_started))
+    return corrected_eta(estimate_s=job.summary.get("estimate_s"), elapsed_s=elapsed,
+                         done=progress.steps_done, total=progress.total_steps or 0)
+
+
+def job_eta_suffix(job: RunRecord, *, now: float | None = None) -> str:
+    """' · about 40 s left' for a running job (``job_eta``); '' when unknown."""
+    text = eta_text(job_eta(job, now=now))
     return f" · {text}" if text else ""
 
 

@@ -30,6 +30,8 @@ FIELD_HELP: dict[str, str] = {
     "validation_fraction": "share of the members held out of training as a fixed validation set, in [0, 0.5) "
                            "(sweeps default to 0.1 and choose on it, never on the non-members)",
     "device": "auto, cpu, cuda or mps",
+    "nproc": "processes (one per GPU) that train this one model together with Opacus' DPDDP under torchrun; same "
+             "epsilon as 1 (the global batch is accounted)",
     "epsilon_limit": "hard stop: never take a step that would spend more than this epsilon",
     "data_path": "CSV file for --dataset csv",
     "label_column": "label column of the CSV",

@@ -237,7 +237,13 @@ def epochs_caption(sampling: Sampling, *, sigma: float, left_out: list[float], c
     note = f" Left out: σ = {', '.join(f'{s:g}' for s in left_out)} (ε would pass {cap:.3g})." if left_out else ""
     return (f"RDP accountant, exact after every epoch (⌈N/B⌉ = {sampling.steps_per_epoch:,} steps each). Your σ = "
             f"{sigma:g} is one of the lines; the dashed line is the target ε.{note} Shaded bands: strong (<1), "
-            "moderate (1-5), weak (5-10), very weak (>10).")
+            "moderate (1-5), weak (5-10), very weak (>10). " + REFERENCES_NOTE)
+
+
+#: Under every planner chart with ε on an axis: what the dotted purple marks are, and why they are no yardstick.
+REFERENCES_NOTE = ("Dotted purple lines: ε published by real deployments and research (hover for δ and unit of "
+                   "privacy; sources in the Guide, section 3). They are not directly comparable with your plan: "
+                   "their unit of privacy, δ and time period differ.")
 
 
 def handoff_options(settings: Mapping[str, Any], *, epsilon: float, sigma_needed: float | None) -> dict[str, str]:

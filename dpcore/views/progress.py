@@ -80,21 +80,43 @@ def estimate_progress(record: RunRecord, *, now: float | None = None,
     return Progress(steps, total, fraction, elapsed, eta, rate)
 
 
-def corrected_eta(*, estimate_s: float | None, elapsed_s: float | None, done: float, total: float) -> float | None:
-    """Seconds left: ``elapsed / done x (total - done)`` once some work is done (the job's own speed), before
-    that ``estimate - elapsed`` (at least 0); None when neither is known. ``done``/``total`` in any unit.
+#: How much the estimate made before a job started counts, as a share of the job, against the job's own measured
+#: speed (``corrected_eta``). 0.03: once a quarter of the job is done, its own speed has 89 % of the say.
+PRIOR_WEIGHT = 0.03
 
-    >>> corrected_eta(estimate_s=100.0, elapsed_s=30.0, done=1, total=4)
-    90.0
-    >>> corrected_eta(estimate_s=100.0, elapsed_s=30.0, done=0, total=4)
-    70.0
+
+def corrected_eta(*, estimate_s: float | None, elapsed_s: float | None, done: float, total: float,
+                  prior_weight: float = PRIOR_WEIGHT) -> float | None:
+    """Seconds left of a job of ``total`` units (models, runs) with ``done`` units done after ``elapsed_s`` seconds.
+
+    Seconds per unit blend the estimate made before the job started (``estimate_s / total``) with this job's
+    own measured time per unit (``elapsed_s / done``), each weighted by the evidence behind it:
+    ``(prior_weight x estimated + f x measured) / (prior_weight + f)`` with ``f = done / total``. So the ETA
+    follows the machine's real speed (its load) as the job goes on: a job running 2x slower than estimated is
+    predicted within 6 % of its real length once a quarter is done. Without an estimate the measured speed
+    alone counts. Before anything is done: the estimate less the time elapsed, but at least ``total - 1``
+    times the time elapsed once the first unit is overdue (it has taken that long already). 0 when all is
+    done; None when neither is known. ``done``/``total`` in any unit.
+
+    >>> round(corrected_eta(estimate_s=100.0, elapsed_s=30.0, done=1, total=4), 1)  # 30 s a unit measured, 25 estimated
+    88.4
+    >>> corrected_eta(estimate_s=100.0, elapsed_s=20.0, done=0, total=4)
+    80.0
+    >>> corrected_eta(estimate_s=100.0, elapsed_s=40.0, done=0, total=4)  # the first model is overdue
+    120.0
     """
     if total and done >= total:
         return 0.0
+    estimated = estimate_s / total if estimate_s is not None and total else None
     if elapsed_s is not None and done > 0 and total:
-        return max(0.0, elapsed_s / done * (total - done))
+        measured = elapsed_s / done
+        share = done / total
+        per_unit = measured if estimated is None else (
+            (prior_weight * estimated + share * measured) / (prior_weight + share))
+        return max(0.0, per_unit * (total - done))
     if estimate_s is not None:
-        return max(0.0, estimate_s - (elapsed_s or 0.0))
+        elapsed = elapsed_s or 0.0
+        return max(0.0, estimate_s - elapsed, (total - 1) * elapsed if total else 0.0)
     return None
 
 
@@ -119,4 +141,5 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-__all__ = ["Progress", "corrected_eta", "estimate_progress", "eta_text", "format_duration", "parse_time"]
+__all__ = ["PRIOR_WEIGHT", "Progress", "corrected_eta", "estimate_progress", "eta_text", "format_duration",
+           "parse_time"]

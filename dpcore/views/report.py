@@ -258,20 +258,22 @@ def _status_rows(run: ReportRun) -> list[tuple[str, str]]:
 
 
 def _training_figures(run: ReportRun, baseline: ReportRun | None) -> list[Any]:
-    """ε and clipped share per step (private runs), loss per step and accuracy per epoch (with the baseline)."""
+    """ε and clipped share per step (private runs), loss per step, accuracy and the loss attack per epoch (with the
+    baseline's)."""
     label, config = run.name, run.config
-    figures = []
+    figures, loss = [], []
     if run.steps is not None and not run.steps.empty:
         if run.private:
             figures.append(plots.epsilon_chart([(label, run.steps)], target_epsilon=config.get("target_epsilon"),
                                                epsilon_limit=config.get("epsilon_limit"),
                                                delta=config.get("target_delta")))
             figures.append(plots.clip_fraction_chart([(label, run.steps)]))
-        figures.append(plots.loss_chart([(label, run.steps)]))
+        loss.append(plots.loss_chart([(label, run.steps)]))
     if run.epochs is not None and not run.epochs.empty:
         base_epochs = baseline.epochs if baseline is not None and baseline.epochs is not None else None
         figures.append(plots.accuracy_chart([(label, run.epochs)], baseline=base_epochs))
-    return figures
+        figures.append(plots.vulnerability_chart([(label, run.epochs)], baseline=base_epochs))  # beside accuracy
+    return figures + loss
 
 
 def _attack_parts(run: ReportRun) -> list[str | Figures]:
@@ -312,9 +314,12 @@ def run_report_html(run: ReportRun, *, baseline: ReportRun | None = None, env: M
     checks = run.stored().checks(**dict(thresholds or {}))
     sections: list[tuple[str, Content]] = [
         ("Summary", _summary_html(run, baseline=baseline, status=status)),
-        ("Training", Figures(_training_figures(run, baseline), "ε spent and share of clipped gradients per step, "
-                                                               "loss per step, accuracy per epoch (dotted: the "
-                                                               "non-private baseline).")),
+        ("Training", Figures(_training_figures(run, baseline), "ε spent and share of clipped gradients per step; "
+                                                               "accuracy per epoch beside the loss attack's AUC "
+                                                               "and TPR at 1 % FPR after each epoch (rising = the "
+                                                               "model memorises its training examples; DP caps "
+                                                               "it); loss per step. Dotted: the non-private "
+                                                               "baseline.")),
         ("Dataset and model", dataset_section(config, summary)),
         ("Privacy", html_table(_privacy_rows(run, status)) + explain_html("epsilon", "delta")),
         ("Accuracy against the non-private baseline", html_table(_accuracy_rows(run, baseline))

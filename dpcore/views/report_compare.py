@@ -68,8 +68,9 @@ def comparison_report(store: RunStore, run_ids: Sequence[str],
         ("Runs", runs_html),
         ("Training and attack", Figures(figures, "ε spent per step (runs without DP are not drawn), share of "
                                                  "per-sample gradients clipped per step, test (solid) and train "
-                                                 "(dashed) accuracy per epoch, and each run's loss-threshold "
-                                                 "attack ROC." + missing_roc)),
+                                                 "(dashed) accuracy per epoch, the loss-threshold attack's AUC "
+                                                 "and TPR at 1 % FPR after each epoch, and each run's "
+                                                 "loss-threshold attack ROC." + missing_roc)),
         ("Checks", checks_html),
         ("How to read this", explain_html("bands", "baseline", "auc", "clip_fraction")),
         ("Environment", environment_section(env, trained_on=", ".join(sorted({r.device for r in records

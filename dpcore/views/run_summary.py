@@ -188,7 +188,8 @@ def epsilon_caption(run: StoredRun) -> str:
     """Caption of the ε-per-step chart."""
     return (f"ε spent after each step at δ = {run.config.get('target_delta'):g} "
             f"({(run.config.get('accountant') or 'rdp').upper()} accountant). Dashed: the target; red: the hard "
-            "limit. Shading: strong, moderate, weak, very weak privacy.")
+            "limit. Shading: strong, moderate, weak, very weak privacy. Dotted purple: ε published by real "
+            "deployments (hover for δ and unit of privacy; Guide, section 3), not directly comparable with a run.")
 
 
 def clip_caption(run: StoredRun) -> str:
@@ -296,24 +297,61 @@ def accuracy_figure(run: StoredRun, epochs: pd.DataFrame, *, baseline_epochs: pd
     return figure
 
 
+#: The run view's two vulnerability charts (stacked in the right column, the first beside accuracy):
+#: (short name, epoch-table column, title).
+VULNERABILITY_CHARTS = (("vuln-auc", "mia_auc", f"{plots.VULNERABILITY_TITLE}: attack AUC"),
+                        ("vuln-tpr", "mia_tpr_at_1pct_fpr", f"{plots.VULNERABILITY_TITLE}: TPR at 1 % FPR"))
+
+
+def vulnerability_figure(run: StoredRun, epochs: pd.DataFrame, *, metric: str, title: str,
+                         baseline_epochs: pd.DataFrame | None, live: bool) -> go.Figure:
+    """The loss attack's ``metric`` ('mia_auc' or 'mia_tpr_at_1pct_fpr') per epoch (with the baseline's), x axis
+    to the planned epochs while ``live``. Runs stored before these numbers get a chart saying they were not measured."""
+    if epochs.empty:
+        return placeholder(title, "the attack's numbers appear after the first epoch")
+    figure = plots.vulnerability_chart([(run.name, epochs)], baseline=baseline_epochs, metrics=(metric,),
+                                       title=title)
+    last_epoch, planned = int(epochs["epoch"].max()), int(run.config.get("epochs") or 0)
+    if live and not run.parent and planned > last_epoch:
+        figure.update_xaxes(range=[0.5, planned + 0.5], autorange=False, dtick=1 if planned <= 12 else None)
+    return figure
+
+
+def vulnerability_captions(*, has_baseline: bool) -> tuple[str, str]:
+    """Captions of the two vulnerability charts (AUC, TPR at 1 % FPR): what they mean for a reader."""
+    baseline = " Dotted grey: the non-private baseline." if has_baseline else ""
+    return ("How well a simple attacker tells training examples from held-out ones by their loss, after each "
+            "epoch (0.5 = a coin flip, 1 = always). Rising means the model is memorising its training examples; "
+            "DP's clipping and noise cap how far it can rise. The last epoch is the run's attack AUC." + baseline,
+            "The share of training examples the same attacker catches while wrongly accusing only 1 % of held-out "
+            "ones (1 % = chance): the case that matters when an attacker must be sure about a few people. DP "
+            "bounds it through ε." + baseline)
+
+
 def chart_specs(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, *, baseline_epochs: pd.DataFrame | None,
                 live: bool = False) -> list[tuple[go.Figure, str, str]]:
-    """The run view's charts as (figure, short name, caption), in drawing order (two per row).
+    """The run view's charts as (figure, short name, caption), in drawing order (two per row; always even).
 
-    ε and clip fraction per step (private runs), loss per step, train/test accuracy per epoch (with the
-    baseline's). ``live`` stretches the step axes to the planned total steps.
+    ε and clip fraction per step (private runs); then train/test accuracy per epoch and loss per step on the
+    left, the loss attack's AUC and TPR at 1 % FPR per epoch on the right (``VULNERABILITY_CHARTS``), the
+    epoch charts with the baseline's. ``live`` stretches the step axes to the planned total steps.
     """
     runs_steps, total = [(run.name, steps)], run.record.total_steps if live else None
+    has_baseline = baseline_epochs is not None
+    auc, tpr = (vulnerability_figure(run, epochs, metric=metric, title=title, baseline_epochs=baseline_epochs,
+                                     live=live) for _, metric, title in VULNERABILITY_CHARTS)
+    (auc_name, _, _), (tpr_name, _, _) = VULNERABILITY_CHARTS
+    auc_caption, tpr_caption = vulnerability_captions(has_baseline=has_baseline)
     charts = [(accuracy_figure(run, epochs, baseline_epochs=baseline_epochs, live=live), "acc",
-               accuracy_caption(has_baseline=baseline_epochs is not None)),
-              (stretch_steps(plots.loss_chart(runs_steps), total), "loss", LOSS_CAPTION)]
+               accuracy_caption(has_baseline=has_baseline)), (auc, auc_name, auc_caption),
+              (stretch_steps(plots.loss_chart(runs_steps), total), "loss", LOSS_CAPTION), (tpr, tpr_name, tpr_caption)]
     if run.private:
         charts = [(stretch_steps(plots.epsilon_chart(runs_steps, target_epsilon=run.config.get("target_epsilon"),
                                                      epsilon_limit=run.config.get("epsilon_limit"),
                                                      delta=run.config.get("target_delta")), total), "eps",
                    epsilon_caption(run)),
                   (stretch_steps(plots.clip_fraction_chart(runs_steps), total), "clip", clip_caption(run)),
-                  charts[1], charts[0]]
+                  *charts]
     return charts
 
 
@@ -420,6 +458,7 @@ __all__ = [
     "PREPARING_CAPTION",
     "REPORT_HELP",
     "STATE_BADGES",
+    "VULNERABILITY_CHARTS",
     "accuracy_caption",
     "accuracy_figure",
     "attack_bound",
@@ -453,4 +492,6 @@ __all__ = [
     "stop_message",
     "stretch_steps",
     "tail_mean",
+    "vulnerability_captions",
+    "vulnerability_figure",
 ]

@@ -81,6 +81,8 @@ COMPARISON_CAPTIONS = {
     "clip": "Share of per-sample gradients clipped to the bound C in each step; 50-80 % usually trains best.",
     "acc": "Test accuracy (solid) and train accuracy (dashed) per epoch. A wide gap means the model memorises its "
            "training data.",
+    "vuln": "The loss-threshold attack's AUC (top; 0.5 = chance) and TPR at 1 % FPR (bottom; 1 % = chance) after "
+            "each epoch: rising lines mean the model memorises its training examples; DP caps how far they rise.",
     "roc": "Membership-inference ROC of each run's loss-threshold attack (AUC in the table above): the closer to the "
            "dotted diagonal (chance), the less the model gives away.",
 }
@@ -169,7 +171,7 @@ def comparison_caption(shared: Sequence[str], count: int) -> str:
 
 
 def chart_captions(without_roc: Sequence[str]) -> dict[str, str]:
-    """The caption of each comparison chart, by overlay key ('eps', 'clip', 'acc', 'roc')."""
+    """The caption of each comparison chart, by overlay key ('eps', 'clip', 'acc', 'vuln', 'roc')."""
     captions = dict(COMPARISON_CAPTIONS)
     if without_roc:
         captions["roc"] += f" No attack stored for: {', '.join(without_roc)}."

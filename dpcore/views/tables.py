@@ -422,11 +422,11 @@ def overlays(store: RunStore, ids: Sequence[str]) -> Overlays:
 
 
 def overlay_charts(frame: pd.DataFrame, data: Overlays) -> tuple[dict[str, str], dict[str, Any]]:
-    """(colour per run label, {'eps', 'clip', 'acc', 'roc': figure}) for runs compared side by side.
+    """(colour per run label, {'eps', 'clip', 'acc', 'vuln', 'roc': figure}) for runs compared side by side.
 
     ``frame`` is ``compare_runs`` output and ``data`` ``overlays`` output for the same runs. The
     ε chart names δ only when every private run shares one. The Runs page and the comparison
-    report draw these same four charts.
+    report draw these same five charts.
     """
     colors = plots.run_colors(list(data.labels.values()))
     deltas = {value for value in frame["target_delta"] if isinstance(value, float) and math.isfinite(value)}
@@ -435,6 +435,7 @@ def overlay_charts(frame: pd.DataFrame, data: Overlays) -> tuple[dict[str, str],
         "eps": plots.epsilon_chart(data.steps, delta=delta, colors=colors),
         "clip": plots.clip_fraction_chart(data.steps, colors=colors),
         "acc": plots.accuracy_chart(data.epochs, colors=colors),
+        "vuln": plots.vulnerability_chart(data.epochs, colors=colors),
         "roc": plots.roc_chart(data.roc, colors=colors, run_bounds=data.bounds),
     }
 
@@ -508,6 +509,41 @@ def export_summary_json(store: RunStore, run_id: str) -> bytes:
     return json.dumps(jsonable(payload), indent=2, allow_nan=False, ensure_ascii=False).encode("utf-8")
 
 
+# ---------------------------------------------------------------------- results by group
+def _group_tpr(row: Mapping[str, Any], fpr: float) -> str:
+    """TPR at ``fpr`` of one group: with its interval where resolvable, '≈' where the ROC only roughly reaches
+    ``fpr`` (fewer than 10 / fpr non-members), and no number where not even one false alarm fits."""
+    if row["tpr_resolvable"]:
+        return f"{100 * row['tpr']:.1f} % [{100 * row['tpr_low']:.1f}, {100 * row['tpr_high']:.1f}]"
+    n_out = int(row["n_non_members"])
+    if n_out == 0 or _number(row["tpr_raw"]) != _number(row["tpr_raw"]):
+        return "–"
+    if n_out * fpr < 1:
+        return f"not resolvable ({n_out} non-members)"
+    return f"≈ {100 * row['tpr_raw']:.1f} % (few non-members)"
+
+
+def group_table(frame: pd.DataFrame, *, fpr: float = 0.01) -> pd.DataFrame:
+    """A ``dpcore.attacks.groups.group_results`` table (optionally with ``compare_groups``' baseline columns) as
+    text for people: group, members / non-members, train and test accuracy, the baseline's test accuracy and the
+    accuracy lost to DP (percentage points), attack AUC with its interval, TPR at ``fpr`` and the note."""
+    def percent(value: Any) -> str:
+        return _format_cell(value, "percent", {})
+
+    rows = []
+    for _, row in frame.iterrows():
+        low, high = _number(row["auc_low"]), _number(row["auc_high"])
+        auc = _format_cell(row["auc"], "auc", {}) + (f" [{low:.2f}, {high:.2f}]" if math.isfinite(low) else "")
+        cells = {"group": row["group"], "members / non-members": f"{row['n_members']} / {row['n_non_members']}",
+                 "train accuracy": percent(row["train_accuracy"]), "test accuracy": percent(row["test_accuracy"])}
+        if "baseline_test_accuracy" in frame.columns:
+            cells["test accuracy without DP"] = percent(row["baseline_test_accuracy"])
+            cells["accuracy lost to DP (points)"] = _format_cell(row["accuracy_lost"], "points", {})
+        cells.update({"attack AUC": auc, f"TPR @ {100 * fpr:g} % FPR": _group_tpr(row, fpr), "note": row["note"]})
+        rows.append(cells)
+    return pd.DataFrame(rows)
+
+
 __all__ = [
     "COMPARE_FIELDS",
     "MODE_LABELS",
@@ -518,6 +554,7 @@ __all__ = [
     "export_metrics_csv",
     "export_summary_json",
     "filter_runs",
+    "group_table",
     "load_roc",
     "mode_label",
     "overlay_charts",

@@ -160,11 +160,12 @@ def progress_text(progress: sweeps.SweepProgress, *, eta_s: float | None = None)
 
 
 def sweep_eta(states: Sequence[sweeps.MemberState], *, now: float | None = None,
-              spec: sweeps.SweepSpec | None = None) -> float | None:
-    """Seconds until the sweep's remaining runs finish, from its own speed: time since its first run started
-    / runs done (running ones count by their share of steps) x runs left (``corrected_eta``). Before any step is
-    done: ``sweeps.estimate(spec)`` (this machine's measured speed) less the time elapsed; None without ``spec``.
-    Failed and cancelled cells are not counted as left to do."""
+              spec: sweeps.SweepSpec | None = None, estimate_s: float | None = None) -> float | None:
+    """Seconds until the sweep's remaining runs finish (``corrected_eta``): the estimate made before it started
+    (``estimate_s``, the one the form showed; else ``sweeps.estimate(spec)``, this machine's measured speed)
+    blended with the sweep's own speed, time since its first run started / runs done (running ones count by
+    their share of steps), which outweighs the estimate as runs finish. None when nothing has started and no
+    estimate is known. Failed and cancelled cells are not counted as left to do."""
     now = time.time() if now is None else now
     left_out = {"failed", "cancelled"}
     total = sum(1 for m in states if m.state not in left_out)
@@ -179,8 +180,7 @@ def sweep_eta(states: Sequence[sweeps.MemberState], *, now: float | None = None,
         if member.state in ("done", "running") and parse_time(member.run.started) is not None:
             starts.append(parse_time(member.run.started))
     elapsed = now - min(starts) if starts else None
-    estimate_s = None
-    if done <= 0 and spec is not None:
+    if estimate_s is None and spec is not None:
         estimate_s = sweeps.estimate(spec).seconds
     return corrected_eta(estimate_s=estimate_s, elapsed_s=elapsed, done=done, total=total)
 

@@ -36,7 +36,7 @@ STATUS_TEXT = {
 LABEL_HINTS = ("label", "target", "class", "y", "outcome")
 _SETTING_FIELDS = ("model", "target_delta", "max_grad_norm", "epochs", "batch_size", "physical_batch_size", "lr",
                    "optimizer", "momentum", "accountant", "grad_sample_mode", "poisson_sampling", "seed",
-                   "reproducible", "device", "epsilon_limit", "data_path", "label_column", "feature_columns")
+                   "reproducible", "device", "nproc", "epsilon_limit", "data_path", "label_column", "feature_columns")
 
 
 def _plain(key: str) -> str:
@@ -89,6 +89,10 @@ HELP: dict[str, str] = {
     "with_baseline": "Queued after this run (or reused when an identical one finished before). Its accuracy is drawn "
                      "on the accuracy chart and gives the accuracy cost of privacy.",
     "train": "Queue this run; it trains in the background and you can keep exploring.",
+    "nproc": "Train this one model in several processes, one per GPU, with Opacus' DPDDP under torchrun. Each "
+             "process samples its share of the data at the global rate and only the first adds the noise, so "
+             "ε, σ and the noise are those of one process; the steps run faster. The baseline trains in one "
+             "process.",
 }
 for _field, _key in (("noise_multiplier", "noise_multiplier"), ("target_delta", "delta"),
                      ("max_grad_norm", "max_grad_norm"), ("accountant", "accountants")):
@@ -115,7 +119,7 @@ def default_settings(dataset: str = DEFAULT_DATASET) -> dict[str, Any]:
     return {"dataset": dataset, "mode": "epsilon", "target_epsilon": DEFAULT_EPSILON, "noise_multiplier": 1.0,
             "target_delta": float(base.target_delta), "momentum": float(base.momentum),
             "accountant": base.accountant, "seed": int(base.seed), "epsilon_limit": None,
-            "grad_sample_mode": base.grad_sample_mode, "device": base.device,
+            "grad_sample_mode": base.grad_sample_mode, "device": base.device, "nproc": base.nproc,
             "poisson_sampling": base.poisson_sampling, "reproducible": base.reproducible,
             "data_path": None, "csv_name": None, "label_column": None, "feature_columns": None,
             "feature_choice": None,
@@ -153,9 +157,16 @@ def config_from(settings: Mapping[str, Any]) -> TrainConfig:
         optimizer=settings["optimizer"], momentum=settings["momentum"], accountant=settings["accountant"],
         grad_sample_mode=settings["grad_sample_mode"], poisson_sampling=settings["poisson_sampling"],
         seed=settings["seed"], reproducible=bool(settings.get("reproducible", False)), device=settings["device"],
+        nproc=int(settings.get("nproc", 1)) if mode != "baseline" else 1,
         epsilon_limit=settings["epsilon_limit"] if mode != "baseline" else None,
         data_path=settings["data_path"] if csv else None, label_column=settings["label_column"] if csv else None,
         feature_columns=_listed(settings.get("feature_columns")) if csv else None)
+
+
+def nproc_options(gpus: int) -> list[int]:
+    """The "processes / GPUs" choices with ``gpus`` CUDA GPUs visible: 1 to ``gpus``; none (the widget is
+    hidden) with fewer than two."""
+    return list(range(1, gpus + 1)) if gpus > 1 else []
 
 
 def _listed(columns: Sequence[str] | None) -> list[str] | None:

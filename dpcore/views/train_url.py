@@ -31,7 +31,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "target_epsilon": (0.0, 1000.0), "noise_multiplier": (0.0, 1000.0), "target_delta": (0.0, 0.5),
     "max_grad_norm": (0.0, 1e6), "epochs": (1, 1000), "batch_size": (1, 1_000_000),
     "physical_batch_size": (1, 1_000_000), "lr": (0.0, 100.0), "momentum": (0.0, 0.99),
-    "epsilon_limit": (0.0, 1000.0), "seed": (0, 2**32 - 1),
+    "epsilon_limit": (0.0, 1000.0), "seed": (0, 2**32 - 1), "nproc": (1, 1024),
 }
 #: text fields -> the values the form offers
 CHOICES: dict[str, tuple[str, ...]] = {

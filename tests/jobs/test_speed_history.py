@@ -40,6 +40,20 @@ def test_factor_is_wall_time_over_the_calibrated_prediction(tmp_path, monkeypatc
     assert observed_factor(store, SPEED, **{**kwargs, "now": NOW + 10_000}) is None  # too old to say anything
 
 
+def test_a_workers_first_cold_job_is_left_out(tmp_path, monkeypatch):
+    store = RunStore(tmp_path / "runs")
+    cfg = TrainConfig(dataset="synthetic", target_epsilon=3.0, batch_size=64)
+    kwargs = {"dataset": "synthetic", "model": "mlp", "batch_size": 64, "private": True, "now": NOW}
+    cold = _done_run(store, monkeypatch, cfg)
+    store.update_summary(cold, worker_job=1, seconds=120.0)  # warm-ups made it 10x slower than the rest
+    assert observed_factor(store, SPEED, **kwargs) is None
+    warm = _done_run(store, monkeypatch, cfg)
+    store.update_summary(warm, worker_job=2)
+    factor, used = observed_factor(store, SPEED, **kwargs)
+    assert used == 1 and factor == pytest.approx(12.0 / run_seconds(SPEED, steps=100, epochs=2, attack=False,
+                                                                     overhead_s=0.0))
+
+
 def test_sweep_estimate_applies_the_factor_of_recent_runs(tmp_path, monkeypatch):
     store = RunStore(tmp_path / "runs")
     spec = sweeps.SweepSpec(base=TrainConfig(dataset="synthetic", epochs=2), epsilons=(1.0,), max_grad_norms=(1.0,),

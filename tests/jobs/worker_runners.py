@@ -43,3 +43,37 @@ def fail(run_id, store, should_stop) -> None:
 def record_env(run_id, store, should_stop) -> None:
     """Store the worker's DPEXPLORER_DATA_DIR."""
     store.update_summary(run_id, data_dir=os.environ.get("DPEXPLORER_DATA_DIR"))
+
+
+def write_until_refused(run_id, store, should_stop) -> None:
+    """Write one small artifact file every 50 ms (progress counts them) until a write is refused, a stop, or 60 s."""
+    from dpcore.atomic import atomic_write_text
+
+    folder = store.artifacts_dir(run_id, create=True)
+    deadline = time.monotonic() + 60
+    written = 0
+    while not should_stop() and time.monotonic() < deadline:
+        atomic_write_text(folder / f"part-{written}.txt", "x" * 100)
+        written += 1
+        store.set_progress(run_id, written, 10_000)
+        time.sleep(0.05)
+
+
+def train_with_refused_writes(run_id, store, should_stop, *, code: int) -> None:
+    """Train the run's config (``train_runner``) with every file write of ``dpcore.atomic`` refused with errno
+    ``code`` (EROFS: a read-only disk, ENOSPC: a full one) from the first one on: the first epoch's checkpoint.
+    The run database itself stays writable. The worker process is put back as it was afterwards."""
+    import builtins
+
+    import dpcore.atomic
+    from dpcore.jobs.queue import train_runner
+
+    def refuse(path, *args, **kwargs):
+        raise OSError(code, os.strerror(code), str(path))
+
+    dpcore.atomic.open = refuse  # shadows the builtin in that module only
+    try:
+        train_runner(run_id, store, should_stop)
+    finally:
+        del dpcore.atomic.open
+        assert dpcore.atomic.__dict__.get("open", builtins.open) is builtins.open

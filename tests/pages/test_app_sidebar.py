@@ -92,3 +92,25 @@ def test_an_unusable_runs_directory_is_explained_not_a_traceback(tmp_path, monke
     assert not at.exception, at.exception
     (error,) = at.error
     assert "DP Explorer cannot start" in error.value and "is a file, not a folder" in error.value
+
+
+def test_the_sidebar_says_where_jobs_run(isolated_dirs, monkeypatch):
+    monkeypatch.delenv("DPEXPLORER_EXECUTOR", raising=False)
+    monkeypatch.setenv("DPEXPLORER_WORKERS", "2")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/guide.py")
+    at.run()
+    assert not at.exception, at.exception
+    captions = [str(caption.value) for caption in at.sidebar.caption]
+    assert any(caption.startswith("Jobs run on local workers (2 worker processes × ") for caption in captions)
+
+
+def test_an_unreachable_ray_cluster_is_explained_not_a_traceback(isolated_dirs, monkeypatch):
+    monkeypatch.setenv("DPEXPLORER_RAY_ADDRESS", "no-such-host.invalid:6379")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/guide.py")
+    at.run()
+    assert not at.exception, at.exception
+    (error,) = at.error
+    assert "Jobs cannot start" in error.value and "cannot reach a Ray cluster" in error.value
+    assert "ray start --head" in error.value

@@ -153,3 +153,30 @@ def test_a_running_attack_job_shows_its_eta_with_the_progress_bar(monkeypatch):
                text.endswith(" left") for text in bars), bars
     assert any("estimated time ≈" in caption.value for caption in at.caption)  # the estimate before starting
     assert not any("has not been attacked yet" in info.value for info in at.info)  # the progress says it all
+
+
+def test_the_attack_eta_updates_from_the_jobs_own_speed_as_models_finish(monkeypatch):
+    store = RunStore(default_root())
+    run_id = _finished_run(store)
+    job_id = store.create_run({**store.get(run_id).config, "extra": {"attack": {"target_run_id": run_id}}},
+                              kind=audit.ATTACK_KIND, group=run_id, name="fake attack")
+    store.set_status(job_id, "running")
+    clock = [1_000_000.0]
+    monkeypatch.setattr("dpcore.views.attack_lab.time.time", lambda: clock[0])
+    # estimated 16 s for 16 models, but the first 4 took 40 s (10 s each): the ETA follows the measured speed
+    store.update_summary(job_id, phase="trained reference model 4 of 16", estimate_s=16.0,
+                         work_started=clock[0] - 40.0)
+    store.set_progress(job_id, 4, 16)
+
+    def eta_bar(at: AppTest) -> str:
+        return next(bar.proto.text for bar in at.get("progress") if bar.proto.text.startswith("Attack running"))
+
+    at = _page()
+    first = eta_bar(at)
+    assert first.endswith("(25%) · about 1 min 48 s left"), first  # 12 models x 9.0 s, not 12 x 1 s
+    clock[0] += 40.0  # the next poll: 8 of 16 done after 80 s
+    store.set_progress(job_id, 8, 16)
+    store.update_summary(job_id, phase="trained reference model 8 of 16")
+    at.run()
+    second = eta_bar(at)
+    assert second.endswith("(50%) · about 1 min 16 s left"), second  # 8 models x 9.5 s: it redraws as it goes

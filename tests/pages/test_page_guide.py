@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dpcore import ConfigError
+from dpcore.privacy import deployments
 from dpcore.privacy.bands import EPSILON_BANDS
 from dpcore.views import plots
 from dpcore.views.explain import BAND_MEANINGS, TOPICS, epsilon_band_table
@@ -81,3 +82,13 @@ def test_clipping_illustration_is_deterministic_and_noise_scales_with_sigma():
 def test_clipping_illustration_rejects_bad_input(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         plots.clipping_illustration(**kwargs)
+
+
+def test_guide_shows_the_cited_table_of_deployments(page):
+    """Issue 12 §5: the reference points' table, its heading and why they do not compare one to one."""
+    assert deployments.HEADING in [header.value for header in page.subheader]
+    table = next(frame.value for frame in page.dataframe if "unit of privacy" in frame.value.columns)
+    assert list(table["what"]) == [ref.name for ref in deployments.DEPLOYMENTS]
+    assert all(url.startswith("https://") for url in table["source"])
+    texts = " ".join(markdown.value for markdown in page.markdown)
+    assert "Unit of privacy" in texts and "Local vs central" in texts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -9,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from dpcore.engine import data
 from dpcore.privacy import accounting
+from dpcore.privacy.deployments import DEPLOYMENTS
 
 PAGE = "../../pages/planner.py"
 TIMEOUT = 60  # the first run imports opacus/torch and computes PRV cold
@@ -185,3 +187,18 @@ def test_an_accountant_without_an_answer_leaves_the_rest_of_the_page(page, input
     assert page.button(key="planner_use") is not None
     chart_ids = " ".join(chart.proto.id for chart in page.get("plotly_chart"))
     assert "planner_chart_epochs" in chart_ids and "planner_chart_accountants" in chart_ids
+
+
+def test_charts_carry_the_reference_points_of_real_deployments(page):
+    """Issue 12 §5: published ε drawn on the planner's ε axes by default, explained in a caption."""
+    specs = {chart.proto.id: json.loads(chart.proto.spec) for chart in page.get("plotly_chart")}
+
+    def marks(fragment: str) -> list[str]:
+        spec = next(spec for key, spec in specs.items() if fragment in key)
+        return [shape["name"] for shape in spec["layout"].get("shapes", [])
+                if shape.get("name", "").startswith("reference: ")]
+
+    assert marks("planner_chart_sigma")  # σ needed for targets across decades: several deployments in range
+    labels = {ref.label for ref in DEPLOYMENTS}
+    assert {name.removeprefix("reference: ") for name in marks("planner_chart_sigma")} <= labels
+    assert any("Dotted purple lines" in caption.value for caption in page.caption)

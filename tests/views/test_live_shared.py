@@ -35,15 +35,16 @@ def test_two_sessions_get_the_same_live_figures_built_once_until_new_steps_arriv
 
     first = _live_specs(store, run_id, steps)
     second = _live_specs(store, run_id, steps)  # another session, same moment
-    assert [name for _, name, _ in first] == ["eps", "clip", "loss", "acc"]
+    assert [name for _, name, _ in first] == ["eps", "clip", "acc", "vuln-auc", "loss", "vuln-tpr"]
+    loss = 4  # the per-step loss chart: the one new steps change
     assert figures.builds == 1
     assert all(a[0] is b[0] for a, b in zip(first, second, strict=True))  # the very same figures, not rebuilt
 
     store.append_steps(run_id, _steps(500, 600))
     third = _live_specs(store, run_id, steps)
     assert figures.builds == 2  # new steps: built again, once
-    assert third[2][0] is not first[2][0]
-    assert max(third[2][0].data[0].x) == 599 and max(first[2][0].data[0].x) == 499
+    assert third[loss][0] is not first[loss][0]
+    assert max(third[loss][0].data[0].x) == 599 and max(first[loss][0].data[0].x) == 499
     _live_specs(store, run_id, steps)
     assert figures.builds == 2
 

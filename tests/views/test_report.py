@@ -175,7 +175,9 @@ def test_comparison_report_puts_the_runs_side_by_side(store, trained, tmp_path):
     html = report.report_for(store, f"{ids['private']}, {ids['baseline']}")  # as in the Runs page's ?run=a,b
     page = Page(html)
     assert page.text.startswith("DP Explorer comparison: 2 runs") and page.external == []
-    assert html.count("* plotly.js v") == 1 and html.count("Plotly.newPlot") == 4  # ε, clipping, accuracy, ROC
+    # ε, clipping, accuracy, the attack per epoch (vulnerability), ROC
+    assert html.count("* plotly.js v") == 1 and html.count("Plotly.newPlot") == 5
+    assert "Vulnerability over training" in html
     assert f"{private.summary['final_epsilon']:.2f}" in page.text and "∞ (no DP)" in page.text
     assert f"{private.summary['test_accuracy'] * 100:.1f} %" in page.text
     assert f"{baseline.summary['test_accuracy'] * 100:.1f} %" in page.text

@@ -44,6 +44,7 @@ from dpcore.views.plots.base import (
     MEMBER_COLOR,
     NO_DATA_TEXT,
     NON_MEMBER_COLOR,
+    REFERENCE_COLOR,
     RUN_PALETTE,
     TARGET_COLOR,
     TEMPLATE,
@@ -52,12 +53,14 @@ from dpcore.views.plots.base import (
     add_epsilon_bands,
     add_no_data,
     add_note,
+    add_references,
     base_figure,
     empty_figure,
     finish_figure,
     fit_fraction_axis,
     run_colors,
 )
+from dpcore.views.plots.groups import group_chart
 from dpcore.views.plots.illustrations import clipping_illustration, demo_gradients, image_grid, tile_images
 from dpcore.views.plots.planner import (
     accountant_comparison_chart,
@@ -80,16 +83,20 @@ from dpcore.views.plots.training import (
     epsilon_chart,
     loss_chart,
 )
+from dpcore.views.plots.vulnerability import VULNERABILITY_TITLE, vulnerability_chart
 
 __all__ = [
     "ACCOUNTANT_COLORS", "ATTACK_METRICS", "BASELINE_COLOR", "BOUND_COLOR", "BOUND_LABEL", "DEFAULT_HEIGHT",
     "EPSILON_BAND_COLORS", "GAP_FILL", "GOOD_COLOR", "HEALTHY_FILL", "IMPOSSIBLE_FILL", "LIMIT_COLOR",
-    "LOWER_BOUND_COLOR", "MEMBER_COLOR", "NON_MEMBER_COLOR", "NO_DATA_TEXT", "RUN_PALETTE", "SMOOTH_MIN_STEPS",
-    "TARGET_COLOR", "TEMPLATE", "UPPER_BOUND_COLOR", "WARNING_RING_COLOR", "WARN_COLOR", "RocCurve", "RunsInput",
-    "accountant_comparison_chart", "accuracy_chart", "add_epsilon_bands", "add_no_data", "add_note",
-    "add_run_points", "add_tradeoff_bound", "attack_vs_epsilon_chart", "base_figure", "clip_fraction_chart",
-    "clipping_illustration", "demo_gradients", "empty_figure", "epsilon_audit_chart", "epsilon_bounds_chart",
-    "epsilon_chart", "epsilon_vs_epochs_chart", "finish_figure", "fit_fraction_axis", "grad_norm_histogram",
-    "image_grid", "loss_chart", "privacy_utility_chart", "roc_chart", "run_colors", "score_histogram",
-    "sigma_for_epsilon_chart", "sweep_heatmap", "tile_images",
+    "LOWER_BOUND_COLOR", "MEMBER_COLOR", "NON_MEMBER_COLOR", "NO_DATA_TEXT", "REFERENCE_COLOR", "RUN_PALETTE",
+    "SMOOTH_MIN_STEPS", "TARGET_COLOR", "TEMPLATE", "UPPER_BOUND_COLOR", "WARNING_RING_COLOR", "WARN_COLOR", "RocCurve",
+    "RunsInput", "accountant_comparison_chart", "accuracy_chart", "add_epsilon_bands", "add_no_data", "add_note",
+    "add_references", "add_run_points", "add_tradeoff_bound", "attack_vs_epsilon_chart", "base_figure",
+    "clip_fraction_chart", "clipping_illustration", "demo_gradients", "empty_figure", "epsilon_audit_chart",
+    "epsilon_bounds_chart", "epsilon_chart", "epsilon_vs_epochs_chart", "finish_figure", "fit_fraction_axis",
+    "grad_norm_histogram", "image_grid", "loss_chart", "privacy_utility_chart", "roc_chart", "run_colors",
+    "score_histogram", "sigma_for_epsilon_chart", "sweep_heatmap", "tile_images",
 ]
+
+__all__ += ["group_chart"]
+__all__ += ["VULNERABILITY_TITLE", "vulnerability_chart"]

@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from dpcore.errors import ConfigError
+from dpcore.privacy import deployments
 from dpcore.privacy.bands import EPSILON_BANDS
 
 #: Subtle fills for the bands (green -> red), light enough to sit behind curves.
@@ -278,6 +279,54 @@ def add_epsilon_bands(fig: go.Figure, *, upper: float, lower: float = 0.0, axis:
     return fig
 
 
+#: Reference points of real deployments (``dpcore.privacy.deployments``): muted, thin, dotted.
+REFERENCE_COLOR = "#7a6a9e"
+
+
+#: Marks closer than this share of the axis to each other (or to the axis' start) are left out, so labels never pile up.
+REFERENCE_MIN_GAP = 0.05
+
+
+def add_references(fig: go.Figure, *, lower: float, upper: float, axis: str = "y", log: bool = False,
+                   references: Sequence[deployments.Deployment] = deployments.DEPLOYMENTS) -> list[str]:
+    """Draw the published ε of real deployments inside [``lower``, ``upper``] as thin dotted lines with a label.
+
+    Only marks inside the visible ε range are drawn (the axis is never stretched for them); marks that would sit
+    within ``REFERENCE_MIN_GAP`` of the axis' start or of a lower mark are skipped, so a chart reaching ε = 10⁶
+    draws none. ``axis='y'``: horizontal lines (ε on y); ``axis='x'``: vertical lines, labels turned along
+    them; ``log``: the axis is logarithmic (``lower`` must then be > 0). Each label's hover names δ, the unit of
+    privacy and the model. Shapes and annotations are named ``reference: <label>``. Returns the labels drawn.
+    """
+    if not (math.isfinite(lower) and math.isfinite(upper)) or upper <= lower or (log and lower <= 0):
+        return []
+
+    def position(value: float) -> float:
+        return math.log10(value) if log else value
+
+    span, drawn, last = position(upper) - position(lower), [], 0.0
+    for ref in deployments.in_range(lower=lower, upper=upper, references=tuple(references)):
+        share = (position(ref.epsilon) - position(lower)) / span
+        if share < REFERENCE_MIN_GAP or share - last < REFERENCE_MIN_GAP or share > 0.995:
+            continue
+        last, name = share, f"reference: {ref.label}"
+        text = f"{ref.label}: ε {ref.epsilon:g}"
+        line = dict(color=REFERENCE_COLOR, width=1, dash="dot")
+        label = dict(name=name, text=text, hovertext=ref.hover(), showarrow=False,
+                     font=dict(size=10, color=REFERENCE_COLOR), bgcolor="rgba(255,255,255,0.6)")
+        if axis == "y":
+            fig.add_shape(type="line", name=name, xref="paper", x0=0, x1=1, yref="y", y0=ref.epsilon,
+                          y1=ref.epsilon, line=line, layer="below")
+            fig.add_annotation(xref="paper", x=0.8, xanchor="right", yref="y", y=position(ref.epsilon),
+                               yanchor="bottom", **label)
+        else:
+            fig.add_shape(type="line", name=name, yref="paper", y0=0, y1=1, xref="x", x0=ref.epsilon,
+                          x1=ref.epsilon, line=line, layer="below")
+            fig.add_annotation(yref="paper", y=0.98, yanchor="top", xref="x", x=position(ref.epsilon),
+                               xanchor="right", textangle=-90, **label)
+        drawn.append(ref.label)
+    return drawn
+
+
 def log_ticks(lo: float, hi: float) -> dict[str, Any]:
     """Readable tick positions for a log axis from ``lo`` to ``hi``: 1-2-5 per decade, or decades only when wide."""
     first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
@@ -296,15 +345,18 @@ def log_range(values: np.ndarray, pad: float = 1.3) -> tuple[float, float]:
 
 
 def epsilon_axis(fig: go.Figure, curve_max: float, *, target_epsilon: float | None,
-                  extra: float | None = None) -> float:
+                  extra: float | None = None, references: bool = False) -> float:
     """Epsilon y axis from 0 to 1.15 x the largest of curve, target and ``extra``; bands; target line.
 
-    Returns the top of the axis.
+    ``references`` adds the deployments' marks that fall inside the axis (``add_references``). Returns the top
+    of the axis.
     """
     reference = max(curve_max, target_epsilon or 0.0, extra or 0.0)
     top = reference * 1.15 if reference > 0 else 1.0
     fig.update_yaxes(range=[0, top])
     add_epsilon_bands(fig, upper=top)
+    if references:
+        add_references(fig, lower=0.0, upper=top)
     if target_epsilon is not None:
         add_hline(fig, target_epsilon, text=f"target ε = {short_number(target_epsilon)}", color=TARGET_COLOR,
                    dash="dash", name="target")

@@ -22,6 +22,7 @@ from dpcore.views.plots.base import (
     add_epsilon_bands,
     add_no_data,
     add_note,
+    add_references,
     base_figure,
     epsilon_axis,
     finished,
@@ -112,12 +113,14 @@ def epsilon_vs_epochs_chart(
     *,
     target_epsilon: float | None = None,
     delta: float | None = None,
+    references: bool = True,
     title: str | None = "ε vs epochs",
 ) -> go.Figure:
     """Epsilon after each epoch, one line per noise multiplier sigma (columns noise_multiplier, epoch, epsilon).
 
     Lines run from dark (small sigma, fast-growing epsilon) to light; EPSILON_BANDS shade the
-    background up to 1.15 x max(curves, target) and ``target_epsilon`` is a dashed line.
+    background up to 1.15 x max(curves, target) and ``target_epsilon`` is a dashed line; ``references``
+    marks real deployments' published ε inside that range (``base.add_references``).
     """
     y_title = "ε" + (f" (δ = {delta:g})" if delta else "")
     fig = base_figure(title=title, x_title="epoch", y_title=y_title, hovermode="x unified")
@@ -135,18 +138,20 @@ def epsilon_vs_epochs_chart(
                                      line=dict(color=shades[index], width=2), hovertemplate="ε %{y:.3f}"))
             curve_max = max(curve_max, float(ys.max()))
             plotted += 1
-    epsilon_axis(fig, curve_max, target_epsilon=target_epsilon)
+    epsilon_axis(fig, curve_max, target_epsilon=target_epsilon, references=references and plotted > 0)
     if plotted == 0:
         add_no_data(fig)
     return fig
 
 
 @finished
-def accountant_comparison_chart(df: pd.DataFrame | None, *, title: str | None = "Accountants compared") -> go.Figure:
+def accountant_comparison_chart(df: pd.DataFrame | None, *, references: bool = True,
+                                title: str | None = "Accountants compared") -> go.Figure:
     """Bars of the epsilon each accountant reports for the same training (columns accountant, epsilon).
 
     Values are printed on the bars; an optional ``seconds`` column shows in the hover. Accountants
-    that gave no finite epsilon are listed in a note instead of drawn.
+    that gave no finite epsilon are listed in a note instead of drawn. ``references`` marks real
+    deployments' published ε inside the y range (``base.add_references``).
     """
 
     fig = base_figure(title=title, x_title="accountant", y_title="ε")
@@ -161,6 +166,8 @@ def accountant_comparison_chart(df: pd.DataFrame | None, *, title: str | None = 
         return add_no_data(fig, "no accountant returned a finite ε")
     top = float(eps[finite].max()) * 1.2
     add_epsilon_bands(fig, upper=top)
+    if references:
+        add_references(fig, lower=0.0, upper=top)
     hover = "%{x}: ε = %{y:.4g}"
     customdata = None
     if seconds is not None:
@@ -187,10 +194,12 @@ def _require(df: pd.DataFrame, column: str) -> str:
 
 
 @finished
-def sigma_for_epsilon_chart(df: pd.DataFrame | None, *, title: str | None = "Noise needed") -> go.Figure:
+def sigma_for_epsilon_chart(df: pd.DataFrame | None, *, references: bool = True,
+                            title: str | None = "Noise needed") -> go.Figure:
     """Noise multiplier sigma needed to end training at each target epsilon (log x), bands along x.
 
-    Columns: target_epsilon, noise_multiplier. Returns a plotly Figure.
+    Columns: target_epsilon, noise_multiplier. ``references`` marks real deployments' published ε inside
+    the x range (``base.add_references``). Returns a plotly Figure.
     """
     fig = base_figure(title=title, x_title="target ε (log scale)", y_title="noise multiplier σ")
     fig.update_layout(showlegend=False)
@@ -205,6 +214,8 @@ def sigma_for_epsilon_chart(df: pd.DataFrame | None, *, title: str | None = "Noi
     fig.update_xaxes(type="log", range=[math.log10(lo), math.log10(hi)], **log_ticks(lo, hi))
     fig.update_yaxes(rangemode="tozero")
     add_epsilon_bands(fig, lower=lo, upper=hi, axis="x", log=True)
+    if references:
+        add_references(fig, lower=lo, upper=hi, axis="x", log=True)
     fig.add_trace(go.Scatter(x=xs, y=ys, name="σ needed", mode="lines+markers",
                              line=dict(color=RUN_PALETTE[0], width=2), marker=dict(size=6),
                              hovertemplate="target ε %{x:.3g}<br>σ = %{y:.3f}<extra></extra>"))

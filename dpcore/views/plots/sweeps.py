@@ -19,6 +19,7 @@ from dpcore.views.plots.base import (
     add_hline,
     add_no_data,
     add_note,
+    add_references,
     base_figure,
     finish_figure,
     finished,
@@ -49,13 +50,15 @@ def _epsilon_series(df: pd.DataFrame, value: str, *, label: str) -> tuple[np.nda
 
 
 @finished
-def privacy_utility_chart(df: pd.DataFrame | None, *, title: str | None = "Privacy vs utility") -> go.Figure:
+def privacy_utility_chart(df: pd.DataFrame | None, *, references: bool = True,
+                          title: str | None = "Privacy vs utility") -> go.Figure:
     """Test accuracy (%) against epsilon (log x) for private runs, with the non-private accuracy as a line.
 
     Columns: label, epsilon, test_accuracy (fraction 0..1), optional test_accuracy_std (error
     bars) and is_baseline (default: rows with non-finite epsilon). Several baseline rows are
     averaged. EPSILON_BANDS shade the x axis. An optional ``epsilon_note`` column (``dpcore.privacy.caveats``)
-    rings the points whose ε is not a proven guarantee, with the note on hover.
+    rings the points whose ε is not a proven guarantee, with the note on hover. ``references`` marks real
+    deployments' published ε inside the x range (``base.add_references``; shapes only, no trace).
     """
     fig = base_figure(title=title, x_title="ε (log scale)", y_title="test accuracy (%)")
     fig.update_yaxes(tickformat=".0%")
@@ -70,6 +73,8 @@ def privacy_utility_chart(df: pd.DataFrame | None, *, title: str | None = "Priva
     lo, hi = log_range(xs) if xs.size else (0.1, 100.0)
     fig.update_xaxes(type="log", range=[math.log10(lo), math.log10(hi)], **log_ticks(lo, hi))
     add_epsilon_bands(fig, lower=lo, upper=hi, axis="x", log=True)
+    if references and xs.size:
+        add_references(fig, lower=lo, upper=hi, axis="x", log=True)
     if baseline_acc.size:
         value = float(baseline_acc.mean())
         fig.add_trace(go.Scatter(x=[lo, hi], y=[value, value], name=f"non-private baseline ({value:.1%})",

@@ -88,6 +88,7 @@ def epsilon_chart(
     x: str = "step",
     delta: float | None = None,
     colors: Mapping[str, str] | None = None,
+    references: bool = True,
     title: str | None = "Privacy spent",
 ) -> go.Figure:
     """Epsilon spent (at ``delta``) against ``x`` ('step' or 'epoch'), one line per run.
@@ -95,7 +96,9 @@ def epsilon_chart(
     Draws a dashed line at ``target_epsilon``, a red line at the hard ``epsilon_limit`` and light
     EPSILON_BANDS behind the curves. The y axis runs from 0 to 1.15 x max(curve, target) (the
     limit when there is no target); a limit above that is named in a note instead of drawn.
-    Non-private runs (epsilon all inf/NaN) are skipped with a note. Returns a plotly Figure.
+    Non-private runs (epsilon all inf/NaN) are skipped with a note. ``references`` draws the published ε
+    of real deployments that fall inside the axis (``base.add_references``; only when a curve is drawn).
+    Returns a plotly Figure.
     """
     if x not in ("step", "epoch"):
         raise ConfigError(f"x must be 'step' or 'epoch', got {x!r}")
@@ -123,7 +126,7 @@ def epsilon_chart(
         plotted += 1
 
     top = epsilon_axis(fig, curve_max, target_epsilon=target_epsilon,
-                        extra=epsilon_limit if target_epsilon is None else None)
+                        extra=epsilon_limit if target_epsilon is None else None, references=references and plotted > 0)
     notes = []
     if epsilon_limit is not None:
         if epsilon_limit <= top:

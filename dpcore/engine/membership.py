@@ -1,0 +1,122 @@
+"""Per-example losses and the loss-threshold membership attack's headline numbers, cheap enough for every epoch.
+
+``example_losses`` runs a model once over a tensor and returns each example's cross-entropy and whether it was
+classified right, so one forward pass gives both the accuracy and the attack's signal. ``loss_attack_metrics``
+turns member and non-member losses into the attack's AUC and TPR at 1 % FPR (lower loss = member).
+
+The arithmetic is exactly that of ``dpcore.attacks`` (``signals.model_logits`` / ``per_example_loss`` and
+``metrics.evaluate_scores`` / ``AttackResult.tpr_at_fpr``), which sits above the engine and cannot be imported
+here: on the same model and data both give the same floats, so the last epoch row of a run equals the run's
+``mia_auc`` and ``mia_tpr_at_1pct_fpr`` (tests/engine/test_vulnerability.py checks it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+from scipy import special, stats
+from torch import nn
+
+#: The false-positive rate at which the attack's TPR is reported (1 %), as in ``dpcore.jobs.training.MIA_FPR``.
+MIA_FPR = 0.01
+#: The epoch-table columns this module fills: the loss attack's AUC (0.5 = chance) and TPR at ``MIA_FPR``.
+MIA_COLUMNS = ("mia_auc", "mia_tpr_at_1pct_fpr")
+#: Batch size of the evaluation pass: ``dpcore.attacks.signals.model_logits``' default, so the logits are the
+#: attack's bit for bit on the same device.
+EVAL_BATCH = 1024
+
+
+class MembershipSplit(Protocol):
+    """Member and non-member tensors (``dpcore.engine.data.SplitData`` fits)."""
+
+    x_members: torch.Tensor
+    y_members: torch.Tensor
+    x_non_members: torch.Tensor
+    y_non_members: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ExampleLosses:
+    """Each example's cross-entropy (float64 nats, ``logsumexp(z) - z_y``) and whether its argmax is its label."""
+
+    losses: np.ndarray
+    correct: np.ndarray
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction of examples classified right (NaN for no examples)."""
+        return float(self.correct.mean()) if len(self.correct) else math.nan
+
+    @property
+    def mean_loss(self) -> float:
+        """Mean cross-entropy in nats (NaN for no examples)."""
+        return float(self.losses.mean()) if len(self.losses) else math.nan
+
+
+@torch.no_grad()
+def example_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device | None = None,
+                   batch_size: int = EVAL_BATCH) -> ExampleLosses:
+    """One eval-mode forward pass of ``model`` over (x, y) in batches on ``device`` (default: the model's).
+
+    Returns ``ExampleLosses``: per-example cross-entropy in nats, computed in float64 from the logits as the
+    loss attack computes it, and a boolean array of correct predictions. The model's train/eval mode is kept.
+    """
+    if device is None:
+        device = next((tensor.device for tensor in model.parameters()), torch.device("cpu"))
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        for start in range(0, len(x), batch_size):
+            outputs.append(model(x[start:start + batch_size].to(device)).detach().to("cpu", torch.float64))
+    finally:
+        model.train(was_training)
+    labels = (y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)).astype(np.int64).ravel()
+    if not outputs:
+        return ExampleLosses(losses=np.zeros(0), correct=np.zeros(0, dtype=bool))
+    logits = torch.cat(outputs).numpy()
+    rows = np.arange(len(labels))
+    losses = special.logsumexp(logits, axis=1) - logits[rows, labels]
+    return ExampleLosses(losses=losses, correct=logits.argmax(axis=1) == labels)
+
+
+def loss_attack_metrics(member_losses: np.ndarray, non_member_losses: np.ndarray, *,
+                        fpr: float = MIA_FPR) -> dict[str, float]:
+    """``{'mia_auc': ..., 'mia_tpr_at_1pct_fpr': ...}`` of the loss-threshold attack (score = minus the loss).
+
+    AUC: probability that a random member has a lower loss than a random non-member (ties count 1/2; 0.5 =
+    chance). TPR: the largest share of members called members at a threshold that calls at most ``fpr`` of
+    the non-members members (no interpolation; 0 when none does). Both fractions in [0, 1]; NaN when a group
+    is empty or a loss is not finite (a diverged model).
+    """
+    member_scores = -np.asarray(member_losses, dtype=np.float64).ravel()
+    non_member_scores = -np.asarray(non_member_losses, dtype=np.float64).ravel()
+    n1, n0 = len(member_scores), len(non_member_scores)
+    scores = np.concatenate([member_scores, non_member_scores])
+    if n1 == 0 or n0 == 0 or not np.isfinite(scores).all():
+        return dict.fromkeys(MIA_COLUMNS, math.nan)
+    ranks = stats.rankdata(scores)
+    auc = float((ranks[:n1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+    # The ROC's best TPR with FPR <= fpr (sklearn's roc_curve and AttackResult.tpr_at_fpr, without building the
+    # curve, which cost more than the rest together): with at most ``allowed`` false alarms (FPR as roc_curve
+    # divides it), the lowest threshold lies just above the (allowed + 1)-th highest non-member score.
+    allowed = int(np.count_nonzero(np.arange(n0 + 1) / n0 <= fpr + 1e-12)) - 1
+    if allowed >= n0:
+        return {"mia_auc": auc, "mia_tpr_at_1pct_fpr": 1.0}
+    cutoff = np.partition(non_member_scores, n0 - 1 - allowed)[n0 - 1 - allowed]
+    return {"mia_auc": auc, "mia_tpr_at_1pct_fpr": int(np.count_nonzero(member_scores > cutoff)) / n1}
+
+
+def model_attack_metrics(model: nn.Module, data: MembershipSplit) -> dict[str, float]:
+    """``loss_attack_metrics`` of ``model`` on ``data``'s members and non-members, on the model's device."""
+    members = example_losses(model, data.x_members, data.y_members)
+    non_members = example_losses(model, data.x_non_members, data.y_non_members)
+    return loss_attack_metrics(members.losses, non_members.losses)
+
+
+__all__ = ["EVAL_BATCH", "MIA_COLUMNS", "MIA_FPR", "ExampleLosses", "MembershipSplit", "example_losses",
+           "loss_attack_metrics", "model_attack_metrics"]
