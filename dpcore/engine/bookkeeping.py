@@ -9,8 +9,11 @@ From (a, g) each layer gives its per-sample squared gradient norms cheaply:
 - Linear with one row per sample: ``|a_i|^2 |g_i|^2`` (weight) and ``|g_i|^2`` (bias);
   with a sequence dimension the ghost-norm trick ``sum (a_i a_i^T) * (g_i g_i^T)`` or the
   per-sample gradients themselves, whichever is cheaper;
-- Conv2d: the same on the unfolded input (``F.unfold``);
-- GroupNorm / LayerNorm affine parameters: the per-sample gradients are formed directly.
+- Conv2d: the same on the unfolded input (a strided view of the padded input copied once into a reused
+  buffer, several times faster than ``F.unfold`` on CPU); where the per-sample gradients are the cheaper
+  norm they are kept, and the clipped sum is one (B,) x (B, n) product instead of a convolution backward;
+- GroupNorm / LayerNorm affine parameters: the per-sample gradients are formed directly (GroupNorm from the
+  mean and rstd its forward saved for autograd, without normalising the input a second time).
 
 The per-sample total norms give the clip factors ``c_i = min(1, C / (|g_i| + 1e-6))`` (Opacus'
 formula), and each layer's clipped SUM gradient is one weighted matrix product, e.g. ``(c * g)^T a``
@@ -18,7 +21,11 @@ for a Linear weight. That sum goes to ``p.grad``; noise, the division by the exp
 the accountant and Poisson sampling are Opacus' own: the trainer builds them with
 ``PrivacyEngine.make_private(grad_sample_mode="ghost")`` and swaps only the gradient computation
 (``use_bookkeeping``), so ``DPOptimizerFastGradientClipping`` adds N(0, sigma^2 C^2) from the run's
-noise generator exactly as in ghost mode.
+noise generator exactly as in ghost mode (the same draws, bit for bit; noise and scaling in one pass).
+
+Measured with ``bench/bench_step_time.py`` on a shared 2-core CPU (see the README): the unfolding, the second
+GroupNorm normalisation and the convolution weight-gradient kernel were the largest costs of the CNN step; on
+the small MLP each op's fixed cost dominates, so fewer ops per step is what counts there.
 
 Only models whose every trainable parameter sits directly in a supported layer are accepted
 (``bookkeeping_supported``); the trainer falls back to Opacus for anything else.
@@ -26,6 +33,7 @@ Only models whose every trainable parameter sits directly in a supported layer a
 
 from __future__ import annotations
 
+import math
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +41,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from opacus.optimizers import DPOptimizerFastGradientClipping
+from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
 from torch import nn
 
 SUPPORTED_LAYERS = (nn.Linear, nn.Conv2d, nn.GroupNorm, nn.LayerNorm)
@@ -72,11 +82,55 @@ def bookkeeping_supported(model: nn.Module) -> bool:
 # ---------------------------------------------------------------------- per-layer maths
 @dataclass
 class _Record:
-    """One supported layer's call in the current forward: its input activation and its output."""
+    """One supported layer's call in the current forward: its input activation and its output.
+
+    ``stats``: for a GroupNorm, the (mean, rstd) per (sample, group) its forward computed, when autograd kept them.
+    """
 
     module: nn.Module
     activation: torch.Tensor
     output: torch.Tensor
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+class _Workspace:
+    """Scratch tensors reused from step to step for the largest temporaries of the norms (unfolded inputs).
+
+    On CPU a fresh multi-megabyte tensor every step tends to come back from the OS as new pages, and faulting them
+    in costs more than the arithmetic done on them; a buffer kept here (grown to the largest batch seen) does not.
+    Its contents are only valid until the next call that takes the same key.
+    """
+
+    SMALL = 1 << 16  # elements; a smaller tensor is allocated afresh (cheaper than finding its buffer)
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[int, str], torch.Tensor] = {}
+
+    def take(self, key: tuple[int, str], shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised tensor of ``shape`` with ``like``'s dtype and device, a view of the buffer for ``key``."""
+        size = math.prod(shape)
+        if size < self.SMALL:
+            return torch.empty(shape, dtype=like.dtype, device=like.device)
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.numel() < size or buffer.dtype != like.dtype or buffer.device != like.device:
+            buffer = torch.empty(size, dtype=like.dtype, device=like.device)
+            self._buffers[key] = buffer
+        return buffer[:size].view(shape)
+
+
+def _saved_group_stats(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The (mean, rstd), each (B, groups), a GroupNorm forward saved for its backward; None where it kept none.
+
+    ``native_group_norm`` saves both for its backward (``grad_fn._saved_result1`` / ``_result2``), so reading
+    them costs nothing; any other graph node (another dtype's path, a later torch) means a recomputation.
+    """
+    node = output.grad_fn
+    if type(node).__name__ != "NativeGroupNormBackward0":
+        return None
+    try:
+        return node._saved_result1.detach().to(output.dtype), node._saved_result2.detach().to(output.dtype)
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def _as_rows(a: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,17 +160,20 @@ def _trainable_or_none(param: nn.Parameter | None) -> nn.Parameter | None:
 def _dense_linear(module: nn.Linear, a: torch.Tensor, g: torch.Tensor) -> tuple[Maker, torch.Tensor]:
     """Linear on (B, d_in) rows: per-sample norms^2 |a_i|^2 |g_i|^2 + |g_i|^2, sums (c g)^T a and c^T g."""
     weight, bias = _trainable_or_none(module.weight), _trainable_or_none(module.bias)
-    g_sq = g.square().sum(1)
+    g_sq = torch.linalg.vecdot(g, g)
     if weight is not None:
-        scale = a.square().sum(1)
-        norms_sq = g_sq * (scale + 1.0) if bias is not None else g_sq * scale
+        a_sq = torch.linalg.vecdot(a, a)
+        norms_sq = torch.addcmul(g_sq, g_sq, a_sq) if bias is not None else g_sq * a_sq
     else:
         norms_sq = g_sq
 
     def make(c: torch.Tensor) -> Grads:
-        weighted = g * c[:, None]
-        grads: Grads = [] if weight is None else [(weight, weighted.T @ a)]
-        return grads if bias is None else [*grads, (bias, weighted.sum(0))]
+        grads: Grads = []
+        if weight is not None:
+            grads.append((weight, (g.t() * c) @ a))  # (c g)^T a
+        if bias is not None:
+            grads.append((bias, c @ g))
+        return grads
 
     return make, norms_sq
 
@@ -144,20 +201,10 @@ def _linear_like(weight: nn.Parameter, bias: nn.Parameter | None, a: torch.Tenso
     return make, norms_sq
 
 
-def _norm_layer(module: nn.Module, x: torch.Tensor, g: torch.Tensor) -> tuple[Maker, torch.Tensor]:
-    """GroupNorm / LayerNorm: per-sample affine gradients formed directly (they are small)."""
-    batch = x.shape[0]
-    if isinstance(module, nn.GroupNorm):
-        normalized = F.group_norm(x, module.num_groups, eps=module.eps)
-        reduce_dims = tuple(range(2, x.dim()))  # per channel: sum over the spatial positions
-    else:
-        normalized = F.layer_norm(x, module.normalized_shape, eps=module.eps)
-        reduce_dims = tuple(range(1, x.dim() - len(module.normalized_shape)))  # leading non-batch dims
-    per_sample = [(param, (grads.sum(reduce_dims) if reduce_dims else grads).reshape(batch, -1))
-                  for param, grads in ((module.weight, normalized * g), (module.bias, g))
-                  if _trainable_or_none(param) is not None]
-    norms_sq = (torch.cat([flat for _, flat in per_sample], dim=1) if len(per_sample) > 1
-                else per_sample[0][1]).square().sum(1)
+def _affine_terms(per_sample: list[tuple[nn.Parameter, torch.Tensor]]) -> tuple[Maker, torch.Tensor]:
+    """(maker of clipped sums, per-sample squared norms) from per-sample gradients, each flattened to (B, n)."""
+    flats = [flat for _, flat in per_sample]
+    norms_sq = (torch.cat(flats, dim=1) if len(flats) > 1 else flats[0]).square().sum(1)
 
     def make(c: torch.Tensor) -> Grads:
         return [(param, (c @ flat).reshape(param.shape)) for param, flat in per_sample]
@@ -165,8 +212,47 @@ def _norm_layer(module: nn.Module, x: torch.Tensor, g: torch.Tensor) -> tuple[Ma
     return make, norms_sq
 
 
-def _layer_terms(record: _Record, grad_output: torch.Tensor) -> tuple[Maker, torch.Tensor]:
-    """(maker of clipped sums, per-sample squared norms) of one recorded layer call."""
+def _group_norm(module: nn.GroupNorm, x: torch.Tensor, g: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None,
+                workspace: _Workspace) -> tuple[Maker, torch.Tensor]:
+    """GroupNorm on x (B, C, ...): per-sample affine gradients (B, C), weight ``sum_s x_hat g``, bias ``sum_s g`` over
+    the spatial positions s. Without spatial positions (x is (B, C)) x_hat is recomputed (one small op); with them,
+    ``rstd * sum_s (x - mean) g`` from the forward's group statistics (``stats``, else recomputed) instead of a second
+    normalisation of the whole input."""
+    batch, channels, groups = x.shape[0], x.shape[1], module.num_groups
+    per_sample: list[tuple[nn.Parameter, torch.Tensor]] = []
+    if x.dim() == 2:
+        if _trainable_or_none(module.weight) is not None:
+            per_sample.append((module.weight, torch.group_norm(x, groups, None, None, module.eps).mul_(g)))
+        if _trainable_or_none(module.bias) is not None:
+            per_sample.append((module.bias, g))
+        return _affine_terms(per_sample)
+    g3 = g.reshape(batch, channels, -1)
+    if _trainable_or_none(module.weight) is not None:
+        if stats is None:
+            stats = torch.native_group_norm(x, None, None, batch, channels, g3.shape[2], groups, module.eps)[1:]
+        mean, rstd = stats
+        products = torch.sub(x.reshape(batch, groups, -1), mean.unsqueeze(2),
+                             out=workspace.take((id(module), "products"), (batch, groups, g3[0].numel() // groups), x))
+        dots = products.view(batch, channels, -1).mul_(g3).sum(2)  # (x - mean) g per (sample, channel)
+        per_sample.append((module.weight, (dots.view(batch, groups, -1) * rstd.unsqueeze(2)).view(batch, channels)))
+    if _trainable_or_none(module.bias) is not None:
+        per_sample.append((module.bias, g3.sum(2)))
+    return _affine_terms(per_sample)
+
+
+def _layer_norm(module: nn.LayerNorm, x: torch.Tensor, g: torch.Tensor) -> tuple[Maker, torch.Tensor]:
+    """LayerNorm: per-sample affine gradients formed directly (they are small)."""
+    batch = x.shape[0]
+    normalized = F.layer_norm(x, module.normalized_shape, eps=module.eps)
+    reduce_dims = tuple(range(1, x.dim() - len(module.normalized_shape)))  # leading non-batch dims
+    per_sample = [(param, (grads.sum(reduce_dims) if reduce_dims else grads).reshape(batch, -1))
+                  for param, grads in ((module.weight, normalized * g), (module.bias, g))
+                  if _trainable_or_none(param) is not None]
+    return _affine_terms(per_sample)
+
+
+def _layer_terms(record: _Record, grad_output: torch.Tensor, workspace: _Workspace) -> tuple[Maker, torch.Tensor]:
+    """(maker of clipped sums, per-sample squared norms) of one recorded layer call (scratch space: ``workspace``)."""
     module, a, g = record.module, record.activation, grad_output
     if isinstance(module, nn.Linear):
         if a.dim() == 2:
@@ -174,27 +260,82 @@ def _layer_terms(record: _Record, grad_output: torch.Tensor) -> tuple[Maker, tor
         rows_a, rows_g = _as_rows(a, g)
         return _linear_like(module.weight, module.bias, rows_a, rows_g)
     if isinstance(module, nn.Conv2d):
-        return _conv2d(module, a, g)
-    return _norm_layer(module, a, g)
+        return _conv2d(module, a, g, workspace)
+    if isinstance(module, nn.GroupNorm):
+        return _group_norm(module, a, g, record.stats, workspace)
+    return _layer_norm(module, a, g)
 
 
-def _conv2d(module: nn.Conv2d, x: torch.Tensor, g: torch.Tensor) -> tuple[Maker, torch.Tensor]:
-    """Conv2d: norms from the unfolded input (B, L, C_in k k) and g (B, L, C_out) as for a Linear; the clipped
-    weight sum from torch's own convolution weight-gradient kernel applied to c * g (no copy of the unfolding)."""
+def _unfold_rows(module: nn.Conv2d, x: torch.Tensor, workspace: _Workspace) -> tuple[torch.Tensor, bool]:
+    """The unfolded input as rows (B, L, C_in k_h k_w), one per output position; returns (rows, channels_last).
+
+    A strided view of the zero-padded input copied once into ``workspace`` (no ``F.unfold``, several times slower on
+    CPU); the rows are valid until the next call for the same layer.
+    The copy runs along whichever layout has the longer contiguous runs: (C_in, k_h, k_w, H_out, W_out), returned as
+    a transposed view with columns ordered like the weight (``channels_last`` False), or a channels-last copy of
+    the input viewed as (H_out, W_out, k_h, k_w, C_in), columns ordered (k_h, k_w, C_in) (``channels_last`` True).
+    """
+    (kh, kw), (sh, sw), (dh, dw) = module.kernel_size, module.stride, module.dilation
+    ph, pw = module.padding
+    batch, channels, height, width = x.shape
+    out_h = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    out_w = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    channels_last = channels * (kw if dw == 1 else 1) > (out_w if sw == 1 else 1)
+    key = id(module)
+    if channels_last:
+        xp = workspace.take((key, "padded"), (batch, height + 2 * ph, width + 2 * pw, channels), x)
+        if ph or pw:
+            xp.zero_()
+        xp[:, ph:ph + height, pw:pw + width].copy_(x.permute(0, 2, 3, 1))
+        s0, s1, s2, s3 = xp.stride()
+        view = xp.as_strided((batch, out_h, out_w, kh, kw, channels), (s0, sh * s1, sw * s2, dh * s1, dw * s2, s3))
+        rows = workspace.take((key, "rows"), (batch, out_h * out_w, kh * kw * channels), x)
+        rows.view(view.shape).copy_(view)
+        return rows, True
+    xp = F.pad(x, (pw, pw, ph, ph)) if ph or pw else x  # (B, C_in, H_p, W_p): small where this layout is chosen
+    s0, s1, s2, s3 = xp.stride()
+    view = xp.as_strided((batch, channels, kh, kw, out_h, out_w), (s0, s1, dh * s2, dw * s3, sh * s2, sw * s3))
+    rows = workspace.take((key, "rows"), (batch, channels * kh * kw, out_h * out_w), x)
+    rows.view(view.shape).copy_(view)
+    return rows.transpose(1, 2), False
+
+
+def _conv2d(module: nn.Conv2d, x: torch.Tensor, g: torch.Tensor, workspace: _Workspace) -> tuple[Maker, torch.Tensor]:
+    """Conv2d on input x (B, C_in, H, W) with output gradient g (B, C_out, H_out, W_out).
+
+    Weight norms from the unfolded input rows a (B, L, K) and g as (B, C_out, L): the ghost norm <a a^T, g^T g>
+    when L^2 <= K C_out, else the per-sample gradients g a (B, C_out, K), which are then kept and give the clipped
+    sum as one (B,) x (B, C_out K) product. In the ghost case the clipped weight sum comes from torch's own
+    convolution weight-gradient kernel applied to c * g (no per-sample gradient is formed).
+    """
     weight, bias = _trainable_or_none(module.weight), _trainable_or_none(module.bias)
-    batch, channels = g.shape[0], g.shape[1]
-    norms_sq = torch.zeros(batch, dtype=g.dtype, device=g.device)
+    batch, out_channels = g.shape[0], g.shape[1]
+    g_flat = g.reshape(batch, out_channels, -1)  # (B, C_out, L)
+    terms: list[torch.Tensor] = []
+    per_sample: torch.Tensor | None = None
     if weight is not None:
-        unfolded = F.unfold(x, module.kernel_size, dilation=module.dilation, padding=module.padding,
-                            stride=module.stride)  # (B, C_in * k * k, L)
-        norms_sq = norms_sq + _matrix_norms_sq(unfolded.transpose(1, 2), g.reshape(batch, channels, -1).transpose(1, 2))
+        rows, channels_last = _unfold_rows(module, x, workspace)
+        steps = rows.shape[1]
+        if steps * steps <= rows.shape[2] * out_channels:  # ghost norm: <a a^T, g^T g> per sample
+            terms.append(torch.linalg.vecdot(torch.bmm(rows, rows.transpose(1, 2)).view(batch, -1),
+                                             torch.bmm(g_flat.transpose(1, 2), g_flat).view(batch, -1)))
+        else:
+            per_sample = torch.bmm(g_flat, rows).view(batch, -1)  # (B, C_out K)
+            terms.append(torch.linalg.vecdot(per_sample, per_sample))
     if bias is not None:
-        g_sum = g.sum((2, 3))
-        norms_sq = norms_sq + g_sum.square().sum(1)
+        g_sum = g_flat.sum(2)
+        terms.append(torch.linalg.vecdot(g_sum, g_sum))
+    norms_sq = terms[0] if len(terms) == 1 else terms[0] + terms[1]
 
     def make(c: torch.Tensor) -> Grads:
         grads: Grads = []
-        if weight is not None:
+        if weight is not None and per_sample is not None:
+            summed = c @ per_sample
+            if channels_last:  # columns ordered (k_h, k_w, C_in)
+                kh, kw = module.kernel_size
+                summed = summed.reshape(out_channels, kh, kw, -1).permute(0, 3, 1, 2)
+            grads.append((weight, summed.reshape(weight.shape).contiguous()))
+        elif weight is not None:
             weighted = g * c[:, None, None, None]
             grads.append((weight, torch.ops.aten.convolution_backward(
                 weighted, x, module.weight, None, module.stride, module.padding, module.dilation, False,
@@ -222,6 +363,7 @@ class BookkeepingModule(nn.Module):
         self.max_grad_norm = float(max_grad_norm)
         self.per_sample_gradient_norms: torch.Tensor | None = None
         self._records: list[_Record] = []
+        self._workspace = _Workspace()
         self._trainable = [p for p in module.parameters() if p.requires_grad]
         self._handles = [layer.register_forward_hook(self._capture) for layer in module.modules() if _trainable(layer)]
 
@@ -232,13 +374,15 @@ class BookkeepingModule(nn.Module):
 
     def _capture(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         if module.training and torch.is_grad_enabled() and output.requires_grad:
-            self._records.append(_Record(module, inputs[0].detach(), output))
+            stats = _saved_group_stats(output) if isinstance(module, nn.GroupNorm) and output.dim() > 2 else None
+            self._records.append(_Record(module, inputs[0].detach(), output, stats))
 
     def _close(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles = []
         self._records = []
+        self._workspace = _Workspace()
 
     def clipped_backward(self, loss_per_sample: torch.Tensor) -> torch.Tensor:
         """One backward: set every trainable ``p.grad`` to the clipped per-sample gradient SUM.
@@ -246,31 +390,31 @@ class BookkeepingModule(nn.Module):
         ``loss_per_sample`` is the (B,) vector of per-sample losses of the last forward. Returns the
         per-sample gradient norms before clipping (also kept in ``per_sample_gradient_norms``).
         """
-        records = list(self._records)
-        self._records.clear()
+        records, self._records = self._records, []
         if len({id(r.module) for r in records}) != len(records):
             raise RuntimeError("book-keeping clipping needs each layer called once per forward")
         outputs = [r.output for r in records]
         grads = torch.autograd.grad(loss_per_sample.sum(), outputs, allow_unused=True) if outputs else []
         makers: list[Maker] = []
-        norms_sq: torch.Tensor | None = None
+        terms: list[torch.Tensor] = []
         for record, grad in zip(records, grads, strict=True):
             if grad is not None:
-                make, layer_norms_sq = _layer_terms(record, grad)  # autograd.grad returns no graph
+                make, layer_norms_sq = _layer_terms(record, grad, self._workspace)  # autograd.grad returns no graph
                 makers.append(make)
-                norms_sq = layer_norms_sq if norms_sq is None else norms_sq + layer_norms_sq
-        if norms_sq is None:
-            norms_sq = torch.zeros_like(loss_per_sample.detach())
-        norms = norms_sq.sqrt()
+                terms.append(layer_norms_sq)
+        if not terms:
+            terms.append(torch.zeros_like(loss_per_sample.detach()))
+        norms = (torch.stack(terms).sum(0) if len(terms) > 1 else terms[0]).sqrt()
         factors = (self.max_grad_norm / (norms + _EPS)).clamp(max=1.0)
-        covered: set[int] = set()
         for make in makers:
             for param, grad in make(factors):
                 param.grad = grad if grad.dtype == param.dtype else grad.to(param.dtype)
-                covered.add(id(param))
-        for param in self._trainable:
-            if id(param) not in covered:  # a layer the loss did not reach this time
-                param.grad = torch.zeros_like(param)
+        if len(makers) != len(records):  # a layer the loss did not reach this time gets a zero gradient
+            covered = {id(param) for record, grad in zip(records, grads, strict=True) if grad is not None
+                       for param in _trainable(record.module)}
+            for param in self._trainable:
+                if id(param) not in covered:
+                    param.grad = torch.zeros_like(param)
         object.__setattr__(self, "per_sample_gradient_norms", norms)  # skips nn.Module's slower __setattr__
         return norms
 
@@ -284,7 +428,7 @@ class BookkeepingLoss:
 
     def detach(self) -> torch.Tensor:
         """The mean per-sample loss, detached."""
-        return self.loss_per_sample.mean().detach()
+        return self.loss_per_sample.detach().mean()  # detached first: no autograd node for the mean
 
     def item(self) -> float:
         """The mean per-sample loss as a float."""
@@ -304,6 +448,11 @@ class BookkeepingCriterion:
 
     def __call__(self, output: torch.Tensor, target: torch.Tensor) -> BookkeepingLoss:
         """The per-sample losses of ``output`` against ``target``, wrapped for the clipped backward."""
+        crit = self.criterion
+        if type(crit) is nn.CrossEntropyLoss:  # the trainer's loss: called directly, no reduction swap
+            return BookkeepingLoss(self.module, F.cross_entropy(
+                output, target, weight=crit.weight, ignore_index=crit.ignore_index, reduction="none",
+                label_smoothing=crit.label_smoothing))
         reduction = self.criterion.reduction
         self.criterion.reduction = "none"
         try:
@@ -321,8 +470,39 @@ def _accumulate_by_reference(self: Any) -> None:
         if p.summed_grad is not None:
             p.summed_grad.add_(p.grad)
         else:
-            p.summed_grad = p.grad.detach()
+            p.summed_grad = p.grad  # made by clipped_backward: no graph, nothing else holds it
         p.grad = None
+
+
+def _add_noise_and_scale(self: Any) -> None:
+    """``add_noise`` then ``scale_grad`` of ``DPOptimizerFastGradientClipping`` in one pass over the parameters.
+
+    The same draws in the same order (one ``torch.normal`` per parameter from the run's generator, Opacus' std
+    and shape) without the zero tensor Opacus allocates before each; ``p.grad`` is ``(p.summed_grad + noise) /
+    (expected batch size)``, bit for bit Opacus' value. Secure mode and zero noise take Opacus' own methods.
+    """
+    std = getattr(self, "_adjusted_noise_multiplier", self.noise_multiplier) * self.max_grad_norm
+    if self.secure_mode or std == 0:
+        DPOptimizerFastGradientClipping.add_noise(self)
+        DPOptimizerFastGradientClipping.scale_grad(self)
+        return
+    divisor = self.expected_batch_size * self.accumulated_iterations if self.loss_reduction == "mean" else None
+    params = self.params
+    summed = [p.summed_grad for p in params]
+    _check_processed_flag(summed)
+    generator = self.generator  # torch.normal(0, std, size) is empty(size).normal_(0, std): the same draws
+    noisy = [torch.empty(grad.shape, dtype=grad.dtype, device=grad.device).normal_(0, std, generator=generator)
+             for grad in summed]
+    torch._foreach_add_(noisy, summed)
+    if divisor is not None:
+        torch._foreach_div_(noisy, divisor)
+    for p, grad in zip(params, noisy, strict=True):
+        p.grad = grad  # summed_grad has the parameter's shape (Opacus' view_as is a no-op)
+    _mark_as_processed(summed)
+
+
+def _scaled_with_the_noise(self: Any) -> None:
+    """``scale_grad`` after ``_add_noise_and_scale``: nothing left to do."""
 
 
 def use_bookkeeping(ghost_module: nn.Module, *, criterion: nn.Module, optimizer: torch.optim.Optimizer,
@@ -333,9 +513,13 @@ def use_bookkeeping(ghost_module: nn.Module, *, criterion: nn.Module, optimizer:
     its hooks are removed (``_close``) and the model inside is wrapped by ``BookkeepingModule``. The
     optimizer (``DPOptimizerFastGradientClipping``: noise, scaling, accountant hook) and the Poisson
     data loader from the same call are kept as they are (its ``accumulate`` skips a copy, see
-    ``_accumulate_by_reference``). ``criterion`` is the plain, mean-reduced loss.
+    ``_accumulate_by_reference``; a plain, not distributed, optimizer adds the noise and scales in one pass, see
+    ``_add_noise_and_scale``). ``criterion`` is the plain, mean-reduced loss.
     """
     optimizer.accumulate = types.MethodType(_accumulate_by_reference, optimizer)
+    if type(optimizer) is DPOptimizerFastGradientClipping:  # subclasses (distributed) add noise their own way
+        optimizer.add_noise = types.MethodType(_add_noise_and_scale, optimizer)
+        optimizer.scale_grad = types.MethodType(_scaled_with_the_noise, optimizer)
     inner = ghost_module._module
     ghost_module._close()
     module = BookkeepingModule(inner, max_grad_norm=max_grad_norm)

@@ -7,13 +7,14 @@ import copy
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from opacus import GradSampleModule
-from opacus.optimizers import DPOptimizer
+from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
 from torch import nn
 
 from dpcore import ConfigError, TrainConfig, train
+from dpcore.engine import bookkeeping
 from dpcore.engine.bookkeeping import BookkeepingCriterion, BookkeepingModule, bookkeeping_supported
 from dpcore.engine.models import MODELS, make_private_compatible
 from dpcore.engine.training import _choose_grad_sample_mode, hooks_sample_norms
@@ -159,3 +160,150 @@ def test_noise_is_added_with_the_calibrated_scale():
     per_step_std = 1.0 * 1e3 / expected_batch  # lr * sigma * C / B, summed over independent steps
     observed = float(moved.std()) / np.sqrt(run.steps)
     assert 0.8 * per_step_std < observed < 1.2 * per_step_std
+
+
+class _ConvNet(nn.Module):
+    """One Conv2d of any geometry, then GroupNorm (frozen parts optional) and a linear head."""
+
+    def __init__(self, conv: nn.Conv2d, side: int, classes: int, *, freeze: str) -> None:
+        super().__init__()
+        self.conv = conv
+        self.norm = nn.GroupNorm(1, conv.out_channels)
+        with torch.no_grad():
+            features = conv(torch.zeros(1, conv.in_channels, side, side)).numel()
+        self.head = nn.Linear(features, classes)
+        for name in filter(None, freeze.split(",")):
+            self.get_parameter(name).requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.norm(self.conv(x))).flatten(1))
+
+
+def _conv_case(in_ch: int, out_ch: int, kernel: tuple[int, int], stride: int, padding: tuple[int, int],
+               dilation: int, bias: bool, side: int, batch: int, freeze: str, seed: int, clip: float = 0.5) -> None:
+    """Compared in float64: a conv bias right before GroupNorm has a zero true gradient (GroupNorm removes the
+    mean) and tiny batches sum clipped terms that nearly cancel, so float32 rounding alone (Opacus' too: 4e-5
+    from its own float64 result on such cases) would exceed 1e-5; in float64 only a difference in the maths can."""
+    torch.manual_seed(seed)
+    conv = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding, dilation=dilation, bias=bias)
+    model = _ConvNet(conv, side, 3, freeze=freeze).double()
+    x = torch.randn(batch, in_ch, side, side, dtype=torch.float64) * 2 + 1  # off-centre: GroupNorm's centring matters
+    _assert_same(model, x, torch.randint(0, 3, (batch,)), clip)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(in_ch=st.integers(1, 4), out_ch=st.integers(1, 5), kh=st.integers(1, 3), kw=st.integers(1, 3),
+       stride=st.integers(1, 2), ph=st.integers(0, 2), pw=st.integers(0, 2), dilation=st.integers(1, 2),
+       bias=st.booleans(), side=st.integers(5, 9), batch=st.integers(1, 5),
+       freeze=st.sampled_from(["", "norm.weight", "norm.bias", "conv.bias", "norm.weight,norm.bias"]),
+       seed=st.integers(0, 2**16))
+def test_conv2d_of_any_geometry_matches_opacus_hooks(in_ch, out_ch, kh, kw, stride, ph, pw, dilation, bias, side,
+                                                     batch, freeze, seed):
+    """Strided unfolding in both layouts, ghost norm and per-sample gradients, GroupNorm from saved statistics."""
+    if freeze == "conv.bias" and not bias:
+        freeze = ""
+    out_side = [(side + 2 * pad - dilation * (k - 1) - 1) // stride + 1 for pad, k in ((ph, kh), (pw, kw))]
+    assume(min(out_side) >= 1 and out_ch * out_side[0] * out_side[1] > 1)  # GroupNorm needs two values per group
+    _conv_case(in_ch, out_ch, (kh, kw), stride, (ph, pw), dilation, bias, side, batch, freeze, seed)
+
+
+@pytest.mark.parametrize(("in_ch", "out_ch", "side", "kernel", "layout", "norm"), [
+    (1, 4, 8, (3, 3), "weight order", "per-sample"),   # C_in k_w = 3 <= W_out = 8, L^2 = 64 > K C_out = 36
+    (1, 10, 3, (3, 3), "weight order", "ghost"),       # C_in k_w = 3 <= W_out = 3, L^2 = 81 <= 9 * 10
+    (6, 2, 8, (3, 3), "channels last", "per-sample"),  # 18 > 8, L^2 = 64 > 54 * 2
+    (6, 8, 4, (3, 3), "channels last", "ghost"),       # 18 > 4, L^2 = 16 <= 54 * 8
+])
+def test_every_conv2d_branch_matches_opacus_hooks(in_ch, out_ch, side, kernel, layout, norm):
+    conv = nn.Conv2d(in_ch, out_ch, kernel, padding=1)
+    rows, channels_last = bookkeeping._unfold_rows(conv, torch.randn(2, in_ch, side, side), bookkeeping._Workspace())
+    assert channels_last == (layout == "channels last")
+    steps, columns = rows.shape[1], rows.shape[2]
+    assert (steps * steps <= columns * out_ch) == (norm == "ghost")
+    _conv_case(in_ch, out_ch, kernel, 1, (1, 1), 1, True, side, 4, "", 0)
+
+
+def test_group_norm_without_saved_statistics_recomputes_them(monkeypatch):
+    """Where autograd kept no GroupNorm statistics (another graph node) they are recomputed, with the same result."""
+    torch.manual_seed(1)
+    model, _ = make_private_compatible(MODELS["cnn"].build((2, 8, 8), 3))
+    x, y = torch.randn(5, 2, 8, 8) * 3 + 2, torch.randint(0, 3, (5,))
+    norms, sums = _bookkeeping(copy.deepcopy(model), x, y, 0.2)
+    monkeypatch.setattr(bookkeeping, "_saved_group_stats", lambda output: None)
+    _assert_same(model, x, y, 0.2)
+    fallback_norms, fallback_sums = _bookkeeping(model, x, y, 0.2)
+    torch.testing.assert_close(fallback_norms, norms, rtol=1e-6, atol=1e-6)
+    for got, want in zip(fallback_sums, sums, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_reused_scratch_buffers_stay_correct_as_the_batch_size_changes():
+    """The workspace keeps the unfolded inputs between steps: a larger, smaller, then larger batch still match."""
+    torch.manual_seed(2)
+    model, _ = make_private_compatible(MODELS["cnn"].build((16, 4, 4), 3))  # channels-last unfolding, ghost norm
+    module = BookkeepingModule(model, max_grad_norm=0.5)
+    criterion = BookkeepingCriterion(module, nn.CrossEntropyLoss())
+    assert bookkeeping._Workspace.SMALL <= 300 * 16 * 6 * 6  # the padded input of this batch uses a reused buffer
+    for batch in (300, 7, 300, 120):
+        x, y = torch.randn(batch, 16, 4, 4), torch.randint(0, 3, (batch,))
+        ref_norms, ref_sums = _opacus_hooks(model, x, y, 0.5)
+        criterion(module(x), y).backward()
+        torch.testing.assert_close(module.per_sample_gradient_norms, ref_norms, rtol=1e-5, atol=1e-5)
+        for got, want in zip([p.grad for p in model.parameters()], ref_sums, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    assert module._workspace._buffers  # the large temporaries did go through the workspace
+
+
+@pytest.mark.parametrize("noise_multiplier", [1.3, 0.0])
+def test_fused_noise_and_scaling_is_bit_identical_to_opacus(noise_multiplier):
+    """Same generator state and summed gradients: ``_add_noise_and_scale`` gives Opacus' noisy, scaled gradients
+    bit for bit (the noise stream is the one ghost mode draws), and leaves the generator in the same state."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(7, 5), nn.GroupNorm(1, 5), nn.Linear(5, 3))
+    grads = [torch.randn_like(p) for p in model.parameters()]
+
+    def noisy(fused: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+        params = [nn.Parameter(p.detach().clone()) for p in model.parameters()]
+        generator = torch.Generator().manual_seed(11)
+        optimizer = DPOptimizerFastGradientClipping(
+            torch.optim.SGD(params, lr=0.1), noise_multiplier=noise_multiplier, max_grad_norm=0.7,
+            expected_batch_size=13, generator=generator)
+        for param, grad in zip(params, grads, strict=True):
+            param.summed_grad = grad.clone()
+        if fused:
+            bookkeeping._add_noise_and_scale(optimizer)
+            bookkeeping._scaled_with_the_noise(optimizer)
+        else:
+            optimizer.add_noise()
+            optimizer.scale_grad()
+        return [p.grad for p in params], torch.randn(4, generator=generator)
+
+    (fused, after_fused), (opacus, after_opacus) = noisy(True), noisy(False)
+    for got, want in zip(fused, opacus, strict=True):
+        assert torch.equal(got, want)
+    assert torch.equal(after_fused, after_opacus)
+    assert noise_multiplier == 0 or not torch.equal(fused[0] * 13, grads[0])  # noise was added
+
+
+class _WithUnusedLayer(nn.Module):
+    """A layer is called but its output never reaches the loss: its gradient is zero, the others are unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.used, self.unused = nn.Linear(4, 3), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.unused(x)
+        return self.used(x)
+
+
+def test_a_layer_the_loss_does_not_reach_gets_a_zero_gradient():
+    torch.manual_seed(4)
+    model = _WithUnusedLayer()
+    x, y = torch.randn(6, 4), torch.randint(0, 3, (6,))
+    ref_norms, ref_sums = _opacus_hooks(nn.Sequential(copy.deepcopy(model.used)), x, y, 0.3)
+    norms, _ = _bookkeeping(model, x, y, 0.3)
+    torch.testing.assert_close(norms, ref_norms, rtol=1e-5, atol=1e-5)
+    for got, want in zip([model.used.weight.grad, model.used.bias.grad], ref_sums, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(model.unused.weight.grad, torch.zeros(2, 4))
+    assert torch.equal(model.unused.bias.grad, torch.zeros(2))
