@@ -12,7 +12,7 @@ During each phase a thread GETs ``/_stcore/health`` every 0.5 s, and a fresh con
 times, and the throughput (runs finished per minute, first click to last run finished) of both phases.
 Targets: health < 1 s, Runs page < 3 s, watched throughput >= half the unwatched one.
 
-    python bench/bench_watchers.py [--watchers 20] [--runs 6] [--phase-timeout 180]
+    python bench/bench_watchers.py [--watchers 20] [--runs 6] [--phase-timeout 180] [--watcher-nice 19]
 
 Bounded in time: each phase stops submitting and waiting after --phase-timeout seconds (default 180) even
 if runs are left (its throughput then counts only what finished); page loads give up after 30 s. The
@@ -108,11 +108,13 @@ class Watchers:
             context.close()
 
 
-def phase(browser, url: str, store: RunStore, *, watchers: int, runs: int, timeout: float, seed0: int) -> dict:
-    """Submit ``runs`` short runs (with ``watchers`` live views open); returns this phase's figures."""
+def phase(browser, url: str, store: RunStore, *, watchers: int, runs: int, timeout: float, seed0: int,
+          watcher_browser=None) -> dict:
+    """Submit ``runs`` short runs (with ``watchers`` live views open, in ``watcher_browser`` if given, else in
+    ``browser``); returns this phase's figures."""
     probe = HealthProbe(url)
     probe.start()
-    crowd = Watchers(browser, url, watchers) if watchers else None
+    crowd = Watchers(watcher_browser or browser, url, watchers) if watchers else None
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(PAGE_TIMEOUT_MS)
@@ -172,12 +174,16 @@ def main() -> None:
     parser.add_argument("--watchers", type=int, default=20)
     parser.add_argument("--runs", type=int, default=6, help="short runs submitted per phase (each with a baseline)")
     parser.add_argument("--phase-timeout", type=float, default=180.0, help="seconds at most per phase")
+    parser.add_argument("--watcher-nice", type=int, default=0,
+                        help="run the watchers' Chromium at this nice level (e.g. 19): models watchers whose "
+                             "browsers run on their own machines, as in a class; 0 (default) = same priority")
     args = parser.parse_args()
     exit_cleanly_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="bench-watchers-") as tmp:
         runs_dir = Path(tmp) / "runs"
         runs_dir.mkdir()
-        with running_app(runs_dir) as url, chromium() as browser:
+        with running_app(runs_dir) as url, chromium(nice=args.watcher_nice or None) as browsers:
+            browser, others = browsers if args.watcher_nice else (browsers, None)
             store = RunStore(runs_dir)
             warm = browser.new_context()  # one run first, not counted: it pays for starting the worker(s)
             warm_page = warm.new_page()
@@ -188,8 +194,9 @@ def main() -> None:
             alone = phase(browser, url, store, watchers=0, runs=args.runs, timeout=args.phase_timeout, seed0=100)
             print(_line("unwatched", alone), flush=True)
             crowd = phase(browser, url, store, watchers=args.watchers, runs=args.runs, timeout=args.phase_timeout,
-                          seed0=200)
-            print(_line(f"{args.watchers} watchers", crowd), flush=True)
+                          seed0=200, watcher_browser=others)
+            niced = f" (their Chromium at nice {args.watcher_nice})" if args.watcher_nice else ""
+            print(_line(f"{args.watchers} watchers{niced}", crowd), flush=True)
             store.close()
     health = crowd["health"].get("max", float("inf"))
     ratio = crowd["per_minute"] / alone["per_minute"] if alone["per_minute"] else float("nan")

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -80,15 +81,30 @@ def running_app(runs_dir: Path, *, env: Mapping[str, str] | None = None) -> Iter
 
 
 @contextlib.contextmanager
-def chromium() -> Iterator[object]:
-    """A headless Chromium (playwright Browser) launched from /usr/bin/chromium."""
+def chromium(*, nice: int | None = None) -> Iterator[object]:
+    """A headless Chromium (playwright Browser) launched from /usr/bin/chromium.
+
+    With ``nice`` (an int), yields ``(browser, niced)`` instead: a second Chromium from the same playwright whose
+    every process runs at that lower CPU priority (through a small wrapper script), standing for users whose
+    browsers run on their own machines: it takes only CPU the server and the first browser leave idle.
+    """
     from playwright.sync_api import sync_playwright  # deferred: playwright (a dev dependency)
 
-    with sync_playwright() as playwright:
+    with tempfile.TemporaryDirectory(prefix="bench-chromium-") as tmp, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        niced = None
         try:
-            yield browser
+            if nice is None:
+                yield browser
+                return
+            wrapper = Path(tmp) / "chromium-nice"
+            wrapper.write_text(f'#!/bin/sh\nexec nice -n {int(nice)} {CHROMIUM} "$@"\n')
+            os.chmod(wrapper, 0o755)
+            niced = playwright.chromium.launch(executable_path=str(wrapper), args=CHROMIUM_ARGS)
+            yield browser, niced
         finally:
+            if niced is not None:
+                niced.close()
             browser.close()
 
 

@@ -16,7 +16,7 @@ from dpcore.errors import DPExplorerError
 from dpcore.jobs import group_results as groups
 from dpcore.store.records import StoredRun
 from dpcore.store.runs import RunNotFound, RunStore
-from dpcore.views import plots, tables
+from dpcore.views import live, plots, tables
 
 TITLE = "Results by class and slice"
 INTRO = ("Which group leaks most, and which loses most accuracy under DP? Each row is one class (or one value of "
@@ -81,8 +81,10 @@ def render_panel(run: StoredRun, *, store: RunStore, key: str,
             st.info(f"No results by group for this run: {err}", icon=":material/info:")
             return
         by = "class" if column == groups.BY_CLASS else f"'{column}'"
-        st.plotly_chart(plots.group_chart(report.table, title=f"By {by}", attack=report.attack),
-                        key=f"{key}-groups-chart-{run.id}")
+        figure = live.FIGURES.get(  # built once for every session showing this run (shared: never modified)
+            ("groups", run.id, column, _baseline_state(run, store), attack, scores_stamp),
+            lambda: plots.group_chart(report.table, title=f"By {by}", attack=report.attack))
+        st.plotly_chart(figure, key=f"{key}-groups-chart-{run.id}")
         st.dataframe(tables.group_table(report.table), hide_index=True, width="stretch")
         st.caption(CAPTION)
         for note in report.notes:

@@ -238,8 +238,7 @@ def render_charts(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, *, 
     """
     if baseline_epochs is None:
         baseline_epochs = rs.baseline_of(run)[1]
-    charts = (rs.live_chart_specs(run, steps, epochs, baseline_epochs=baseline_epochs) if live  # shared, built once
-              else rs.chart_specs(run, steps, epochs, baseline_epochs=baseline_epochs))
+    charts = rs.shared_chart_specs(run, steps, epochs, baseline_epochs=baseline_epochs, live=live)  # built once
     for start in range(0, len(charts), 2):
         for col, (figure, name, caption) in zip(st.columns(2, gap="large"), charts[start:start + 2], strict=True):
             col.plotly_chart(figure, key=f"{key}-{name}-{run.id}")

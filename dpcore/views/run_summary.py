@@ -362,11 +362,26 @@ def live_chart_specs(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, 
     Kept in ``dpcore.views.live.FIGURES`` by (run id, last step, epochs, total steps, baseline epochs), so
     it is built again only when new rows arrive. The figures are shared: callers must not modify them.
     """
+    return shared_chart_specs(run, steps, epochs, baseline_epochs=baseline_epochs, live=True)
+
+
+def shared_chart_specs(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, *,
+                       baseline_epochs: pd.DataFrame | None, live: bool) -> list[tuple[go.Figure, str, str]]:
+    """``chart_specs`` built once for every session showing ``run`` in the same state, kept in
+    ``dpcore.views.live.FIGURES``.
+
+    The key holds what the figures and captions are drawn from: the run's id, status, name and summary, the
+    number of rows and last step shown, the planned total (live) and the baseline's epochs. Twenty sessions
+    showing one run (a class watching a demo) then build its six figures once, not twenty times per redraw:
+    building them was the largest cost of the server's reruns (py-spy). The figures are shared: callers must not
+    modify them.
+    """
     last_step = int(steps["step"].iloc[-1]) if not steps.empty else None
-    key = (run.id, len(steps), last_step, len(epochs), run.record.total_steps, run.name,
-           None if baseline_epochs is None else len(baseline_epochs))
+    key = ("live" if live else "result", run.id, run.status, run.name, len(steps), last_step, len(epochs),
+           run.record.total_steps if live else None, repr(sorted(run.summary.items())),
+           None if baseline_epochs is None else (len(baseline_epochs), repr(baseline_epochs.tail(1).to_numpy())))
     return live_view.FIGURES.get(key, lambda: chart_specs(run, steps, epochs, baseline_epochs=baseline_epochs,
-                                                       live=True))
+                                                       live=live))
 
 
 def accuracy_caption(*, has_baseline: bool) -> str:
@@ -488,6 +503,7 @@ __all__ = [
     "progress_text",
     "queue_text",
     "roc_caption",
+    "shared_chart_specs",
     "state_key",
     "stop_message",
     "stretch_steps",

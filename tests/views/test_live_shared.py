@@ -49,6 +49,28 @@ def test_two_sessions_get_the_same_live_figures_built_once_until_new_steps_arriv
     assert figures.builds == 2
 
 
+def test_a_stopped_runs_result_charts_are_built_once_for_every_session_until_its_summary_changes(store, monkeypatch):
+    figures = live.SharedCache(max_items=16)
+    monkeypatch.setattr(live, "FIGURES", figures)
+    run_id = store.create_run(CFG.resolve())
+    store.append_steps(run_id, _steps(0, 300))
+    store.set_status(run_id, DONE)
+
+    def result_specs():  # what one session's result view asks for
+        run = StoredRun.load(store, run_id)
+        steps, epochs = rs.metrics(run)
+        return rs.shared_chart_specs(run, steps, epochs, baseline_epochs=None, live=False)
+
+    first, second = result_specs(), result_specs()
+    assert figures.builds == 1
+    assert all(a[0] is b[0] for a, b in zip(first, second, strict=True))
+    store.update_summary(run_id, mia_auc=0.61)  # the attack finished: captions may change, so build again
+    third = result_specs()
+    assert figures.builds == 2 and third[0][0] is not first[0][0]
+    live_specs = _live_specs(store, run_id, live.StepCache())  # the live view of the same run is its own entry
+    assert figures.builds == 3 and live_specs[0][0] is not third[0][0]
+
+
 def test_cached_find_baseline_scans_once_and_again_when_a_baseline_finishes(store, monkeypatch):
     monkeypatch.setattr(rs, "BASELINES", live.SharedCache(ttl_s=60.0))
     scans = []
