@@ -61,8 +61,8 @@ def test_clipped_sums_and_norms_match_opacus_hooks_on_every_registry_model(name,
     shape = (channels, side, side) if "image" in MODELS[name].kinds and name.startswith("cnn") else (features,)
     model, _ = make_private_compatible(MODELS[name].build(shape, classes))
     assert bookkeeping_supported(model)
-    x, y = torch.randn(batch, *shape), torch.randint(0, classes, (batch,))
-    _assert_same(model, x, y, clip)
+    x, y = torch.randn(batch, *shape, dtype=torch.float64), torch.randint(0, classes, (batch,))
+    _assert_same(model.double(), x, y, clip)  # float64: see the sequence test (float32 rounding alone can exceed 1e-5)
 
 
 class _Sequence(nn.Module):
@@ -81,9 +81,12 @@ class _Sequence(nn.Module):
 @given(batch=st.integers(1, 5), steps=st.integers(1, 9), features=st.integers(1, 6), hidden=st.integers(1, 6),
        clip=st.floats(1e-3, 10.0), seed=st.integers(0, 2**16))
 def test_sequence_linear_and_layernorm_match_opacus_hooks(batch, steps, features, hidden, clip, seed):
+    """In float64: on tiny sums of nearly cancelling clipped terms float32 rounding alone exceeds 1e-5 (seed 264,
+    batch 5, 2 steps, 1 feature, hidden 2: Opacus' own float32 result is 1.0e-5 from float64, ours 1.25e-5,
+    the same before and after the book-keeping speed-ups); in float64 only a difference in the maths can."""
     torch.manual_seed(seed)
-    model = _Sequence(steps, features, hidden, 3)
-    _assert_same(model, torch.randn(batch, steps, features), torch.randint(0, 3, (batch,)), clip)
+    model = _Sequence(steps, features, hidden, 3).double()
+    _assert_same(model, torch.randn(batch, steps, features, dtype=torch.float64), torch.randint(0, 3, (batch,)), clip)
 
 
 def test_frozen_parameters_are_left_out_as_opacus_does():
