@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from dpcore.attacks.groups import ALL_GROUP
 from dpcore.config import TrainConfig
@@ -22,12 +21,7 @@ CSV = "\n".join(["age,city,score,label"] + [
     for i in range(200)]).encode()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_and_no_leftover_jobs")
 
 
 def _trained(store: RunStore, cfg: TrainConfig) -> str:

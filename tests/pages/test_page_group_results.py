@@ -7,12 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
 from dpcore.config import TrainConfig
 from dpcore.jobs import attack as audit
-from dpcore.jobs import queue as jobs
 from dpcore.jobs.queue import train_runner
 from dpcore.jobs.training import link_baseline
 from dpcore.store.runs import RunStore, default_root
@@ -25,13 +23,7 @@ CSV = "\n".join(["age,city,label"] + [f"{18 + (i * 7) % 60},{['north', 'south', 
                                       f"{int((i * 7) % 60 > 25)}" for i in range(200)]).encode()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_and_no_jobs():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    jobs.shutdown()
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_and_no_leftover_jobs")
 
 
 def _trained(store: RunStore, cfg: TrainConfig) -> str:
