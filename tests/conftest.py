@@ -30,6 +30,23 @@ def one_thread_and_no_leftover_jobs():
 
 
 @pytest.fixture
+def train_stored():
+    """``train_stored(store, cfg) -> run_id``: ``cfg`` stored as a run and trained in this thread the way the job
+    queue does (with its membership attack); asserts the run finished 'done'."""
+    from dpcore.jobs.queue import train_runner
+    from dpcore.store.runs import DONE
+
+    def train(store, cfg) -> str:
+        run_id = store.create_run(cfg)
+        store.set_status(run_id, "running")
+        train_runner(run_id, store, lambda: False)
+        assert store.get(run_id).status == DONE
+        return run_id
+
+    return train
+
+
+@pytest.fixture
 def store(tmp_path):
     """A run store in this test's own runs directory (the one ``isolated_dirs`` points the app at)."""
     from dpcore.store.runs import RunStore

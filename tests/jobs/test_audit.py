@@ -16,30 +16,20 @@ from dpcore.errors import ConfigError, DPExplorerError
 from dpcore.jobs import attack as audit
 from dpcore.jobs import attack_results
 from dpcore.jobs import queue as jobs
-from dpcore.jobs.queue import train_runner
 from dpcore.privacy.caveats import epsilon_status
-from dpcore.store.runs import CANCELLED, DONE, RunStore
+from dpcore.store.runs import CANCELLED, DONE
 from dpcore.views import plots
 
 pytestmark = pytest.mark.usefixtures("one_thread_and_no_leftover_jobs")
 
 
-def _finished_run(store: RunStore, cfg: TrainConfig) -> str:
-    """Train ``cfg`` in this thread the way the job queue does and return the run id."""
-    run_id = store.create_run(cfg)
-    store.set_status(run_id, "running")
-    train_runner(run_id, store, lambda: False)
-    assert store.get(run_id).status == DONE
-    return run_id
-
-
 @pytest.fixture
-def leaky_run(store) -> str:
+def leaky_run(store, train_stored) -> str:
     """Non-private synthetic MLP trained to 100 % train accuracy: the attacks' easy target (~0.3 s).
 
     Adam lr 1e-3 for 10 epochs of 64 (the old synthetic recipe) overfits more than today's DP-tuned recipe.
     """
-    return _finished_run(store, TrainConfig(dataset="synthetic", private=False, device="cpu", seed=0,
+    return train_stored(store, TrainConfig(dataset="synthetic", private=False, device="cpu", seed=0,
                                             optimizer="adam", lr=1e-3, epochs=10, batch_size=64))
 
 
@@ -93,8 +83,8 @@ def _data():
     return load_dataset("synthetic")
 
 
-def test_strongly_private_run_looks_like_chance_and_bounds_stay_below_epsilon(store):
-    run_id = _finished_run(store, TrainConfig(dataset="synthetic", target_epsilon=0.5, epochs=5, device="cpu",
+def test_strongly_private_run_looks_like_chance_and_bounds_stay_below_epsilon(store, train_stored):
+    run_id = train_stored(store, TrainConfig(dataset="synthetic", target_epsilon=0.5, epochs=5, device="cpu",
                                               seed=0))
     accountant = store.get(run_id).summary["final_epsilon"]
     result = audit.run_attack_suite(store, run_id, attacks=["loss", "lira-online", "rmia"], n_models=4, seed=0,
@@ -204,9 +194,9 @@ def test_epsilon_audit_chart():
     assert plots.epsilon_audit_chart(None).layout.annotations[0].text == plots.NO_DATA_TEXT
 
 
-def test_gdp_run_is_compared_with_its_proven_bound_not_its_gdp_epsilon(store):
+def test_gdp_run_is_compared_with_its_proven_bound_not_its_gdp_epsilon(store, train_stored):
     """GDP's ε is an approximation: the attack lab's upper bound is the RDP ε of the same schedule."""
-    run_id = _finished_run(store, TrainConfig(dataset="synthetic", target_epsilon=2.0, epochs=1, accountant="gdp",
+    run_id = train_stored(store, TrainConfig(dataset="synthetic", target_epsilon=2.0, epochs=1, accountant="gdp",
                                               device="cpu", seed=0))
     record = store.get(run_id)
     proven = epsilon_status(config=record.config, summary=record.summary).bound

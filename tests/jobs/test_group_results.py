@@ -11,9 +11,7 @@ from dpcore.attacks.groups import ALL_GROUP
 from dpcore.config import TrainConfig
 from dpcore.errors import DPExplorerError
 from dpcore.jobs import group_results as groups
-from dpcore.jobs.queue import train_runner
 from dpcore.jobs.training import link_baseline
-from dpcore.store.runs import RunStore
 
 FAST = dict(device="cpu", seed=0, epochs=2, reproducible=True)
 CSV = "\n".join(["age,city,score,label"] + [
@@ -24,16 +22,9 @@ CSV = "\n".join(["age,city,score,label"] + [
 pytestmark = pytest.mark.usefixtures("one_thread_and_no_leftover_jobs")
 
 
-def _trained(store: RunStore, cfg: TrainConfig) -> str:
-    run_id = store.create_run(cfg)
-    store.set_status(run_id, "running")
-    train_runner(run_id, store, lambda: False)
-    return run_id
-
-
-def test_by_class_reproduces_the_run_and_compares_with_its_baseline(store, monkeypatch):
-    private = _trained(store, TrainConfig(dataset="digits", target_epsilon=3.0, **FAST))
-    baseline = _trained(store, TrainConfig(dataset="digits", private=False, **FAST))
+def test_by_class_reproduces_the_run_and_compares_with_its_baseline(store, monkeypatch, train_stored):
+    private = train_stored(store, TrainConfig(dataset="digits", target_epsilon=3.0, **FAST))
+    baseline = train_stored(store, TrainConfig(dataset="digits", private=False, **FAST))
     link_baseline(store, private, baseline)
     kept = store.artifacts_path(private) / groups.OUTPUTS_FILE
     assert kept.is_file()  # the training job scored its model right away
@@ -68,9 +59,9 @@ def test_by_class_reproduces_the_run_and_compares_with_its_baseline(store, monke
     assert "was deleted" in groups.group_report(store, private, n_bootstrap=0).notes[0]
 
 
-def test_a_csv_run_slices_by_its_own_columns_and_other_scores(store):
+def test_a_csv_run_slices_by_its_own_columns_and_other_scores(store, train_stored):
     path = store.save_upload(CSV, "people.csv")
-    run_id = _trained(store, TrainConfig(dataset="csv", data_path=str(path), label_column="label", private=False,
+    run_id = train_stored(store, TrainConfig(dataset="csv", data_path=str(path), label_column="label", private=False,
                                          **FAST))
     data = groups.run_data(store, run_id)
     assert groups.slice_columns(data) == [groups.BY_CLASS, "age", "city", "score"]
@@ -90,14 +81,14 @@ def test_a_csv_run_slices_by_its_own_columns_and_other_scores(store):
     assert wrong.attack == "loss threshold" and "do not match" in wrong.notes[0]
 
 
-def test_runs_that_cannot_be_scored_say_why(store):
+def test_runs_that_cannot_be_scored_say_why(store, train_stored):
     queued = store.create_run(TrainConfig(dataset="synthetic", **FAST))
     with pytest.raises(DPExplorerError, match="still queued"):
         groups.group_report(store, queued)
     store.set_status(queued, "running")
     with pytest.raises(DPExplorerError, match="still running"):
         groups.example_outputs(store, queued)
-    stopped = _trained(store, TrainConfig(dataset="synthetic", private=False, **FAST))
+    stopped = train_stored(store, TrainConfig(dataset="synthetic", private=False, **FAST))
     for name in (groups.OUTPUTS_FILE, "model.pt"):  # e.g. a run cancelled before its first step kept no weights
         (store.artifacts_path(stopped) / name).unlink()
     with pytest.raises(DPExplorerError, match=r"has no model\.pt"):

@@ -11,7 +11,6 @@ from streamlit.testing.v1 import AppTest
 
 from dpcore.config import TrainConfig
 from dpcore.jobs import attack as audit
-from dpcore.jobs.queue import train_runner
 from dpcore.jobs.training import link_baseline
 from dpcore.store.runs import RunStore, default_root
 from pages.group_results import TITLE
@@ -26,13 +25,6 @@ CSV = "\n".join(["age,city,label"] + [f"{18 + (i * 7) % 60},{['north', 'south', 
 pytestmark = pytest.mark.usefixtures("one_thread_and_no_leftover_jobs")
 
 
-def _trained(store: RunStore, cfg: TrainConfig) -> str:
-    run_id = store.create_run(cfg)
-    store.set_status(run_id, "running")
-    train_runner(run_id, store, lambda: False)
-    return run_id
-
-
 def _open(page: str, run_id: str) -> AppTest:
     at = AppTest.from_file(page, default_timeout=60)
     at.query_params["run"] = run_id
@@ -45,10 +37,10 @@ def _group_frame(at: AppTest):
     return next(frame.value for frame in at.dataframe if "members / non-members" in frame.value.columns)
 
 
-def test_run_view_shows_the_per_class_table_beside_the_baseline():
+def test_run_view_shows_the_per_class_table_beside_the_baseline(train_stored):
     store = RunStore(default_root())
-    private = _trained(store, TrainConfig(dataset="digits", target_epsilon=3.0, **FAST))
-    baseline = _trained(store, TrainConfig(dataset="digits", private=False, **FAST))
+    private = train_stored(store, TrainConfig(dataset="digits", target_epsilon=3.0, **FAST))
+    baseline = train_stored(store, TrainConfig(dataset="digits", private=False, **FAST))
     link_baseline(store, private, baseline)
     at = _open(TRAIN, private)
     assert any(expander.label == TITLE for expander in at.expander)
@@ -64,10 +56,10 @@ def test_run_view_shows_the_per_class_table_beside_the_baseline():
     assert not at.exception and _group_frame(at)["group"].tolist() == table["group"].tolist()
 
 
-def test_a_csv_run_picks_the_slice_column():
+def test_a_csv_run_picks_the_slice_column(train_stored):
     store = RunStore(default_root())
     path = store.save_upload(CSV, "people.csv")
-    run_id = _trained(store, TrainConfig(dataset="csv", data_path=str(path), label_column="label", private=False,
+    run_id = train_stored(store, TrainConfig(dataset="csv", data_path=str(path), label_column="label", private=False,
                                          **FAST))
     at = _open(TRAIN, run_id)
     picker = next(box for box in at.selectbox if box.label == "Slice by")
@@ -80,9 +72,9 @@ def test_a_csv_run_picks_the_slice_column():
     assert "accuracy lost to DP (points)" not in table.columns  # a baseline itself: nothing to compare with
 
 
-def test_attack_lab_shows_the_panel_for_its_strongest_attack():
+def test_attack_lab_shows_the_panel_for_its_strongest_attack(train_stored):
     store = RunStore(default_root())
-    run_id = _trained(store, TrainConfig(dataset="synthetic", private=False, **FAST))
+    run_id = train_stored(store, TrainConfig(dataset="synthetic", private=False, **FAST))
     result = audit.run_attack_suite(store, run_id, attacks=["loss", "rmia"], n_models=2)
     at = _open(LAB, run_id)
     assert any(expander.label == TITLE for expander in at.expander)
