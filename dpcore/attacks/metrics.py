@@ -16,6 +16,7 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import roc_curve
 
+from dpcore.engine.membership import mann_whitney_auc
 from dpcore.errors import ConfigError
 from dpcore.jsonable import json_number, jsonable
 
@@ -74,13 +75,6 @@ def clopper_pearson_upper(successes: np.ndarray, trials: int, *, tail: float) ->
     with np.errstate(invalid="ignore"):
         high = stats.beta.ppf(1.0 - tail, successes + 1, trials - successes)
     return np.where(successes >= trials, 1.0, high)
-
-
-def _auc_from_groups(member_scores: np.ndarray, non_member_scores: np.ndarray) -> float:
-    """Mann-Whitney AUC (ties count 1/2): probability a random member outscores a random non-member."""
-    ranks = stats.rankdata(np.concatenate([member_scores, non_member_scores]))
-    n1, n0 = len(member_scores), len(non_member_scores)
-    return float((ranks[:n1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
 
 
 def bootstrap_auc(
@@ -324,7 +318,7 @@ def evaluate_scores(
     scores = np.concatenate([member_scores, non_member_scores])
     # drop_intermediate=False keeps every threshold, so tpr_at_fpr is exact rather than read off a chord.
     fpr, tpr, thresholds = roc_curve(labels, scores, drop_intermediate=False)
-    auc = _auc_from_groups(member_scores, non_member_scores)
+    auc = mann_whitney_auc(member_scores, non_member_scores)
     median = float(np.median(scores))
     accuracy = 0.5 * (float(np.mean(member_scores >= median)) + float(np.mean(non_member_scores < median)))
     auc_ci = (

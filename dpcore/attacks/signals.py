@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from scipy import special
 
+from dpcore.engine.membership import EVAL_BATCH, eval_logits, label_array, per_example_loss
 from dpcore.errors import ConfigError
 
 __all__ = ["MembershipData", "label_array", "log_prob_true", "membership_tensors", "model_logits",
@@ -28,50 +29,21 @@ class MembershipData(Protocol):
     y_non_members: torch.Tensor
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-def model_logits(model: torch.nn.Module, x: torch.Tensor, *, batch_size: int = 1024) -> np.ndarray:
+def model_logits(model: torch.nn.Module, x: torch.Tensor, *, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """Logits of ``model`` on ``x`` as float64 numpy ``[N, num_classes]``.
 
     Runs in eval mode under ``torch.no_grad`` on the model's device, in batches of ``batch_size``; the
-    model's train/eval mode is restored afterwards.
+    model's train/eval mode is restored afterwards (``dpcore.engine.membership.eval_logits``, which the
+    per-epoch attack uses too). ConfigError for a batch size below 1 or outputs that are not class logits.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    device = _model_device(model)
-    was_training = model.training
-    model.eval()
-    outputs = []
-    try:
-        with torch.no_grad():
-            for start in range(0, len(x), batch_size):
-                batch = x[start:start + batch_size].to(device)
-                outputs.append(model(batch).detach().to("cpu", torch.float64))
-    finally:
-        model.train(was_training)
-    if not outputs:
-        return np.zeros((0, 0))
-    logits = torch.cat(outputs).numpy()
+    logits = eval_logits(model, x, batch_size=batch_size)
+    if not len(logits):
+        return logits
     if logits.ndim != 2 or logits.shape[1] < 2:
         raise ConfigError(f"attacks need class logits of shape [N, num_classes >= 2], got {tuple(logits.shape)}")
     return logits
-
-
-def label_array(y: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Class labels ``y`` (tensor or array) as a flat int64 numpy array."""
-    return (y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)).astype(np.int64).ravel()
-
-
-def per_example_loss(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Cross-entropy loss of each example in nats, ``logsumexp(z) - z_y``, computed in float64."""
-    y = np.asarray(y, dtype=np.int64)
-    return special.logsumexp(logits, axis=1) - logits[np.arange(len(y)), y]
 
 
 def stable_logit(logits: np.ndarray, y: np.ndarray) -> np.ndarray:

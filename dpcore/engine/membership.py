@@ -4,10 +4,12 @@
 classified right, so one forward pass gives both the accuracy and the attack's signal. ``loss_attack_metrics``
 turns member and non-member losses into the attack's AUC and TPR at 1 % FPR (lower loss = member).
 
-The arithmetic is exactly that of ``dpcore.attacks`` (``signals.model_logits`` / ``per_example_loss`` and
-``metrics.evaluate_scores`` / ``AttackResult.tpr_at_fpr``), which sits above the engine and cannot be imported
-here: on the same model and data both give the same floats, so the last epoch row of a run equals the run's
-``mia_auc`` and ``mia_tpr_at_1pct_fpr`` (tests/engine/test_vulnerability.py checks it).
+The pieces both this module and ``dpcore.attacks`` (above the engine) need live here, once: ``eval_logits``
+(a model's float64 logits, eval mode, in batches), ``label_array``, ``per_example_loss`` and ``mann_whitney_auc``;
+``dpcore.attacks.signals`` and ``dpcore.attacks.metrics`` call them. The TPR follows ``metrics.evaluate_scores`` /
+``AttackResult.tpr_at_fpr`` without building the ROC curve. On the same model and data both give the same floats,
+so the last epoch row of a run equals the run's ``mia_auc`` and ``mia_tpr_at_1pct_fpr``
+(tests/engine/test_vulnerability.py checks it).
 """
 
 from __future__ import annotations
@@ -25,8 +27,7 @@ from torch import nn
 MIA_FPR = 0.01
 #: The epoch-table columns this module fills: the loss attack's AUC (0.5 = chance) and TPR at ``MIA_FPR``.
 MIA_COLUMNS = ("mia_auc", "mia_tpr_at_1pct_fpr")
-#: Batch size of the evaluation pass: ``dpcore.attacks.signals.model_logits``' default, so the logits are the
-#: attack's bit for bit on the same device.
+#: Batch size of the evaluation pass (also ``dpcore.attacks.signals.model_logits``' default).
 EVAL_BATCH = 1024
 
 
@@ -57,16 +58,24 @@ class ExampleLosses:
         return float(self.losses.mean()) if len(self.losses) else math.nan
 
 
-@torch.no_grad()
-def example_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device | None = None,
-                   batch_size: int = EVAL_BATCH) -> ExampleLosses:
-    """One eval-mode forward pass of ``model`` over (x, y) in batches on ``device`` (default: the model's).
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter, else of its first buffer, else the CPU."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
 
-    Returns ``ExampleLosses``: per-example cross-entropy in nats, computed in float64 from the logits as the
-    loss attack computes it, and a boolean array of correct predictions. The model's train/eval mode is kept.
+
+@torch.no_grad()
+def eval_logits(model: nn.Module, x: torch.Tensor, *, device: torch.device | None = None,
+                batch_size: int = EVAL_BATCH) -> np.ndarray:
+    """Logits of ``model`` on ``x`` as a float64 numpy array ``[N, num_classes]`` (shape (0, 0) for no rows).
+
+    One eval-mode forward pass in batches of ``batch_size`` on ``device`` (default: ``model_device``); the
+    model's train/eval mode is restored afterwards.
     """
-    if device is None:
-        device = next((tensor.device for tensor in model.parameters()), torch.device("cpu"))
+    device = model_device(model) if device is None else device
     was_training = model.training
     model.eval()
     outputs = []
@@ -75,13 +84,38 @@ def example_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device
             outputs.append(model(x[start:start + batch_size].to(device)).detach().to("cpu", torch.float64))
     finally:
         model.train(was_training)
-    labels = (y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)).astype(np.int64).ravel()
-    if not outputs:
+    return torch.cat(outputs).numpy() if outputs else np.zeros((0, 0))
+
+
+def label_array(y: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Class labels ``y`` (tensor or array) as a flat int64 numpy array."""
+    return (y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)).astype(np.int64).ravel()
+
+
+def per_example_loss(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Cross-entropy loss of each example in nats, ``logsumexp(z) - z_y``, computed in float64."""
+    y = np.asarray(y, dtype=np.int64)
+    return special.logsumexp(logits, axis=1) - logits[np.arange(len(y)), y]
+
+
+def mann_whitney_auc(member_scores: np.ndarray, non_member_scores: np.ndarray) -> float:
+    """Mann-Whitney AUC (ties count 1/2): probability a random member outscores a random non-member."""
+    ranks = stats.rankdata(np.concatenate([member_scores, non_member_scores]))
+    n1, n0 = len(member_scores), len(non_member_scores)
+    return float((ranks[:n1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+
+
+def example_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device | None = None,
+                   batch_size: int = EVAL_BATCH) -> ExampleLosses:
+    """One eval-mode forward pass of ``model`` over (x, y) in batches on ``device`` (default: the model's).
+
+    Returns ``ExampleLosses``: per-example cross-entropy in nats, computed in float64 from the logits as the
+    loss attack computes it, and a boolean array of correct predictions. The model's train/eval mode is kept.
+    """
+    logits, labels = eval_logits(model, x, device=device, batch_size=batch_size), label_array(y)
+    if not len(labels):
         return ExampleLosses(losses=np.zeros(0), correct=np.zeros(0, dtype=bool))
-    logits = torch.cat(outputs).numpy()
-    rows = np.arange(len(labels))
-    losses = special.logsumexp(logits, axis=1) - logits[rows, labels]
-    return ExampleLosses(losses=losses, correct=logits.argmax(axis=1) == labels)
+    return ExampleLosses(losses=per_example_loss(logits, labels), correct=logits.argmax(axis=1) == labels)
 
 
 def loss_attack_metrics(member_losses: np.ndarray, non_member_losses: np.ndarray, *,
@@ -99,8 +133,7 @@ def loss_attack_metrics(member_losses: np.ndarray, non_member_losses: np.ndarray
     scores = np.concatenate([member_scores, non_member_scores])
     if n1 == 0 or n0 == 0 or not np.isfinite(scores).all():
         return dict.fromkeys(MIA_COLUMNS, math.nan)
-    ranks = stats.rankdata(scores)
-    auc = float((ranks[:n1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+    auc = mann_whitney_auc(member_scores, non_member_scores)
     # The ROC's best TPR with FPR <= fpr (sklearn's roc_curve and AttackResult.tpr_at_fpr, without building the
     # curve, which cost more than the rest together): with at most ``allowed`` false alarms (FPR as roc_curve
     # divides it), the lowest threshold lies just above the (allowed + 1)-th highest non-member score.
@@ -118,5 +151,6 @@ def model_attack_metrics(model: nn.Module, data: MembershipSplit) -> dict[str, f
     return loss_attack_metrics(members.losses, non_members.losses)
 
 
-__all__ = ["EVAL_BATCH", "MIA_COLUMNS", "MIA_FPR", "ExampleLosses", "MembershipSplit", "example_losses",
-           "loss_attack_metrics", "model_attack_metrics"]
+__all__ = ["EVAL_BATCH", "MIA_COLUMNS", "MIA_FPR", "ExampleLosses", "MembershipSplit", "eval_logits",
+           "example_losses", "label_array", "loss_attack_metrics", "mann_whitney_auc", "model_attack_metrics",
+           "model_device", "per_example_loss"]
