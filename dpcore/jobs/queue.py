@@ -29,6 +29,7 @@ from dpcore.jobs import resume as resuming
 from dpcore.jobs.distributed import train_stored_run_distributed
 from dpcore.jobs.ray_executor import RayExecutor, ray_address_setting
 from dpcore.jobs.training import train_stored_run
+from dpcore.jobs.worker_memory import is_out_of_memory, out_of_memory_message
 from dpcore.jobs.workers import (
     CANCEL_GRACE_S,
     CANCEL_POLL_S,
@@ -425,10 +426,14 @@ def _run_here(job: _Job, store: RunStore, should_stop: StopCheck) -> Outcome:
     try:
         job.runner(job.run_id, store, should_stop)
     except Exception as exc:
-        if not isinstance(exc, DPExplorerError):
+        error: BaseException | str = exc
+        if is_out_of_memory(exc):  # one line, as from a worker process (no cap on this process's memory)
+            error = out_of_memory_message(exc, memory_mb=None)
+            log.warning("job %s: %s", job.run_id, error)
+        elif not isinstance(exc, DPExplorerError):
             log.exception("job %s failed", job.run_id)
         try:
-            store.fail(job.run_id, exc)
+            store.fail(job.run_id, error)
         except RunNotFound:
             pass
         return Outcome(FAILED, should_stop.triggered)

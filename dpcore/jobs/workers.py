@@ -10,7 +10,10 @@ The runner writes progress, metrics and results to the store itself, as on a thr
 The dispatcher notices a worker that died (``kill -9``, out of memory): the run is marked failed with the
 reason and a fresh worker takes the next job. A job that ignores a cancel for ``CANCEL_GRACE_S`` seconds
 has its worker terminated. ``default_workers()`` sizes the pool: ``$DPEXPLORER_WORKERS``, else one per
-GPU, else half the CPU cores (at least 1); each worker gets ``torch_threads_for(workers=n, cores=...)``.
+GPU, else half the CPU cores (at least 1); each worker gets ``torch_threads_for(workers=n, cores=...)`` and the
+memory cap ``worker_memory_mb(workers=n)`` (``dpcore.jobs.worker_memory``). A job that runs out of memory (an
+allocation refused at the cap, or a CUDA "out of memory") fails with a one-line reason, and its worker process is
+replaced: a process whose allocation failed mid-job may hold half-built state and a fragmented heap.
 """
 
 from __future__ import annotations
@@ -33,6 +36,13 @@ import torch
 
 from dpcore.engine.threads import available_cores, set_process_threads, torch_threads_for
 from dpcore.errors import DPExplorerError
+from dpcore.jobs.worker_memory import (
+    apply_memory_cap,
+    describe_memory_cap,
+    is_out_of_memory,
+    out_of_memory_message,
+    worker_memory_mb,
+)
 from dpcore.store.runs import RunNotFound, RunStore, format_error
 from dpcore.store.write_errors import storage_problem
 
@@ -109,21 +119,23 @@ def threads_per_worker(workers: int) -> int:
 
 
 def describe_pool(workers: int) -> str:
-    """Sidebar text, e.g. '2 worker processes × 1 thread'."""
+    """Sidebar text, e.g. '2 worker processes × 1 thread, up to 9,642 MB memory each'."""
     threads = threads_per_worker(workers)
     return (f"{workers} worker process{'es' if workers != 1 else ''} × "
-            f"{threads} thread{'s' if threads != 1 else ''}")
+            f"{threads} thread{'s' if threads != 1 else ''}, {describe_memory_cap(worker_memory_mb(workers=workers))}")
 
 
 @dataclass(frozen=True)
 class Outcome:
     """How a job ended in its worker: ``kind`` is OK (runner returned), FAILED (runner raised; the worker
     already stored the error), DIED (the process died: ``message`` says why) or KILLED (terminated after
-    ignoring a cancel). ``stopped``: whether a stop had been requested."""
+    ignoring a cancel). ``stopped``: whether a stop had been requested. ``retire``: the job ran out of memory, so
+    its worker process exits and is replaced rather than reused."""
 
     kind: str
     stopped: bool
     message: str | None = None
+    retire: bool = False
 
 
 def death_message(exitcode: int | None) -> str:
@@ -141,10 +153,13 @@ def death_message(exitcode: int | None) -> str:
 
 
 # ---------------------------------------------------------------------- the worker's side
-def _run_one(runner: Callable[..., Any], run_id: str, root: str, *,
-             job_number: int = 0) -> tuple[str, bool, str | None]:
+def _run_one(runner: Callable[..., Any], run_id: str, root: str, *, job_number: int = 0,
+             memory_mb: int | None = None) -> tuple[str, bool, str | None, bool]:
+    """Run one job here; return the reply ``(kind, stopped, message, retire)`` (see ``Outcome``)."""
     store: RunStore | None = None
     should_stop: StopCheck | None = None
+    error: BaseException | str | None = None
+    retire = False
     try:
         store = RunStore(root)
         should_stop = StopCheck(store, run_id)
@@ -152,21 +167,30 @@ def _run_one(runner: Callable[..., Any], run_id: str, root: str, *,
         store.update_summary(run_id, worker_pid=os.getpid(), worker_job=job_number)
         runner(run_id, store, should_stop)
     except Exception as exc:
-        if storage_problem(exc) is not None:  # a read-only or full runs folder: one line, no traceback
-            log.warning("job %s failed: %s", run_id, format_error(exc, root=root))
-        elif not isinstance(exc, DPExplorerError):
-            log.exception("job %s failed", run_id)
-        if store is not None:
-            try:
-                store.fail(run_id, exc)
-            except Exception:  # deleted, or the store itself is what failed: the dispatcher records it
-                return FAILED_UNRECORDED, bool(should_stop and should_stop.triggered), format_error(exc, root=root)
-            return FAILED, should_stop is not None and should_stop.triggered, format_error(exc, root=root)
-        return FAILED_UNRECORDED, False, format_error(exc, root=root)
+        if is_out_of_memory(exc):  # one line for the user; the traceback (and what its frames hold) is let go
+            error, retire = out_of_memory_message(exc, memory_mb=memory_mb), True
+            log.warning("job %s: %s", run_id, error)
+        else:
+            error = exc
+            if storage_problem(exc) is not None:  # a read-only or full runs folder: one line, no traceback
+                log.warning("job %s failed: %s", run_id, format_error(exc, root=root))
+            elif not isinstance(exc, DPExplorerError):
+                log.exception("job %s failed", run_id)
+    try:
+        stopped = should_stop is not None and should_stop.triggered
+        if error is None:
+            return OK, stopped, None, False
+        text = format_error(error, root=root)
+        if store is None:
+            return FAILED_UNRECORDED, False, text, retire
+        try:
+            store.fail(run_id, error)
+        except Exception:  # deleted, or the store itself is what failed: the dispatcher records it
+            return FAILED_UNRECORDED, stopped, text, retire
+        return FAILED, stopped, text, retire
     finally:
         if store is not None:
             store.close()
-    return OK, should_stop.triggered, None
 
 
 def _settings() -> dict[str, str]:
@@ -182,11 +206,13 @@ def _apply_settings(settings: dict[str, str]) -> None:
     os.environ.update(settings)
 
 
-def _serve(conn: Any, threads: int, workers: int) -> None:
-    """Main loop of a worker process: run jobs sent on ``conn`` until it closes or sends None."""
+def _serve(conn: Any, threads: int, workers: int, memory_mb: int | None = None) -> None:
+    """Main loop of a worker process: run jobs sent on ``conn`` until it closes or sends None, or a job ran out of
+    memory (``memory_mb``: this process's cap in MiB, None for none)."""
     set_process_threads(threads, workers=workers)
     import dpcore.jobs.training  # noqa: F401  # deferred: torch, Opacus (warm the worker before its first job)
 
+    apply_memory_cap(memory_mb)  # after the imports: the cap is what jobs may grow to
     jobs_run = 0
     while True:
         try:
@@ -200,21 +226,31 @@ def _serve(conn: Any, threads: int, workers: int) -> None:
             runner, run_id, root, settings = message
             _apply_settings(settings)
             jobs_run += 1
-            reply = _run_one(runner, run_id, root, job_number=jobs_run)
+            reply = _run_one(runner, run_id, root, job_number=jobs_run, memory_mb=memory_mb)
         except Exception as exc:  # e.g. the runner cannot be unpickled here: answer rather than die
-            reply = (FAILED_UNRECORDED, False, format_error(exc))
+            if is_out_of_memory(exc):
+                reply = (FAILED_UNRECORDED, False, out_of_memory_message(exc, memory_mb=memory_mb), True)
+            else:
+                reply = (FAILED_UNRECORDED, False, format_error(exc), False)
         conn.send(reply)
+        if reply[3]:  # out of memory: the dispatcher starts a fresh process rather than trust this one
+            return
 
 
 # ---------------------------------------------------------------------- the dispatcher's side
 class WorkerProcess:
-    """One spawned worker process and the pipe to it; ``run`` sends it a job and waits for the outcome."""
+    """One spawned worker process and the pipe to it; ``run`` sends it a job and waits for the outcome.
 
-    def __init__(self, *, threads: int, workers: int) -> None:
+    ``memory_mb``: the process's memory cap in MiB (None: no cap; ``WorkerPool`` passes
+    ``worker_memory_mb(workers=workers)``). ``retired`` turns True once a job ran out of memory in it.
+    """
+
+    def __init__(self, *, threads: int, workers: int, memory_mb: int | None = None) -> None:
         context = multiprocessing.get_context("spawn")
-        self.threads = threads
+        self.threads, self.workers, self.memory_mb = threads, workers, memory_mb
+        self.retired = False
         self._conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, threads, workers), daemon=True,
+        self.process = context.Process(target=_serve, args=(child, threads, workers, self.memory_mb), daemon=True,
                                        name="dpexplorer-worker")
         with _SPAWN_LOCK:
             # Spawn re-runs the parent's __main__ file in the child. Under Streamlit that is the page being
@@ -247,9 +283,11 @@ class WorkerProcess:
         while True:
             if self._conn.poll(REPLY_POLL_S):
                 try:
-                    return Outcome(*self._conn.recv())
+                    outcome = Outcome(*self._conn.recv())
                 except (EOFError, OSError):
                     return self._died()
+                self.retired = outcome.retire
+                return outcome
             if not self.process.is_alive():
                 return self._died()
             if kill_at is None and stop_requested():
@@ -288,19 +326,29 @@ class WorkerPool:
         self.max_idle = max_idle
 
     def acquire(self, *, threads: int, workers: int) -> WorkerProcess:
-        """An idle live worker with ``threads`` threads, else a newly spawned one."""
+        """An idle live worker with ``threads`` threads and the memory cap ``worker_memory_mb(workers=workers)``,
+        else a newly spawned one."""
+        memory_mb = worker_memory_mb(workers=workers)
         with self._lock:
             for worker in list(self._idle):
                 if not worker.alive():
                     self._idle.remove(worker)
-                elif worker.threads == threads:
+                elif worker.threads == threads and worker.memory_mb == memory_mb:
                     self._idle.remove(worker)
                     return worker
-        return WorkerProcess(threads=threads, workers=workers)
+        return WorkerProcess(threads=threads, workers=workers, memory_mb=memory_mb)
 
     def release(self, worker: WorkerProcess) -> None:
-        """Keep ``worker`` for later (closing it when it died or the pool already holds enough)."""
+        """Keep ``worker`` for later (closing it when it died or the pool already holds enough). A retired worker
+        (a job ran out of memory in it) is closed and a fresh one with the same settings starts in its place."""
         limit = self.max_idle if self.max_idle is not None else max(2, default_workers())
+        if worker.retired:
+            worker.close()
+            with self._lock:
+                if len(self._idle) < limit:
+                    self._idle.append(WorkerProcess(threads=worker.threads, workers=worker.workers,
+                                                    memory_mb=worker.memory_mb))
+            return
         with self._lock:
             if worker.alive() and len(self._idle) < limit:
                 self._idle.append(worker)
@@ -308,11 +356,13 @@ class WorkerPool:
         worker.close()
 
     def prestart(self, *, threads: int, workers: int, count: int) -> None:
-        """Spawn idle workers until ``count`` with ``threads`` threads wait (their imports run meanwhile)."""
+        """Spawn idle workers until ``count`` with ``threads`` threads (and the current memory cap) wait; their
+        imports run meanwhile."""
+        memory_mb = worker_memory_mb(workers=workers)
         with self._lock:
-            have = sum(1 for w in self._idle if w.threads == threads and w.alive())
+            have = sum(1 for w in self._idle if w.threads == threads and w.memory_mb == memory_mb and w.alive())
             for _ in range(max(0, count - have)):
-                self._idle.append(WorkerProcess(threads=threads, workers=workers))
+                self._idle.append(WorkerProcess(threads=threads, workers=workers, memory_mb=memory_mb))
 
     def close(self) -> None:
         """Stop every idle worker."""

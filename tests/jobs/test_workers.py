@@ -17,7 +17,7 @@ import worker_runners as runners
 from dpcore.config import TrainConfig
 from dpcore.engine import threads as threads_lib
 from dpcore.engine.threads import SMALL_MODEL_PARAMS, torch_threads_for, training_threads
-from dpcore.jobs import workers
+from dpcore.jobs import worker_memory, workers
 from dpcore.jobs.attack import attack_runner
 from dpcore.jobs.queue import JobQueue, train_runner
 from dpcore.jobs.sweep import member_runner
@@ -83,6 +83,37 @@ def test_dead_worker_fails_the_run_and_the_next_job_runs(queue, store, how):
     assert "out of memory" in record.error_message
     nxt = queue.wait(after, TIMEOUT)
     assert nxt.status == DONE and nxt.summary["runner_pid"] != summary["worker_pid"] != os.getpid()
+
+
+def test_a_job_over_the_memory_cap_fails_with_the_reason_and_its_worker_is_replaced(queue, store, monkeypatch):
+    # A real allocation (torch, twice the cap) refused by the worker's RLIMIT_DATA: the cap, not the machine's
+    # memory, stops it (1 GiB cap, 2 GiB asked; the runner allocates nothing without a cap of at most 4 GiB).
+    monkeypatch.setenv(worker_memory.MEMORY_ENV, "1024")
+    workers.POOL.prestart(threads=queue.threads_per_worker, workers=queue.workers, count=2)  # start both at once
+    try:
+        saved = queue.wait(queue.submit({"what": "saved"}, kind="test", runner=runners.save_result), TIMEOUT)
+        assert saved.status == DONE, saved.error_message
+        doomed = queue.submit({"what": "too big"}, kind="test", runner=runners.allocate_twice_the_cap)
+        after = queue.submit({"what": "after"}, kind="test", runner=runners.record_pid)  # queued behind it
+        record = queue.wait(doomed, TIMEOUT)
+        nxt = queue.wait(after, TIMEOUT)
+    finally:
+        workers.POOL.close()  # no 1 GiB workers left for later tests
+    assert record.status == FAILED and record.summary["memory_cap_bytes"] == 1024 * 2**20
+    assert "allocated_bytes" not in record.summary
+    message = record.error  # the whole stored text: one line, no traceback
+    assert message.startswith("out of memory: the job needed more than the worker's memory cap of 1,024 MB")
+    assert "(it asked for 2,048 MB at once)" in message and "raise DPEXPLORER_WORKER_MEMORY_MB" in message
+    assert "smaller batch size" in message and "Traceback" not in message and "\n" not in message
+    # the worker that ran out was replaced, not reused; the next job ran to the end in another one
+    assert nxt.status == DONE, nxt.error_message
+    assert nxt.summary["runner_pid"] not in (record.summary["worker_pid"], os.getpid())
+    with pytest.raises(ProcessLookupError):
+        os.kill(record.summary["worker_pid"], 0)
+    # the run stored before is untouched
+    again = store.get(saved.id)
+    assert again.status == DONE and again.summary == saved.summary and again.summary["accuracy"] == 0.875
+    assert (store.artifacts_dir(saved.id) / "result.txt").read_text() == "kept\n"
 
 
 def test_runner_error_in_a_worker_fails_the_run(queue):
@@ -172,8 +203,10 @@ def test_default_workers_setting(monkeypatch):
     monkeypatch.setattr(workers, "available_cores", lambda: 8)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert workers.default_workers() == 4
-    assert workers.describe_pool(1) == "1 worker process × 8 threads"
-    assert workers.describe_pool(4) == "4 worker processes × 2 threads"
+    monkeypatch.setenv(worker_memory.MEMORY_ENV, "4000")
+    assert workers.describe_pool(1) == "1 worker process × 8 threads, up to 4,000 MB memory each"
+    monkeypatch.setenv(worker_memory.MEMORY_ENV, "none")
+    assert workers.describe_pool(4) == "4 worker processes × 2 threads, no memory cap"
 
 
 def test_death_message_names_the_signal():

@@ -12,6 +12,12 @@ def record_pid(run_id, store, should_stop) -> None:
     store.update_summary(run_id, runner_pid=os.getpid())
 
 
+def save_result(run_id, store, should_stop) -> None:
+    """Store a small result: summary values and an artifact file."""
+    store.update_summary(run_id, runner_pid=os.getpid(), accuracy=0.875)
+    (store.artifacts_dir(run_id, create=True) / "result.txt").write_text("kept\n")
+
+
 def wait_for_stop(run_id, store, should_stop) -> None:
     """Say it started, then poll ``should_stop`` for up to 60 s."""
     store.update_summary(run_id, started=True, runner_pid=os.getpid())
@@ -77,3 +83,19 @@ def train_with_refused_writes(run_id, store, should_stop, *, code: int) -> None:
     finally:
         del dpcore.atomic.open
         assert dpcore.atomic.__dict__.get("open", builtins.open) is builtins.open
+
+
+def allocate_twice_the_cap(run_id, store, should_stop) -> None:
+    """Say it started, then ask torch for a tensor twice this worker's memory cap (its ``RLIMIT_DATA``), which the
+    cap refuses. Raises AssertionError, allocating nothing, when the worker has no cap of at most 4 GiB: without
+    one it could take real memory from the machine."""
+    import resource
+
+    import torch
+
+    cap, _ = resource.getrlimit(resource.RLIMIT_DATA)
+    if cap == resource.RLIM_INFINITY or cap > 4 * 2**30:
+        raise AssertionError(f"this worker has no small memory cap (RLIMIT_DATA = {cap}); not allocating")
+    store.update_summary(run_id, started=True, memory_cap_bytes=cap)
+    ballast = torch.ones(2 * cap // 4, dtype=torch.float32)
+    store.update_summary(run_id, allocated_bytes=ballast.numel() * 4)  # not reached: the cap refuses it
