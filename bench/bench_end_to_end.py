@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -93,10 +94,10 @@ def wait_with_mia(queue: JobQueue, run_id: str, *, timeout: float = 600.0) -> St
     return StoredRun.from_record(record)
 
 
-def queued_training(queue: JobQueue, cfg: TrainConfig) -> tuple[float, StoredRun]:
-    """Seconds from submit to the finished run with its MIA, and the run."""
+def queued_training(queue: JobQueue, cfg: TrainConfig, *, runner: Any = None) -> tuple[float, StoredRun]:
+    """Seconds from submit to the finished run with its MIA, and the run (``runner``: the queue's default)."""
     started = time.perf_counter()
-    run_id = queue.submit(cfg)
+    run_id = queue.submit(cfg, runner=runner)
     run = wait_with_mia(queue, run_id)
     return time.perf_counter() - started, run
 
@@ -115,10 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1, help="runs of each row; the median is printed")
     parser.add_argument("--skip-pool", action="store_true", help="leave out the 16-model pool row")
+    parser.add_argument("--run-end", action="store_true", help="also the seed config with the run end's three "
+                        "evaluation passes of before (bench_run_end.three_pass_runner), taking turns")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads in this process")
     plain_opacus_script(epochs=1)  # warm-up: first-call costs (Opacus, PRV tables) are not the script's
-    rows: dict[str, list[float]] = {"plain": [], "seed": [], "digits": [], "pool": []}
+    rows: dict[str, list[float]] = {"plain": [], "seed": [], "digits": [], "pool": [], "seed3": []}
     with tempfile.TemporaryDirectory() as root:
         queue = JobQueue(RunStore(root))
         try:
@@ -130,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
                 rows["plain"].append(time.perf_counter() - started)
                 seconds, seed_run = queued_training(queue, TrainConfig(dataset="synthetic", target_epsilon=3.0))
                 rows["seed"].append(seconds)
+                if args.run_end:
+                    from bench_run_end import three_pass_runner  # deferred: only with --run-end (bench/ on path)
+
+                    rows["seed3"].append(queued_training(queue, TrainConfig(dataset="synthetic", target_epsilon=3.0),
+                                                         runner=three_pass_runner)[0])
                 seconds, digits_run = queued_training(queue, TrainConfig(dataset="digits", target_epsilon=3.0))
                 rows["digits"].append(seconds)
                 digits_id = digits_run.id
@@ -148,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'seed config, dpcore via JobQueue submit -> done + MIA':<58}{med['seed']:>9.2f}  "
           f"<= {SEED_TARGET_S} s and <= {SEED_TARGET_RATIO} x plain: {'met' if seed_ok else 'NOT met'}")
     print(f"{'  ratio dpcore / plain':<58}{ratio:>9.3f}")
+    if rows["seed3"]:
+        print(f"{'seed config via JobQueue, run end with 3 passes (before)':<58}{med['seed3']:>9.2f}")
     print(f"{'digits ε = 3, dpcore via JobQueue (+ MIA)':<58}{med['digits']:>9.2f}")
     if rows["pool"]:
         pool_ok = med["pool"] <= POOL_TARGET_S

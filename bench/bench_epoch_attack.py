@@ -35,7 +35,7 @@ CASES = [("synthetic", TrainConfig(dataset="synthetic", device="cpu")),
          ("digits", TrainConfig(dataset="digits", device="cpu"))]
 MODES = [("no DP", {"private": False}), ("ε = 3", {"target_epsilon": 3.0})]
 NEW_EPOCH_ROW = engine._epoch_row
-NEW_FINAL_ATTACK = membership.model_attack_metrics
+NEW_FINAL_PASS = membership.membership_logits  # _finish's one pass of the returned model (None: no pass)
 
 
 def old_epoch_row(plan: Any, progress: Any, epoch: int) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def old_epoch_row(plan: Any, progress: Any, epoch: int) -> dict[str, Any]:
 def use(version: str) -> None:
     """Install the 'before' or 'after' epoch row (and the final row's attack on the returned model)."""
     engine._epoch_row = NEW_EPOCH_ROW if version == "after" else old_epoch_row
-    membership.model_attack_metrics = NEW_FINAL_ATTACK if version == "after" else (lambda model, data: {})
+    membership.membership_logits = NEW_FINAL_PASS if version == "after" else (lambda model, data: None)
 
 
 def eval_times(result: Any, repeats: int) -> tuple[float, float]:

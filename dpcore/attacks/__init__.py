@@ -47,6 +47,7 @@ from dpcore.attacks.scores import (
     lira_offline_scores,
     lira_online_scores,
     loss_threshold_attack,
+    loss_threshold_attack_on_logits,
     rmia_scores,
 )
 from dpcore.attacks.signals import MembershipData, model_logits, per_example_loss, stable_logit
@@ -73,6 +74,7 @@ __all__ = [
     "lira_offline_scores",
     "lira_online_scores",
     "loss_threshold_attack",
+    "loss_threshold_attack_on_logits",
     "make_canaries",
     "model_logits",
     "one_run_audit",

@@ -19,6 +19,7 @@ from scipy import stats
 from dpcore.attacks.metrics import AttackResult, evaluate_scores
 from dpcore.attacks.signals import (
     MembershipData,
+    class_logits,
     label_array,
     log_prob_true,
     membership_tensors,
@@ -27,10 +28,12 @@ from dpcore.attacks.signals import (
     prob_wrong,
     stable_logit,
 )
+from dpcore.engine.membership import MembershipLogits
 from dpcore.errors import ConfigError
 
 __all__ = ["ATTACKS", "LIRA_PER_EXAMPLE_VARIANCE_MIN_MODELS", "AttackSpec", "PoolScores", "attack_model",
-           "leave_one_out", "lira_offline_scores", "lira_online_scores", "loss_threshold_attack", "rmia_scores"]
+           "leave_one_out", "lira_offline_scores", "lira_online_scores", "loss_threshold_attack",
+           "loss_threshold_attack_on_logits", "rmia_scores"]
 
 # Below this many reference models LiRA uses one variance shared by all examples (Carlini et al. 2022).
 LIRA_PER_EXAMPLE_VARIANCE_MIN_MODELS = 64
@@ -61,6 +64,17 @@ def loss_threshold_attack(
     x_in, y_in, x_out, y_out = membership_tensors(data)
     member_scores = -per_example_loss(model_logits(model, x_in, batch_size=batch_size), label_array(y_in))
     non_member_scores = -per_example_loss(model_logits(model, x_out, batch_size=batch_size), label_array(y_out))
+    return evaluate_scores(member_scores, non_member_scores, name="loss", n_bootstrap=n_bootstrap,
+                           confidence=confidence, seed=seed)
+
+
+def loss_threshold_attack_on_logits(logits: MembershipLogits, *, n_bootstrap: int = 200, confidence: float = 0.95,
+                                    seed: int = 0) -> AttackResult:
+    """``loss_threshold_attack`` from one eval pass already made (``dpcore.engine.membership.membership_logits``,
+    e.g. a ``RunResult.final_logits``): the same AttackResult, to the last bit, as on the model that gave them,
+    without a forward pass. ConfigError when they are not class logits."""
+    member_scores = -per_example_loss(class_logits(logits.members), logits.y_members)
+    non_member_scores = -per_example_loss(class_logits(logits.non_members), logits.y_non_members)
     return evaluate_scores(member_scores, non_member_scores, name="loss", n_bootstrap=n_bootstrap,
                            confidence=confidence, seed=seed)
 

@@ -16,7 +16,7 @@ from scipy import special
 from dpcore.engine.membership import EVAL_BATCH, eval_logits, label_array, per_example_loss
 from dpcore.errors import ConfigError
 
-__all__ = ["MembershipData", "label_array", "log_prob_true", "membership_tensors", "model_logits",
+__all__ = ["MembershipData", "class_logits", "label_array", "log_prob_true", "membership_tensors", "model_logits",
            "per_example_loss", "prob_wrong", "stable_logit"]
 
 
@@ -38,10 +38,12 @@ def model_logits(model: torch.nn.Module, x: torch.Tensor, *, batch_size: int = E
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    logits = eval_logits(model, x, batch_size=batch_size)
-    if not len(logits):
-        return logits
-    if logits.ndim != 2 or logits.shape[1] < 2:
+    return class_logits(eval_logits(model, x, batch_size=batch_size))
+
+
+def class_logits(logits: np.ndarray) -> np.ndarray:
+    """``logits`` unchanged when they are class logits ``[N, num_classes >= 2]`` (or empty); ConfigError otherwise."""
+    if len(logits) and (logits.ndim != 2 or logits.shape[1] < 2):
         raise ConfigError(f"attacks need class logits of shape [N, num_classes >= 2], got {tuple(logits.shape)}")
     return logits
 

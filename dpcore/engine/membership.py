@@ -9,7 +9,8 @@ The pieces both this module and ``dpcore.attacks`` (above the engine) need live 
 ``dpcore.attacks.signals`` and ``dpcore.attacks.metrics`` call them. The TPR follows ``metrics.evaluate_scores`` /
 ``AttackResult.tpr_at_fpr`` without building the ROC curve. On the same model and data both give the same floats,
 so the last epoch row of a run equals the run's ``mia_auc`` and ``mia_tpr_at_1pct_fpr``
-(tests/engine/test_vulnerability.py checks it).
+(tests/engine/test_vulnerability.py checks it). At a run's end one ``membership_logits`` pass (``MembershipLogits``,
+kept on ``RunResult.final_logits``) gives the last row, the run's attack and its per-example outputs.
 """
 
 from __future__ import annotations
@@ -105,6 +106,13 @@ def mann_whitney_auc(member_scores: np.ndarray, non_member_scores: np.ndarray) -
     return float((ranks[:n1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
 
 
+def logits_losses(logits: np.ndarray, labels: np.ndarray) -> ExampleLosses:
+    """``ExampleLosses`` of float64 ``logits`` ``[N, classes]`` with int64 ``labels`` ``[N]`` (empty for N = 0)."""
+    if not len(labels):
+        return ExampleLosses(losses=np.zeros(0), correct=np.zeros(0, dtype=bool))
+    return ExampleLosses(losses=per_example_loss(logits, labels), correct=logits.argmax(axis=1) == labels)
+
+
 def example_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device | None = None,
                    batch_size: int = EVAL_BATCH) -> ExampleLosses:
     """One eval-mode forward pass of ``model`` over (x, y) in batches on ``device`` (default: the model's).
@@ -112,10 +120,39 @@ def example_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device
     Returns ``ExampleLosses``: per-example cross-entropy in nats, computed in float64 from the logits as the
     loss attack computes it, and a boolean array of correct predictions. The model's train/eval mode is kept.
     """
-    logits, labels = eval_logits(model, x, device=device, batch_size=batch_size), label_array(y)
-    if not len(labels):
-        return ExampleLosses(losses=np.zeros(0), correct=np.zeros(0, dtype=bool))
-    return ExampleLosses(losses=per_example_loss(logits, labels), correct=logits.argmax(axis=1) == labels)
+    return logits_losses(eval_logits(model, x, device=device, batch_size=batch_size), label_array(y))
+
+
+@dataclass(frozen=True)
+class MembershipLogits:
+    """One eval pass of one model over a split (``membership_logits``): float64 logits ``[N, classes]`` of its
+    members and non-members in the split's order, and the int64 labels they go with.
+
+    A run's end computes from these alone the last epoch row's attack numbers, the run's loss attack (its ROC,
+    ``dpcore.attacks.loss_threshold_attack_on_logits``) and the per-example outputs of "Results by class"
+    (``dpcore.jobs.group_results.record_outputs``): one forward pass instead of three, with the same floats.
+    """
+
+    members: np.ndarray
+    non_members: np.ndarray
+    y_members: np.ndarray
+    y_non_members: np.ndarray
+
+    def fits(self, data: MembershipSplit) -> bool:
+        """Whether these are logits of ``data``: as many rows as its members and non-members, the same labels in
+        the same order (the model cannot be checked: logits belong to the model that gave them)."""
+        return (len(self.members) == len(data.x_members) and len(self.non_members) == len(data.x_non_members)
+                and np.array_equal(self.y_members, label_array(data.y_members))
+                and np.array_equal(self.y_non_members, label_array(data.y_non_members)))
+
+
+def membership_logits(model: nn.Module, data: MembershipSplit, *, device: torch.device | None = None,
+                      batch_size: int = EVAL_BATCH) -> MembershipLogits:
+    """``MembershipLogits`` of ``model`` on ``data``: ``eval_logits`` of the members, then of the non-members
+    (eval mode, batches of ``batch_size``, on ``device``, default the model's)."""
+    return MembershipLogits(members=eval_logits(model, data.x_members, device=device, batch_size=batch_size),
+                            non_members=eval_logits(model, data.x_non_members, device=device, batch_size=batch_size),
+                            y_members=label_array(data.y_members), y_non_members=label_array(data.y_non_members))
 
 
 def loss_attack_metrics(member_losses: np.ndarray, non_member_losses: np.ndarray, *,
@@ -144,13 +181,18 @@ def loss_attack_metrics(member_losses: np.ndarray, non_member_losses: np.ndarray
     return {"mia_auc": auc, "mia_tpr_at_1pct_fpr": int(np.count_nonzero(member_scores > cutoff)) / n1}
 
 
+def logits_attack_metrics(logits: MembershipLogits) -> dict[str, float]:
+    """``loss_attack_metrics`` (``mia_auc``, ``mia_tpr_at_1pct_fpr``: fractions in [0, 1]) of one eval pass."""
+    return loss_attack_metrics(logits_losses(logits.members, logits.y_members).losses,
+                               logits_losses(logits.non_members, logits.y_non_members).losses)
+
+
 def model_attack_metrics(model: nn.Module, data: MembershipSplit) -> dict[str, float]:
     """``loss_attack_metrics`` of ``model`` on ``data``'s members and non-members, on the model's device."""
-    members = example_losses(model, data.x_members, data.y_members)
-    non_members = example_losses(model, data.x_non_members, data.y_non_members)
-    return loss_attack_metrics(members.losses, non_members.losses)
+    return logits_attack_metrics(membership_logits(model, data))
 
 
-__all__ = ["EVAL_BATCH", "MIA_COLUMNS", "MIA_FPR", "ExampleLosses", "MembershipSplit", "eval_logits",
-           "example_losses", "label_array", "loss_attack_metrics", "mann_whitney_auc", "model_attack_metrics",
-           "model_device", "per_example_loss"]
+__all__ = ["EVAL_BATCH", "MIA_COLUMNS", "MIA_FPR", "ExampleLosses", "MembershipLogits", "MembershipSplit",
+           "eval_logits", "example_losses", "label_array", "logits_attack_metrics", "logits_losses",
+           "loss_attack_metrics", "mann_whitney_auc", "membership_logits", "model_attack_metrics", "model_device",
+           "per_example_loss"]

@@ -16,6 +16,7 @@ from dpcore.atomic import atomic_write, atomic_write_text
 from dpcore.config import TrainConfig
 from dpcore.engine.checkpoint import write_checkpoint
 from dpcore.engine.data import SplitData
+from dpcore.engine.membership import MembershipLogits
 from dpcore.jsonable import json_number
 
 HISTORY_COLUMNS = ["step", "epoch", "epsilon", "clip_fraction", "loss", "batch_size"]
@@ -32,6 +33,10 @@ class RunResult:
 
     ``final_epsilon`` is the epsilon spent at ``config.target_delta`` by the
     accountant named in the config (``math.inf`` for the non-private baseline).
+    ``final_logits``: the run end's one eval pass of ``model`` over ``data``'s members and non-members (float64
+    logits, ``engine.membership.membership_logits``), which the last epoch row's attack numbers came from and
+    which the job's attack and per-example outputs reuse; None when no epoch row was made. Not saved. Set it to
+    None after changing ``model``'s weights or ``data``, so that readers evaluate the model again.
     """
 
     config: TrainConfig
@@ -52,6 +57,7 @@ class RunResult:
     accountant_history: list[tuple[float, float, int]] = field(default_factory=list)
     optimizer_state: dict[str, Any] = field(default_factory=dict, repr=False)
     epochs_done: int = 0
+    final_logits: MembershipLogits | None = field(default=None, repr=False, compare=False)
 
     @property
     def test_accuracy(self) -> float:

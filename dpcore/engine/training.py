@@ -538,8 +538,10 @@ def _finish(plan: TrainingPlan, progress: _Progress) -> RunResult:
     clean_model, _ = fresh_model(cfg, plan.data)
     clean_model.load_state_dict({key: value.detach().cpu() for key, value in inner.state_dict().items()})
     clean_model.eval()
-    if epoch_rows:  # the run's attack scores this CPU copy; trained on a GPU, its logits differ in the last bits
-        epoch_rows[-1].update(membership.model_attack_metrics(clean_model, plan.data))
+    # ONE pass of this CPU copy (GPU logits differ in the last bits) for the last row, the job's attack and outputs
+    final_logits = membership.membership_logits(clean_model, plan.data) if epoch_rows else None
+    if final_logits is not None:
+        epoch_rows[-1].update(membership.logits_attack_metrics(final_logits))
     optimizer_state = _inner_optimizer_state(plan)
     if plan.engine is not None and hasattr(plan.model, "_close"):
         plan.model._close()  # remove Opacus hooks from the training copy
@@ -555,7 +557,7 @@ def _finish(plan: TrainingPlan, progress: _Progress) -> RunResult:
         model=clean_model, data=plan.data, device=describe_device(plan.device) + ddp.describe_world(),
         grad_sample_mode=plan.grad_sample_mode, fixes=plan.fixes, seconds=time.perf_counter() - plan.started,
         accountant_history=[tuple(seg) for seg in accountant_history], optimizer_state=optimizer_state,
-        epochs_done=epoch_rows[-1]["epoch"] if epoch_rows else plan.prior_epochs,
+        epochs_done=epoch_rows[-1]["epoch"] if epoch_rows else plan.prior_epochs, final_logits=final_logits,
     )
 
 

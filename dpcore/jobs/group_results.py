@@ -24,9 +24,10 @@ import torch
 
 from dpcore.atomic import atomic_write
 from dpcore.attacks.groups import compare_groups, group_results, slice_keys
-from dpcore.attacks.signals import label_array, model_logits, per_example_loss
+from dpcore.attacks.signals import class_logits, label_array, model_logits, per_example_loss
 from dpcore.config import TrainConfig
 from dpcore.engine.data import SplitData, load_for_config
+from dpcore.engine.membership import MembershipLogits
 from dpcore.engine.training import fresh_model
 from dpcore.errors import DPExplorerError
 from dpcore.store.artifacts import MODEL_FILE
@@ -105,19 +106,24 @@ def run_data(store: RunStore, run_id: str) -> SplitData:
 
 
 def _outputs(model: torch.nn.Module, data: SplitData, run_id: str) -> ExampleOutputs:
-    """Score every member and non-member of ``data`` with ``model`` (no gradients)."""
+    """Score every member and non-member of ``data`` with ``model`` (one eval pass, no gradients)."""
+    return _outputs_of_logits(MembershipLogits(
+        members=model_logits(model, data.x_members), non_members=model_logits(model, data.x_non_members),
+        y_members=label_array(data.y_members), y_non_members=label_array(data.y_non_members)), run_id)
+
+
+def _outputs_of_logits(logits: MembershipLogits, run_id: str) -> ExampleOutputs:
+    """``ExampleOutputs`` from one eval pass's logits (``DPExplorerError`` when one is not finite)."""
     outputs = {}
-    with torch.no_grad():
-        for side, x, y in (("member", data.x_members, data.y_members),
-                           ("non_member", data.x_non_members, data.y_non_members)):
-            logits, labels = model_logits(model, x), label_array(y)
-            if not np.isfinite(logits).all():
-                raise DPExplorerError(f"run {run_id}'s model gives non-finite outputs (training diverged); no "
-                                      "results by group")
-            outputs[f"{side}_scores"] = -per_example_loss(logits, labels)
-            outputs[f"{side}_correct"] = logits.argmax(axis=1) == labels
-    return ExampleOutputs(**outputs, y_members=label_array(data.y_members),
-                          y_non_members=label_array(data.y_non_members))
+    for side, side_logits, labels in (("member", logits.members, logits.y_members),
+                                      ("non_member", logits.non_members, logits.y_non_members)):
+        side_logits = class_logits(side_logits)
+        if not np.isfinite(side_logits).all():
+            raise DPExplorerError(f"run {run_id}'s model gives non-finite outputs (training diverged); no "
+                                  "results by group")
+        outputs[f"{side}_scores"] = -per_example_loss(side_logits, labels)
+        outputs[f"{side}_correct"] = side_logits.argmax(axis=1) == labels
+    return ExampleOutputs(**outputs, y_members=logits.y_members, y_non_members=logits.y_non_members)
 
 
 def _compute(store: RunStore, run: StoredRun, data: SplitData) -> ExampleOutputs:
@@ -131,12 +137,15 @@ def _compute(store: RunStore, run: StoredRun, data: SplitData) -> ExampleOutputs
     return _outputs(model, data, run.id)
 
 
-def record_outputs(store: RunStore, run_id: str, *, model: torch.nn.Module, data: SplitData) -> bool:
+def record_outputs(store: RunStore, run_id: str, *, model: torch.nn.Module, data: SplitData,
+                   logits: MembershipLogits | None = None) -> bool:
     """Score a just-trained ``model`` on its ``data`` and keep the outputs with run ``run_id``, so its view never
-    has to (the training job calls this after the attack). Returns whether they were kept; never raises: the
-    view scores the run itself when they are missing."""
+    has to (the training job calls this after the attack). ``logits`` (the run end's eval pass of ``model``,
+    ``RunResult.final_logits``) are used instead of a forward pass when they fit ``data``. Returns whether the
+    outputs were kept; never raises: the view scores the run itself when they are missing."""
     try:
-        _save(store, run_id, _outputs(model, data, run_id))
+        _save(store, run_id, _outputs_of_logits(logits, run_id) if logits is not None and logits.fits(data)
+              else _outputs(model, data, run_id))
     except Exception:  # an extra: a failure here must never fail the trained run
         log.warning("run %s: per-example outputs not kept; the run view will compute them", run_id, exc_info=True)
         return False

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dpcore.attacks import AttackResult, empirical_epsilon, loss_threshold_attack
+from dpcore.attacks import AttackResult, empirical_epsilon, loss_threshold_attack, loss_threshold_attack_on_logits
 from dpcore.config import TrainConfig
 from dpcore.engine import ddp
 from dpcore.engine.checkpoint import ResumeState
@@ -86,7 +86,14 @@ class ProgressWriter:
 
 # ---------------------------------------------------------------------- the attack
 def evaluate_membership(result: RunResult) -> AttackResult:
-    """The loss-threshold attack on ``result.model`` with ``result.data``'s members and non-members."""
+    """The loss-threshold attack on ``result.model`` with ``result.data``'s members and non-members.
+
+    From the run end's eval pass (``result.final_logits``) when there is one that fits ``result.data``: the same
+    AttackResult without another forward pass; else (no epoch row, an older caller's RunResult) by evaluating.
+    """
+    logits = result.final_logits
+    if logits is not None and logits.fits(result.data):
+        return loss_threshold_attack_on_logits(logits)
     return loss_threshold_attack(result.model, result.data)
 
 
@@ -130,7 +137,9 @@ def record_result(store: RunStore, run_id: str, result: RunResult) -> AttackResu
     while it runs the summary says ``mia_status='pending'``. On success ``roc.json`` lands in
     the run's artifacts and the summary gets ``mia_auc``, ``mia_tpr_at_1pct_fpr``,
     ``mia_advantage`` and ``mia_status='done'``; on failure ``mia_status='failed'`` and
-    ``mia_error``. Runs that took no step are not attacked (``'skipped'``). Returns the attack
+    ``mia_error``. Runs that took no step are not attacked (``'skipped'``). The attack and the
+    per-example outputs (``group_results.record_outputs``) reuse the trainer's last eval pass
+    (``result.final_logits``): the model is evaluated once at the run's end. Returns the attack
     result, or None when there is none.
     """
     attack_it = result.steps > 0
@@ -155,7 +164,8 @@ def record_result(store: RunStore, run_id: str, result: RunResult) -> AttackResu
         store.update_summary(run_id, mia_status=MIA_DONE, **membership_summary(attack))
     except RunNotFound:
         return None
-    group_results.record_outputs(store, run_id, model=result.model, data=result.data)  # "Results by class"
+    group_results.record_outputs(store, run_id, model=result.model, data=result.data,  # "Results by class"
+                                 logits=result.final_logits)  # the attack's pass again, not a third one
     return attack
 
 
