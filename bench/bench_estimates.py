@@ -9,7 +9,10 @@ length) is compared with the real length once a quarter and half of the job is d
 pages show (``dpcore.views.progress.corrected_eta``: the estimate blended with the job's own speed), ``measured``
 the job's own speed alone (``prior_weight=0``, the ETA before the blend). ``--load N`` (default 2) keeps N busy
 processes running throughout, the load the estimates must survive (issue 10: "beside two busy processes").
-Run: ``python bench/bench_estimates.py`` (``--pool-models``, ``--sweep-epochs``, ``--sweep-epsilons``, ``--load``).
+``--skip-pool`` leaves the attack-lab pool out (the target run is still trained first, so the worker is warm and
+the store holds one cold run, as after a first training). The bench process uses one torch thread, as the server
+(``app.py``) does. Run: ``python bench/bench_estimates.py`` (``--pool-models``, ``--skip-pool``, ``--sweep-epochs``,
+``--sweep-epsilons``, ``--load``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from dpcore.config import TrainConfig
+from dpcore.engine.threads import set_process_threads
 from dpcore.jobs import attack as audit
 from dpcore.jobs import sweep as sweeps
 from dpcore.jobs.queue import JobQueue
@@ -144,17 +148,21 @@ def _percent(error: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool-models", type=int, default=16)
+    parser.add_argument("--skip-pool", action="store_true", help="train the target run, but no attack-lab pool")
     parser.add_argument("--sweep-epochs", type=int, default=15, help="epochs per sweep run (default 15, the recipe)")
     parser.add_argument("--sweep-epsilons", default="1,2,4,8", help="target ε values of the sweep (default 1,2,4,8)")
     parser.add_argument("--load", type=int, default=2, help="busy processes kept running meanwhile (default 2)")
     args = parser.parse_args(argv)
     epsilons = tuple(float(value) for value in args.sweep_epsilons.split(","))
+    set_process_threads(1)  # as the server does (app.py): its calibrations run beside the workers
     load = start_load(args.load)
     try:
         with tempfile.TemporaryDirectory() as root:
             queue = JobQueue(RunStore(root))
             try:
-                pool = pool_row(queue, n_models=args.pool_models)
+                if args.skip_pool:
+                    _wait_trained(queue, queue.submit(TrainConfig(dataset="digits", target_epsilon=3.0)))
+                pool = None if args.skip_pool else pool_row(queue, n_models=args.pool_models)
                 sweep = sweep_row(queue, epochs=args.sweep_epochs, epsilons=epsilons)
             finally:
                 queue.shutdown(wait=True, timeout=60)
@@ -163,9 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load: {args.load} busy process(es); running ETA scored as (elapsed + ETA - real) / real")
     print(f"{'job':<44}{'calibration':>12}{'estimate':>10}{'real':>12}{'error':>8}  ±30 %"
           f"{'blend@25%':>11}{'blend@50%':>11}{'measured@25%':>14}{'measured@50%':>14}")
-    for label, (calibration, estimate, real, trace, *_) in (
-            (f"attack-lab pool, {args.pool_models} models, digits ε = 3", pool),
-            (f"sweep, digits, {len(epsilons) + 1} runs x {args.sweep_epochs} epochs", sweep)):
+    rows = [] if pool is None else [(f"attack-lab pool, {args.pool_models} models, digits ε = 3", pool)]
+    rows.append((f"sweep, digits, {len(epsilons) + 1} runs x {args.sweep_epochs} epochs", sweep))
+    for label, (calibration, estimate, real, trace, *_) in rows:
         error = (estimate - real) / real
         running = [_percent(trace.error_at(share, real, which=which)) for which in (0, 1) for share in CHECKPOINTS]
         print(f"{label:<44}{calibration:>11.2f}s{format_duration(estimate):>10}{format_duration(real):>12}"

@@ -52,11 +52,11 @@ def new_sweep_form(store: Any, *, expanded: bool, on_started: Callable[[str], No
         bind(st.checkbox, "Include the non-private baseline", "baseline", help=help_["baseline"])
         try:
             spec = texts.sweep_spec(FORM.settings())
-            guess = sweeps.estimate(spec, store=store)
+            guess = sweeps.estimate(spec, store=store, parallel=ui.queue().workers)
         except DPExplorerError as err:
             st.error(str(err), icon=":material/error:")
             return
-        st.markdown(texts.estimate_text(spec, seconds=guess.seconds, basis=guess.basis))
+        st.markdown(texts.estimate_text(spec, seconds=guess.seconds, basis=guess.basis, parallel=guess.parallel))
         notes, warning = texts.spec_notes(spec, dataset_status=dataset_status(dataset))
         for note in notes:
             st.caption(note)

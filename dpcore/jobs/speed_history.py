@@ -1,29 +1,44 @@
-"""How much slower than its calibration a job really ran here: the correction the sweep estimate applies.
+"""What recent runs really cost here, whole: the history the sweep estimate is built from.
 
-A calibration (``dpcore.engine.speed``) times bare optimizer steps in the calling process. A queued job also
-pays what the calibration does not see: its worker process's threads, the per-step writes to the run store
-and the machine's load while it runs. ``observed_factor`` compares the training time (``summary['seconds']``,
-so a worker's one-off start-up is left out) of the most recent comparable finished runs (same dataset,
-model, batch size and privacy, finished within ``RECENT_S``) with what the calibration predicts for them;
-the estimate multiplies by it. A worker process's first job (``summary['worker_job'] == 1``) is left out: its
-one-off warm-ups (first Opacus step, first dataset load) made it several times slower than the jobs after it.
+A calibration (``dpcore.engine.speed``) times bare optimizer steps in the calling process (the server). A sweep
+member also pays what that does not see: its worker process, the per-step and per-epoch writes to the run store
+(progress rows, a checkpoint every epoch), the membership attack and its bound after training, and the machine's
+load while it runs. ``recent_costs`` reads each recent comparable finished run's measured wall time from the
+record: ``started`` (the queue's dispatcher claimed it) to ``summary['job_ended']`` (a sweep member's job ended,
+``dpcore.jobs.sweep.train_member``; ``finished`` for other runs), split into its training
+(``summary['ms_per_step']`` x steps: set-up, steps and per-epoch evaluation, scaled by the steps a member takes)
+and the rest, a per-run fixed cost. ``member_seconds`` turns them into the wall time of one member of ``steps``
+steps. A worker process's first job (``summary['worker_job'] == 1``) is marked ``cold``: its one-off warm-ups
+(first Opacus step, first dataset load) made it up to several times slower than the jobs after it (so
+``member_seconds`` uses cold runs only when there are no others, and the sweep estimate then meets a calibration
+halfway), and its ``started`` also counts the worker's start (so its ``fixed_s`` is 0).
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
-from dpcore.engine.speed import Speed, run_seconds
 from dpcore.store.records import StoredRun
-from dpcore.store.runs import DONE, RunStore
+from dpcore.store.runs import DONE, RunRecord, RunStore
 
 #: Finished runs older than this (s) say nothing about the machine's load now.
 RECENT_S = 1800.0
 #: Comparable runs looked at (newest first).
 MAX_RUNS = 5
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """One finished run's measured cost: ``ms_per_step`` (its training time per optimizer step, ms, set-up and
+    per-epoch evaluation included), ``fixed_s`` (s of its whole wall time outside training: dispatch, the
+    membership attack and bound, writing) and ``cold`` (a worker process's first job: slowed by one-off warm-ups)."""
+
+    ms_per_step: float
+    fixed_s: float
+    cold: bool = False
 
 
 def _stamp(text: str | None) -> float | None:
@@ -33,29 +48,56 @@ def _stamp(text: str | None) -> float | None:
         return None
 
 
-def observed_factor(store: RunStore, speed: Speed, *, dataset: str, model: str, batch_size: int, private: bool,
-                    now: float | None = None, recent_s: float = RECENT_S) -> tuple[float, int] | None:
-    """``(median of training time / calibrated prediction, runs used)`` over the newest ``MAX_RUNS`` comparable runs
-    that finished within ``recent_s`` seconds of ``now`` (POSIX s), leaving out a worker's first (cold) job; None
-    when there are none."""
+def _cost(record: RunRecord, run: StoredRun) -> RunCost | None:
+    """The run's ``RunCost``; None when its record lacks the times."""
+    ms, trained = run.summary.get("ms_per_step"), run.summary.get("seconds")
+    started = _stamp(record.started)
+    ended = _stamp(run.summary.get("job_ended")) or _stamp(record.finished)
+    if not ms or not trained or started is None or ended is None or float(ms) <= 0:
+        return None
+    if run.summary.get("worker_job") == 1:  # its started..ended also counts the worker's start
+        return RunCost(ms_per_step=float(ms), fixed_s=0.0, cold=True)
+    return RunCost(ms_per_step=float(ms), fixed_s=max(0.0, ended - started - float(trained)))
+
+
+def recent_costs(store: RunStore, *, dataset: str, model: str, batch_size: int, private: bool,
+                 now: float | None = None, recent_s: float = RECENT_S) -> list[RunCost]:
+    """``RunCost`` of the newest ``MAX_RUNS`` finished training runs of ``dataset``/``model`` with this batch size and
+    privacy that finished within ``recent_s`` seconds of ``now`` (POSIX s), newest first (a worker's first job
+    marked ``cold``), leaving out runs whose record lacks the times."""
     now = time.time() if now is None else now
-    ratios: list[float] = []
+    costs: list[RunCost] = []
     for record in store.records(kind="train", status=DONE):  # newest first
         run = StoredRun.from_record(record)
         if (run.dataset, run.model, run.private) != (dataset, model, private):
             continue
-        if int(record.config.get("batch_size") or 0) != int(batch_size) or run.summary.get("worker_job") == 1:
+        if int(record.config.get("batch_size") or 0) != int(batch_size):
             continue
-        finished, trained = _stamp(record.finished), run.summary.get("seconds")
-        if finished is None or now - finished > recent_s or run.steps <= 0 or not trained:
+        finished = _stamp(record.finished)
+        if finished is None or now - finished > recent_s:
             continue
-        epochs = run.epochs_done if math.isfinite(run.epochs_done) else 1
-        predicted = run_seconds(speed, steps=run.steps, epochs=int(epochs), attack=False, overhead_s=0.0)
-        if predicted > 0:
-            ratios.append(float(trained) / predicted)
-        if len(ratios) >= MAX_RUNS:
+        cost = _cost(record, run)
+        if cost is not None:
+            costs.append(cost)
+        if len(costs) >= MAX_RUNS:
             break
-    return (statistics.median(ratios), len(ratios)) if ratios else None
+    return costs
 
 
-__all__ = ["MAX_RUNS", "RECENT_S", "observed_factor"]
+def member_seconds(costs: list[RunCost], *, steps: int) -> float | None:
+    """Wall time (s) of one run of ``steps`` optimizer steps at the measured ``costs``: median fixed cost + steps x
+    median ms per step / 1000 (medians: one run slowed by a burst of load does not set it), over the warm runs when
+    there are any, else the cold ones; None without costs.
+
+    >>> member_seconds([RunCost(ms_per_step=10.0, fixed_s=0.5), RunCost(ms_per_step=30.0, fixed_s=0.1),
+    ...                 RunCost(ms_per_step=20.0, fixed_s=0.3)], steps=100)
+    2.3
+    """
+    costs = [c for c in costs if not c.cold] or costs
+    if not costs:
+        return None
+    per_step = statistics.median(c.ms_per_step for c in costs) / 1000.0
+    return round(statistics.median(c.fixed_s for c in costs) + max(0, int(steps)) * per_step, 6)
+
+
+__all__ = ["MAX_RUNS", "RECENT_S", "RunCost", "member_seconds", "recent_costs"]

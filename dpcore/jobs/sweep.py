@@ -45,7 +45,7 @@ from dpcore.jobs.grid import (  # the grid is part of the sweep API: sweeps.Swee
     expand,
 )
 from dpcore.jobs.queue import JobQueue, QueueFull
-from dpcore.jobs.speed_history import observed_factor
+from dpcore.jobs.speed_history import member_seconds, recent_costs
 from dpcore.jobs.training import train_stored_run
 from dpcore.store.records import StoredRun
 from dpcore.store.runs import (
@@ -338,9 +338,12 @@ def train_member(store: RunStore, run_id: str, *, should_stop: Callable[[], bool
     can be continued) plus ``mia_epsilon_lower``: the empirical
     epsilon lower bound of the loss-threshold attack (nats, at the run's delta, 95 % confidence) for
     the bounds chart. Returns the RunResult. Tests and scripts call it directly to fill a store
-    without the job queue.
+    without the job queue. ``summary['job_ended']`` (UTC ISO) is when all of that was done: with the record's
+    ``started`` it gives the member's whole wall time, which ``speed_history.recent_costs`` reads.
     """
-    return train_stored_run(store, run_id, should_stop=should_stop, checkpoint=True, lower_bound=True)
+    result = train_stored_run(store, run_id, should_stop=should_stop, checkpoint=True, lower_bound=True)
+    store.update_summary(run_id, job_ended=utc_now())
+    return result
 
 
 def _submit(queue: JobQueue, sweep: Sweep, members: Sequence[MemberState], limit: int | None) -> list[str]:
@@ -446,12 +449,14 @@ def cancel_sweep(queue: JobQueue, sweep_id: str) -> int:
 # ---------------------------------------------------------------------- estimates
 @dataclass(frozen=True)
 class SweepEstimate:
-    """Rough duration of a sweep: ``seconds`` in total (one job at a time), and what it is based on."""
+    """Rough duration of a sweep: ``seconds`` in total (members running ``parallel`` at a time), and what it is based
+    on."""
 
     n_runs: int
     steps_per_run: int | None
     seconds: float | None
     basis: str
+    parallel: int = 1
 
 
 def _n_members(dataset: str) -> int | None:
@@ -466,34 +471,39 @@ def _n_members(dataset: str) -> int | None:
 
 
 def estimate(spec: SweepSpec, *, store: RunStore | None = None, speeds: Mapping[bool, Speed] | None = None,
-             calibrate: bool = True, parallel: int = 1) -> SweepEstimate:
-    """How long the sweep should take (s), from the measured speed of this machine.
+             calibrate: bool = True, parallel: int = 1, now: float | None = None) -> SweepEstimate:
+    """How long the sweep should take (s) on this machine, from what recent runs here really took.
 
-    Each member costs ``dpcore.engine.speed.run_seconds`` (set-up + steps x step time + evaluations);
-    steps per run = epochs x batches per epoch. ``speeds`` maps private (True) / baseline (False) to a
-    ``Speed`` (tests, or a caller that measured already); otherwise, with ``calibrate``, a few steps of the
-    sweep's private and baseline configs are timed once per process (``speed.calibrate``). Without a
-    calibration (dataset not downloaded yet) the median ms per step of finished runs of the same dataset
-    and model in ``store`` is used, and without those a per-step guess by input size (``basis`` says which).
-    A calibrated time is multiplied by how much slower than their calibration the recent comparable runs
-    in ``store`` really were (``speed_history.observed_factor``: worker process, store writes, the attack,
-    the load). ``parallel``: members running at once (queue workers); the total is divided by it.
+    A member (private, or the baseline) costs the measured whole wall time of the recent comparable finished runs
+    in ``store`` (``speed_history.recent_costs``: same dataset, model, batch size and privacy, finished within
+    ``RECENT_S`` of ``now``; training, membership attack, writing and the load, in the worker processes), scaled to
+    the member's steps (``speed_history.member_seconds``). When the only such run is a worker's first (cold) job,
+    which over-states a member (one-off warm-ups) as much as a calibration under load under-states it (up to 2-16x
+    in measurements here), the geometric mean of the two. Without such runs: ``dpcore.engine.speed.run_seconds`` of
+    ``speeds`` (private True / baseline False; tests, or a caller that measured already), else of a calibration (with
+    ``calibrate``: a few steps of the sweep's private and baseline configs, once per process, with the threads a
+    worker uses), else the median ms per step of finished runs of the dataset and model in ``store``, else a per-step
+    guess by input size (``basis`` says which). Steps per run = epochs x batches per epoch. ``parallel``: members
+    running at once (the queue's workers); the total is divided by it, up to SWEEP_WINDOW and the members there are.
     ConfigError for a bad spec.
     """
     spec = spec.normalized()
     members = expand(spec)
     private_runs = len(spec.epsilons) * len(spec.max_grad_norms) * len(spec.seeds)
-    baseline_runs = spec.n_runs - private_runs
+    runs = {True: private_runs, False: spec.n_runs - private_runs}
     base = spec.base.resolve()
+    history = {private: [] if store is None or not count else recent_costs(
+        store, dataset=base.dataset, model=base.model, batch_size=int(base.batch_size), private=private, now=now)
+        for private, count in runs.items()}
     found = dict(speeds or {})
-    n = None
-    if calibrate and not found:
+    n = _n_members(base.dataset)
+    warm = {private: any(not c.cold for c in costs) for private, costs in history.items()}
+    if calibrate and not found and (n is None or not all(warm[p] for p, count in runs.items() if count)):
         configs = {m.config.private: m.config.resolve() for m in reversed(members)}
         for private, cfg in configs.items():
             measured = speed_lib.calibrate(cfg)
             if measured is not None:
                 found[private], n = measured
-    n = n if n is not None else _n_members(base.dataset)
     if n is None:
         return SweepEstimate(spec.n_runs, None, None, "unknown: the dataset size is not known before loading")
     steps = speed_lib.expected_steps(n_examples=n, batch_size=int(base.batch_size), epochs=int(base.epochs))
@@ -503,21 +513,23 @@ def estimate(spec: SweepSpec, *, store: RunStore | None = None, speeds: Mapping[
     if False not in found:
         found[False] = Speed(ms_per_step=found[True].ms_per_step / 3, setup_s=found[True].setup_s / 3,
                              eval_s=found[True].eval_s, basis=found[True].basis)
-    epochs, seconds = int(base.epochs), 0.0
-    for private, runs in ((True, private_runs), (False, baseline_runs)):
-        one = speed_lib.run_seconds(found[private], steps=steps, epochs=epochs)
-        observed = None if store is None or found[private].basis in _UNCALIBRATED else observed_factor(
-            store, found[private], dataset=base.dataset, model=base.model, batch_size=int(base.batch_size),
-            private=private)
-        if observed is not None:
-            one *= observed[0]
-            if private:
-                basis += f", x {observed[0]:.2f} as {observed[1]} recent run(s) of {base.dataset} here took"
-        seconds += runs * one
-    return SweepEstimate(spec.n_runs, steps, seconds / max(1, int(parallel)), basis)
+    seconds = 0.0
+    for private, count in runs.items():
+        measured = member_seconds(history[private], steps=steps)
+        calibrated = speed_lib.run_seconds(found[private], steps=steps, epochs=int(base.epochs))
+        if measured is not None and not warm[private] and found[private].basis not in _UNCALIBRATED:
+            measured = math.sqrt(measured * calibrated)  # a cold run over-states, a calibration under-states
+        seconds += count * (calibrated if measured is None else measured)
+    kind = True if history[True] or private_runs else False
+    if history[kind]:
+        basis = (f"from the whole wall time of {len(history[kind])} recent run(s) of {base.dataset} {base.model} here: "
+                 "training, membership attack and writing, at this machine's load" if warm[kind] else
+                 f"{basis}, met halfway by a worker's first run of {base.dataset} here (slowed by one-off warm-ups)")
+    parallel = max(1, min(int(parallel), SWEEP_WINDOW, spec.n_runs))  # the sweep never has more members queued
+    return SweepEstimate(spec.n_runs, steps, seconds / parallel, basis, parallel)
 
 
-_UNCALIBRATED = ("stored runs", "guess")  # ``Speed.basis`` of the fallbacks: not corrected by observed_factor
+_UNCALIBRATED = ("stored runs", "guess")  # ``Speed.basis`` of the fallbacks: not met halfway by a cold run
 
 
 def _stored_or_guessed_speed(store: RunStore | None, base: TrainConfig, n: int) -> tuple[Speed, str]:

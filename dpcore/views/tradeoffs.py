@@ -7,6 +7,7 @@ how a click on a chart maps to a run. Accuracies and rates are fractions; ε are
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from dpcore.config import TrainConfig, recipe_for
 from dpcore.engine.data import DATASETS
 from dpcore.engine.models import MODELS
 from dpcore.jobs import sweep as sweeps
+from dpcore.store.runs import RunRecord
 from dpcore.views import frontier as frontiers
 from dpcore.views import plots
 from dpcore.views.explain import SELECTION_COST, explain
@@ -128,9 +130,11 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}{'s' if count != 1 else ''}"
 
 
-def estimate_text(spec: sweeps.SweepSpec, *, seconds: float | None, basis: str) -> str:
-    """Markdown: how many runs the sweep queues and about how long they take one after another."""
-    return f"**{plural(spec.n_runs, 'run')}** · about **{format_duration(seconds)}** one after another ({basis})."
+def estimate_text(spec: sweeps.SweepSpec, *, seconds: float | None, basis: str, parallel: int = 1) -> str:
+    """Markdown: how many runs the sweep queues and about how long they take, one after another or ``parallel`` at a
+    time (``sweeps.SweepEstimate.parallel``)."""
+    how = "one after another" if parallel <= 1 else f"{parallel} at a time"
+    return f"**{plural(spec.n_runs, 'run')}** · about **{format_duration(seconds)}** {how} ({basis})."
 
 
 def spec_notes(spec: sweeps.SweepSpec, *, dataset_status: str) -> tuple[list[str], str | None]:
@@ -159,29 +163,50 @@ def progress_text(progress: sweeps.SweepProgress, *, eta_s: float | None = None)
     return " · ".join(parts)
 
 
+#: A running member counts as at most this share done by its time (it may still be writing its results).
+RUNNING_SHARE_CAP = 0.95
+
+
+def member_seconds_taken(run: RunRecord | None) -> float | None:
+    """Whole wall time (s) a finished member took: its start to its job's end (``summary['job_ended']``: training,
+    membership attack and bound, writing; else ``finished``); None when unknown."""
+    if run is None:
+        return None
+    started = parse_time(run.started)
+    ended = parse_time(run.summary.get("job_ended")) or parse_time(run.finished)
+    return ended - started if started is not None and ended is not None and ended > started else None
+
+
 def sweep_eta(states: Sequence[sweeps.MemberState], *, now: float | None = None,
               spec: sweeps.SweepSpec | None = None, estimate_s: float | None = None) -> float | None:
     """Seconds until the sweep's remaining runs finish (``corrected_eta``): the estimate made before it started
     (``estimate_s``, the one the form showed; else ``sweeps.estimate(spec)``, this machine's measured speed)
-    blended with the sweep's own speed, time since its first run started / runs done (running ones count by
-    their share of steps), which outweighs the estimate as runs finish. None when nothing has started and no
-    estimate is known. Failed and cancelled cells are not counted as left to do."""
+    blended with the sweep's own speed, time since its first run started / runs done, which outweighs the estimate
+    as runs finish. A running member counts by its time so far over a member's whole wall time
+    (``member_seconds_taken``: the median of the finished ones, else the estimate's share; capped at
+    ``RUNNING_SHARE_CAP``), since its set-up before the first step and its attack after the last take time that its
+    steps do not show; by its share of steps when neither is known. None when nothing has started and no estimate
+    is known. Failed and cancelled cells are not counted as left to do."""
     now = time.time() if now is None else now
     left_out = {"failed", "cancelled"}
     total = sum(1 for m in states if m.state not in left_out)
+    if estimate_s is None and spec is not None:
+        estimate_s = sweeps.estimate(spec).seconds
+    taken = [t for m in states if m.state == "done" and (t := member_seconds_taken(m.run)) is not None]
+    unit = statistics.median(taken) if taken else (estimate_s / total if estimate_s and total else None)
     done, starts = 0.0, []
     for member in states:
         if member.run is None or member.state in left_out:
             continue
+        started = parse_time(member.run.started)
         if member.state == "done":
             done += 1.0
         elif member.state == "running":
-            done += float(member.run.progress or 0.0)
-        if member.state in ("done", "running") and parse_time(member.run.started) is not None:
-            starts.append(parse_time(member.run.started))
+            by_time = None if not unit or started is None else min(RUNNING_SHARE_CAP, max(0.0, now - started) / unit)
+            done += float(member.run.progress or 0.0) if by_time is None else by_time
+        if member.state in ("done", "running") and started is not None:
+            starts.append(started)
     elapsed = now - min(starts) if starts else None
-    if estimate_s is None and spec is not None:
-        estimate_s = sweeps.estimate(spec).seconds
     return corrected_eta(estimate_s=estimate_s, elapsed_s=elapsed, done=done, total=total)
 
 

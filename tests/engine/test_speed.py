@@ -78,3 +78,29 @@ def test_measured_speed_is_positive_cached_and_predicts_a_real_run():
 def test_calibration_is_skipped_for_a_dataset_that_needs_a_download():
     cfg = TrainConfig(dataset="adult").resolve()  # OpenML, not cached in the test's empty data directory
     assert speed_lib.calibrate(cfg) is None
+
+
+def test_calibration_times_steps_with_the_threads_a_worker_trains_with(monkeypatch):
+    """A small model trains on one thread in a worker (``engine.threads``); a calibration in a process with more
+    threads measured a digits step 10-60x slower than the worker then trained it (beside two busy processes)."""
+    seen: list[int] = []
+    timed = speed_lib._time_steps
+
+    def spy(plan, *, steps):
+        seen.append(torch.get_num_threads())
+        return timed(plan, steps=steps)
+
+    monkeypatch.setattr(speed_lib, "_time_steps", spy)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("DPEXPLORER_THREADS", raising=False)
+    monkeypatch.setattr("dpcore.engine.threads._baseline", 2)  # as if torch had chosen 2 threads at import
+    monkeypatch.setattr("dpcore.engine.threads.available_cores", lambda: 2)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        speed = speed_lib.measure_speed(TrainConfig(dataset="synthetic", target_epsilon=3.0, epochs=1).resolve(),
+                                        steps=2)
+        assert torch.get_num_threads() == 2  # restored afterwards
+    finally:
+        torch.set_num_threads(previous)
+    assert seen == [1] and speed.ms_per_step > 0

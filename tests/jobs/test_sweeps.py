@@ -19,9 +19,11 @@ from dpcore.config import TrainConfig
 from dpcore.errors import ConfigError
 from dpcore.jobs import sweep as sweeps
 from dpcore.jobs.queue import JobQueue
+from dpcore.jobs.speed_history import recent_costs
 from dpcore.store.runs import CANCELLED, DONE, FAILED, INTERRUPTED, RunStore
 from dpcore.views import frontier as frontiers
 from dpcore.views import plots
+from dpcore.views.progress import parse_time
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30.0
@@ -259,6 +261,12 @@ def test_real_members_store_attack_numbers_and_a_lower_bound(store, queue):
     for record in (private, baseline):
         assert 0.0 <= record.summary["mia_auc"] <= 1.0 and record.summary["mia_status"] == "done"
     assert private.summary["mia_epsilon_lower"] >= 0.0 and "mia_epsilon_lower" not in baseline.summary
+    # the job's end (after the attack and the bound): the whole wall time the next estimate is built from
+    for record in (private, baseline):
+        assert parse_time(record.started) <= parse_time(record.summary["job_ended"])
+    costs = recent_costs(store, dataset=private.config["dataset"], model=private.config["model"],
+                         batch_size=int(private.config["batch_size"]), private=True)
+    assert len(costs) == 1 and costs[0].ms_per_step > 0 and costs[0].fixed_s >= 0
 
 
 # ---------------------------------------------------------------------- tradeoff data

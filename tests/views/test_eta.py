@@ -116,3 +116,33 @@ def test_sweep_eta_counts_running_members_by_their_share_of_steps():
     # nothing started yet and no spec: no ETA rather than a made-up one
     queued = [sweeps.MemberState(m.key, m.config, "queued", None, 1) for m in members]
     assert tradeoffs.sweep_eta(queued, now=NOW) is None
+
+
+def _stamp(seconds: float) -> str:
+    return f"2025-01-01T00:{int(seconds) // 60:02d}:{seconds % 60:06.3f}+00:00"
+
+
+def test_sweep_eta_counts_a_running_member_by_its_time_not_its_steps():
+    """Members take 40 s each: 10 s set-up, 20 s of steps, 10 s attack and writing. 1.25 runs' worth of steps done
+    (the second member 25 % through its steps, 15 s in) counted by steps made the 4-run sweep 160 s long look
+    176 s long (+10 %); counted by time against the first member's 40 s, exact."""
+    spec = sweeps.SweepSpec(base=TrainConfig(dataset="synthetic", epochs=1), epsilons=(1.0, 2.0, 4.0, 8.0),
+                            max_grad_norms=(1.0,), seeds=(0,), include_baseline=False)
+    members = sweeps.expand(spec)
+    first = _record(id="a", kind="train", status="done", steps_done=20, total_steps=20, started=_stamp(0),
+                    finished=_stamp(30), summary={"job_ended": _stamp(40)})
+    second = _record(id="b", kind="train", steps_done=5, total_steps=20, started=_stamp(40))
+    states = [sweeps.MemberState(members[0].key, members[0].config, "done", first, 1),
+              sweeps.MemberState(members[1].key, members[1].config, "running", second, 1),
+              *(sweeps.MemberState(m.key, m.config, "queued", None, 1) for m in members[2:])]
+    now = parse_time(_stamp(55))
+    assert tradeoffs.member_seconds_taken(first) == pytest.approx(40.0)
+    assert 55.0 + tradeoffs.sweep_eta(states, now=now) == pytest.approx(160.0)
+    by_steps = 55.0 + corrected_eta(estimate_s=None, elapsed_s=55.0, done=1.25, total=4)
+    assert by_steps == pytest.approx(176.0)
+    # before any member finished, the estimate's share (40 s a run) is the yardstick; past it, capped
+    states[0] = sweeps.MemberState(members[0].key, members[0].config, "running", first.__class__(
+        **{**first.__dict__, "status": "running", "finished": None, "summary": {}}), 1)
+    assert tradeoffs.sweep_eta(states[:1], now=parse_time(_stamp(10)), estimate_s=40.0) == pytest.approx(30.0)
+    late = tradeoffs.sweep_eta(states[:1], now=parse_time(_stamp(100)), estimate_s=40.0)
+    assert late == pytest.approx(100.0 / tradeoffs.RUNNING_SHARE_CAP - 100.0, rel=0.05)
