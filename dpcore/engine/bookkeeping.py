@@ -1,9 +1,10 @@
 """Book-keeping clipping: a DP-SGD step with ONE forward and ONE backward pass.
 
 Bu et al., "Differentially private optimization on large model at small cost" (ICML 2023).
-Forward hooks keep each supported layer's input activation ``a`` and output ``z``; one
-``torch.autograd.grad`` of the summed per-sample losses with respect to the outputs gives every
-layer's per-sample output gradient ``g`` (no weight gradient is formed, no second backward).
+The forward keeps each supported layer's input activation ``a`` and output ``z`` (a plain ``nn.Sequential`` is
+run layer by layer here, anything else through forward hooks); one backward of the per-sample losses with respect
+to the outputs (the engine call behind ``torch.autograd.grad``) gives every layer's per-sample output gradient
+``g`` (no weight gradient is formed, no second backward).
 From (a, g) each layer gives its per-sample squared gradient norms cheaply:
 
 - Linear with one row per sample: ``|a_i|^2 |g_i|^2`` (weight) and ``|g_i|^2`` (bias);
@@ -20,12 +21,14 @@ formula), and each layer's clipped SUM gradient is one weighted matrix product, 
 for a Linear weight. That sum goes to ``p.grad``; noise, the division by the expected batch size,
 the accountant and Poisson sampling are Opacus' own: the trainer builds them with
 ``PrivacyEngine.make_private(grad_sample_mode="ghost")`` and swaps only the gradient computation
-(``use_bookkeeping``), so ``DPOptimizerFastGradientClipping`` adds N(0, sigma^2 C^2) from the run's
-noise generator exactly as in ghost mode (the same draws, bit for bit; noise and scaling in one pass).
+(``use_bookkeeping``), so the noise is N(0, sigma^2 C^2) from the run's noise generator exactly as in ghost mode
+(the same draws, bit for bit); a plain optimizer does Opacus' step in one tight pass (``bookkeeping_step``).
 
 Measured with ``bench/bench_step_time.py`` on a shared 2-core CPU (see the README): the unfolding, the second
 GroupNorm normalisation and the convolution weight-gradient kernel were the largest costs of the CNN step; on
-the small MLP each op's fixed cost dominates, so fewer ops per step is what counts there.
+the small MLP each op's fixed cost dominates, so fewer ops per step is what counts there (GroupNorm's x_hat from the
+saved statistics, no sum node, no module hooks, one division for the clip factors, Opacus' optimizer bookkeeping
+replaced by ``bookkeeping_step``); what remains is mostly the noise itself (one Gaussian per parameter, ~60 us).
 
 Only models whose every trainable parameter sits directly in a supported layer are accepted
 (``bookkeeping_supported``); the trainer falls back to Opacus for anything else.
@@ -41,9 +44,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from opacus.optimizers import DPOptimizerFastGradientClipping
-from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
 from torch import nn
+
+from dpcore.engine.bookkeeping_step import install_fast_step
+
+try:  # what torch.autograd.grad calls after ~10 us of argument checks this path does not need (its inputs are fixed)
+    from torch.autograd.graph import _engine_run_backward
+except ImportError:  # another torch: the public function
+    _engine_run_backward = None
 
 SUPPORTED_LAYERS = (nn.Linear, nn.Conv2d, nn.GroupNorm, nn.LayerNorm)
 _EPS = 1e-6  # Opacus' clip factor: C / (norm + 1e-6), capped at 1
@@ -128,9 +136,10 @@ def _saved_group_stats(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     if type(node).__name__ != "NativeGroupNormBackward0":
         return None
     try:
-        return node._saved_result1.detach().to(output.dtype), node._saved_result2.detach().to(output.dtype)
+        mean, rstd = node._saved_result1.detach(), node._saved_result2.detach()
     except (AttributeError, RuntimeError):
         return None
+    return (mean, rstd) if mean.dtype == output.dtype else (mean.to(output.dtype), rstd.to(output.dtype))
 
 
 def _as_rows(a: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,10 +178,11 @@ def _dense_linear(module: nn.Linear, a: torch.Tensor, g: torch.Tensor) -> tuple[
 
     def make(c: torch.Tensor) -> Grads:
         grads: Grads = []
+        g_t = g.t()
         if weight is not None:
-            grads.append((weight, (g.t() * c) @ a))  # (c g)^T a
+            grads.append((weight, torch.mm(g_t * c, a)))  # (c g)^T a
         if bias is not None:
-            grads.append((bias, c @ g))
+            grads.append((bias, torch.mv(g_t, c)))
         return grads
 
     return make, norms_sq
@@ -202,12 +212,23 @@ def _linear_like(weight: nn.Parameter, bias: nn.Parameter | None, a: torch.Tenso
 
 
 def _affine_terms(per_sample: list[tuple[nn.Parameter, torch.Tensor]]) -> tuple[Maker, torch.Tensor]:
-    """(maker of clipped sums, per-sample squared norms) from per-sample gradients, each flattened to (B, n)."""
+    """(maker of clipped sums, per-sample squared norms) from per-sample gradients, each flattened to (B, n).
+
+    They are joined into one (B, n_total) matrix: the norms are one row-wise dot product, the clipped sums one
+    (B,) x (B, n_total) product whose slices are the parameters' gradients.
+    """
     flats = [flat for _, flat in per_sample]
-    norms_sq = (torch.cat(flats, dim=1) if len(flats) > 1 else flats[0]).square().sum(1)
+    joined = torch.cat(flats, dim=1) if len(flats) > 1 else flats[0]
+    norms_sq = torch.linalg.vecdot(joined, joined)
 
     def make(c: torch.Tensor) -> Grads:
-        return [(param, (c @ flat).reshape(param.shape)) for param, flat in per_sample]
+        summed = torch.mv(joined.t(), c)
+        grads: Grads = []
+        start = 0
+        for param, flat in per_sample:
+            grads.append((param, summed[start:start + flat.shape[1]].view(param.shape)))
+            start += flat.shape[1]
+        return grads
 
     return make, norms_sq
 
@@ -215,14 +236,19 @@ def _affine_terms(per_sample: list[tuple[nn.Parameter, torch.Tensor]]) -> tuple[
 def _group_norm(module: nn.GroupNorm, x: torch.Tensor, g: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None,
                 workspace: _Workspace) -> tuple[Maker, torch.Tensor]:
     """GroupNorm on x (B, C, ...): per-sample affine gradients (B, C), weight ``sum_s x_hat g``, bias ``sum_s g`` over
-    the spatial positions s. Without spatial positions (x is (B, C)) x_hat is recomputed (one small op); with them,
-    ``rstd * sum_s (x - mean) g`` from the forward's group statistics (``stats``, else recomputed) instead of a second
-    normalisation of the whole input."""
+    the spatial positions s: ``rstd * sum_s (x - mean) g`` from the forward's group statistics (``stats``, else
+    recomputed) instead of a second normalisation of the whole input; without spatial positions (x is (B, C)),
+    ``(x - mean) rstd g`` (three small elementwise ops; ``group_norm`` again cost about three times as much)."""
     batch, channels, groups = x.shape[0], x.shape[1], module.num_groups
     per_sample: list[tuple[nn.Parameter, torch.Tensor]] = []
     if x.dim() == 2:
         if _trainable_or_none(module.weight) is not None:
-            per_sample.append((module.weight, torch.group_norm(x, groups, None, None, module.eps).mul_(g)))
+            if stats is None:
+                x_hat = torch.group_norm(x, groups, None, None, module.eps)
+            else:
+                mean, rstd = stats
+                x_hat = torch.sub(x.reshape(batch, groups, -1), mean.unsqueeze(2)).mul_(rstd.unsqueeze(2))
+            per_sample.append((module.weight, x_hat.view(batch, channels).mul_(g)))
         if _trainable_or_none(module.bias) is not None:
             per_sample.append((module.bias, g))
         return _affine_terms(per_sample)
@@ -348,9 +374,35 @@ def _conv2d(module: nn.Conv2d, x: torch.Tensor, g: torch.Tensor, workspace: _Wor
 
 
 # ---------------------------------------------------------------------- module and loss
+def _output_grads(loss_per_sample: torch.Tensor, outputs: list[torch.Tensor]) -> tuple[torch.Tensor | None, ...]:
+    """The gradient of the summed losses with respect to each of ``outputs`` (None where the loss does not reach it),
+    as ``torch.autograd.grad`` gives it; without a sum node: each per-sample loss gets an output gradient of 1."""
+    ones = torch.ones_like(loss_per_sample)
+    if _engine_run_backward is None:
+        return torch.autograd.grad(loss_per_sample, outputs, grad_outputs=ones, allow_unused=True)
+    return _engine_run_backward((loss_per_sample,), (ones,), False, False, tuple(outputs), True, accumulate_grad=False)
+
+
+def _sequential_chain(module: nn.Module) -> list[nn.Module] | None:
+    """The layers a plain ``nn.Sequential`` calls one after the other (plain nested ones flattened), or None where
+    ``module`` is anything else or a container has hooks of its own (its forward must then run as it is)."""
+    if type(module) is not nn.Sequential or any(
+            (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks, module._backward_pre_hooks)):
+        return None
+    chain: list[nn.Module] = []
+    for child in module:
+        inner = _sequential_chain(child) if type(child) is nn.Sequential else [child]
+        if inner is None:
+            return None
+        chain += inner
+    return chain
+
+
 class BookkeepingModule(nn.Module):
     """Wraps a model so that its supported layers record (input, output) on every training forward.
 
+    A plain ``nn.Sequential`` (every registry model) is run layer by layer here, recording the supported layers'
+    calls directly; any other model records them through forward hooks (the same records; hooks cost more per call).
     ``per_sample_gradient_norms`` holds the unclipped per-sample gradient norms of the last backward
     (as Opacus' ghost-clipping module does). ``_close()`` removes the hooks.
     """
@@ -364,23 +416,44 @@ class BookkeepingModule(nn.Module):
         self.per_sample_gradient_norms: torch.Tensor | None = None
         self._records: list[_Record] = []
         self._workspace = _Workspace()
+        self._bounds: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
         self._trainable = [p for p in module.parameters() if p.requires_grad]
-        self._handles = [layer.register_forward_hook(self._capture) for layer in module.modules() if _trainable(layer)]
+        chain = _sequential_chain(module)
+        self._chain = None if chain is None else [(layer, bool(_trainable(layer))) for layer in chain]
+        self._handles = [] if chain is not None else [
+            layer.register_forward_hook(self._capture) for layer in module.modules() if _trainable(layer)]
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The wrapped model's output; starts a fresh record of layer calls."""
         self._records.clear()
-        return self._module(*args, **kwargs)
+        if self._chain is None:
+            return self._module(*args, **kwargs)
+        (x,) = (*args, *kwargs.values())  # nn.Sequential.forward takes exactly one input
+        for layer, recorded in self._chain:
+            y = layer(x)
+            if recorded:
+                self._capture(layer, (x,), y)
+            x = y
+        return x
 
     def _capture(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        if module.training and torch.is_grad_enabled() and output.requires_grad:
-            stats = _saved_group_stats(output) if isinstance(module, nn.GroupNorm) and output.dim() > 2 else None
+        if module.training and output.requires_grad:  # False under no_grad
+            stats = _saved_group_stats(output) if isinstance(module, nn.GroupNorm) else None
             self._records.append(_Record(module, inputs[0].detach(), output, stats))
+
+    def _clip_bound(self, like: torch.Tensor) -> torch.Tensor:
+        """``max_grad_norm`` as a 0-d tensor of ``like``'s dtype and device (kept: one division op instead of two)."""
+        key = (like.dtype, like.device)
+        bound = self._bounds.get(key)
+        if bound is None:
+            bound = self._bounds[key] = torch.tensor(self.max_grad_norm, dtype=like.dtype, device=like.device)
+        return bound
 
     def _close(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        self._chain = None
         self._records = []
         self._workspace = _Workspace()
 
@@ -394,21 +467,22 @@ class BookkeepingModule(nn.Module):
         if len({id(r.module) for r in records}) != len(records):
             raise RuntimeError("book-keeping clipping needs each layer called once per forward")
         outputs = [r.output for r in records]
-        grads = torch.autograd.grad(loss_per_sample.sum(), outputs, allow_unused=True) if outputs else []
+        grads = _output_grads(loss_per_sample, outputs) if outputs else []
         makers: list[Maker] = []
         terms: list[torch.Tensor] = []
-        for record, grad in zip(records, grads, strict=True):
-            if grad is not None:
-                make, layer_norms_sq = _layer_terms(record, grad, self._workspace)  # autograd.grad returns no graph
-                makers.append(make)
-                terms.append(layer_norms_sq)
-        if not terms:
-            terms.append(torch.zeros_like(loss_per_sample.detach()))
-        norms = (torch.stack(terms).sum(0) if len(terms) > 1 else terms[0]).sqrt()
-        factors = (self.max_grad_norm / (norms + _EPS)).clamp(max=1.0)
-        for make in makers:
-            for param, grad in make(factors):
-                param.grad = grad if grad.dtype == param.dtype else grad.to(param.dtype)
+        with torch.no_grad():  # no graph: e.g. a convolution's weight-gradient kernel takes the (trainable) weight
+            for record, grad in zip(records, grads, strict=True):
+                if grad is not None:
+                    make, layer_norms_sq = _layer_terms(record, grad, self._workspace)
+                    makers.append(make)
+                    terms.append(layer_norms_sq)
+            if not terms:
+                terms.append(torch.zeros_like(loss_per_sample.detach()))
+            norms = (torch.stack(terms).sum(0) if len(terms) > 1 else terms[0]).sqrt()
+            factors = torch.div(self._clip_bound(norms), norms + _EPS).clamp_(max=1.0)  # C / (norm + eps), <= 1
+            for make in makers:
+                for param, grad in make(factors):
+                    param.grad = grad if grad.dtype == param.dtype else grad.to(param.dtype)
         if len(makers) != len(records):  # a layer the loss did not reach this time gets a zero gradient
             covered = {id(param) for record, grad in zip(records, grads, strict=True) if grad is not None
                        for param in _trainable(record.module)}
@@ -474,37 +548,6 @@ def _accumulate_by_reference(self: Any) -> None:
         p.grad = None
 
 
-def _add_noise_and_scale(self: Any) -> None:
-    """``add_noise`` then ``scale_grad`` of ``DPOptimizerFastGradientClipping`` in one pass over the parameters.
-
-    The same draws in the same order (one ``torch.normal`` per parameter from the run's generator, Opacus' std
-    and shape) without the zero tensor Opacus allocates before each; ``p.grad`` is ``(p.summed_grad + noise) /
-    (expected batch size)``, bit for bit Opacus' value. Secure mode and zero noise take Opacus' own methods.
-    """
-    std = getattr(self, "_adjusted_noise_multiplier", self.noise_multiplier) * self.max_grad_norm
-    if self.secure_mode or std == 0:
-        DPOptimizerFastGradientClipping.add_noise(self)
-        DPOptimizerFastGradientClipping.scale_grad(self)
-        return
-    divisor = self.expected_batch_size * self.accumulated_iterations if self.loss_reduction == "mean" else None
-    params = self.params
-    summed = [p.summed_grad for p in params]
-    _check_processed_flag(summed)
-    generator = self.generator  # torch.normal(0, std, size) is empty(size).normal_(0, std): the same draws
-    noisy = [torch.empty(grad.shape, dtype=grad.dtype, device=grad.device).normal_(0, std, generator=generator)
-             for grad in summed]
-    torch._foreach_add_(noisy, summed)
-    if divisor is not None:
-        torch._foreach_div_(noisy, divisor)
-    for p, grad in zip(params, noisy, strict=True):
-        p.grad = grad  # summed_grad has the parameter's shape (Opacus' view_as is a no-op)
-    _mark_as_processed(summed)
-
-
-def _scaled_with_the_noise(self: Any) -> None:
-    """``scale_grad`` after ``_add_noise_and_scale``: nothing left to do."""
-
-
 def use_bookkeeping(ghost_module: nn.Module, *, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     max_grad_norm: float) -> tuple[BookkeepingModule, BookkeepingCriterion]:
     """Swap an Opacus ghost-clipping wrapper for book-keeping clipping; returns (module, criterion).
@@ -513,13 +556,11 @@ def use_bookkeeping(ghost_module: nn.Module, *, criterion: nn.Module, optimizer:
     its hooks are removed (``_close``) and the model inside is wrapped by ``BookkeepingModule``. The
     optimizer (``DPOptimizerFastGradientClipping``: noise, scaling, accountant hook) and the Poisson
     data loader from the same call are kept as they are (its ``accumulate`` skips a copy, see
-    ``_accumulate_by_reference``; a plain, not distributed, optimizer adds the noise and scales in one pass, see
-    ``_add_noise_and_scale``). ``criterion`` is the plain, mean-reduced loss.
+    ``_accumulate_by_reference``; a plain, not distributed, optimizer gets the same step in one tight pass, see
+    ``bookkeeping_step.install_fast_step``). ``criterion`` is the plain, mean-reduced loss.
     """
     optimizer.accumulate = types.MethodType(_accumulate_by_reference, optimizer)
-    if type(optimizer) is DPOptimizerFastGradientClipping:  # subclasses (distributed) add noise their own way
-        optimizer.add_noise = types.MethodType(_add_noise_and_scale, optimizer)
-        optimizer.scale_grad = types.MethodType(_scaled_with_the_noise, optimizer)
+    install_fast_step(optimizer)  # subclasses (distributed) and secure mode keep Opacus' step
     inner = ghost_module._module
     ghost_module._close()
     module = BookkeepingModule(inner, max_grad_norm=max_grad_norm)

@@ -10,7 +10,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from opacus import GradSampleModule
-from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
+from opacus.optimizers import DPOptimizer
 from torch import nn
 
 from dpcore import ConfigError, TrainConfig, train
@@ -256,35 +256,7 @@ def test_reused_scratch_buffers_stay_correct_as_the_batch_size_changes():
     assert module._workspace._buffers  # the large temporaries did go through the workspace
 
 
-@pytest.mark.parametrize("noise_multiplier", [1.3, 0.0])
-def test_fused_noise_and_scaling_is_bit_identical_to_opacus(noise_multiplier):
-    """Same generator state and summed gradients: ``_add_noise_and_scale`` gives Opacus' noisy, scaled gradients
-    bit for bit (the noise stream is the one ghost mode draws), and leaves the generator in the same state."""
-    torch.manual_seed(3)
-    model = nn.Sequential(nn.Linear(7, 5), nn.GroupNorm(1, 5), nn.Linear(5, 3))
-    grads = [torch.randn_like(p) for p in model.parameters()]
-
-    def noisy(fused: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
-        params = [nn.Parameter(p.detach().clone()) for p in model.parameters()]
-        generator = torch.Generator().manual_seed(11)
-        optimizer = DPOptimizerFastGradientClipping(
-            torch.optim.SGD(params, lr=0.1), noise_multiplier=noise_multiplier, max_grad_norm=0.7,
-            expected_batch_size=13, generator=generator)
-        for param, grad in zip(params, grads, strict=True):
-            param.summed_grad = grad.clone()
-        if fused:
-            bookkeeping._add_noise_and_scale(optimizer)
-            bookkeeping._scaled_with_the_noise(optimizer)
-        else:
-            optimizer.add_noise()
-            optimizer.scale_grad()
-        return [p.grad for p in params], torch.randn(4, generator=generator)
-
-    (fused, after_fused), (opacus, after_opacus) = noisy(True), noisy(False)
-    for got, want in zip(fused, opacus, strict=True):
-        assert torch.equal(got, want)
-    assert torch.equal(after_fused, after_opacus)
-    assert noise_multiplier == 0 or not torch.equal(fused[0] * 13, grads[0])  # noise was added
+# The optimizer step (noise, scaling, accountant) is tested bit for bit against Opacus in test_bookkeeping_step.py.
 
 
 class _WithUnusedLayer(nn.Module):
@@ -310,3 +282,27 @@ def test_a_layer_the_loss_does_not_reach_gets_a_zero_gradient():
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert torch.equal(model.unused.weight.grad, torch.zeros(2, 4))
     assert torch.equal(model.unused.bias.grad, torch.zeros(2))
+
+
+def test_sequential_chain_and_hooks_and_public_autograd_give_the_same_sums(monkeypatch):
+    """A plain nn.Sequential runs layer by layer (no hooks); a hooked container falls back to hooks; the engine call
+    and torch.autograd.grad agree. All three give the same norms and clipped sums, equal to Opacus' hooks mode."""
+    torch.manual_seed(6)
+    model, _ = make_private_compatible(MODELS["mlp"].build((9,), 3))
+    model = model.double()
+    x, y = torch.randn(11, 9, dtype=torch.float64) * 2, torch.randint(0, 3, (11,))
+    assert BookkeepingModule(copy.deepcopy(model), max_grad_norm=0.5)._chain is not None
+    chain_norms, chain_sums = _bookkeeping(copy.deepcopy(model), x, y, 0.5)
+    hooked = copy.deepcopy(model)
+    hooked.register_forward_hook(lambda module, inputs, output: None)
+    module = BookkeepingModule(hooked, max_grad_norm=0.5)
+    assert module._chain is None and len(module._handles) == 3
+    module._close()
+    hook_norms, hook_sums = _bookkeeping(hooked, x, y, 0.5)
+    monkeypatch.setattr(bookkeeping, "_engine_run_backward", None)
+    public_norms, public_sums = _bookkeeping(copy.deepcopy(model), x, y, 0.5)
+    for norms, sums in ((hook_norms, hook_sums), (public_norms, public_sums)):
+        torch.testing.assert_close(norms, chain_norms, rtol=1e-12, atol=1e-12)
+        for got, want in zip(sums, chain_sums, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    _assert_same(model, x, y, 0.5)
