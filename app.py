@@ -14,6 +14,7 @@ from pages import ui
 PAGES = [
     ("pages/train.py", "Train", ":material/model_training:", True),
     ("pages/runs.py", "Runs", ":material/table_view:", False),
+    ("pages/watch.py", "Watch live", ":material/live_tv:", False),
     ("pages/attack_lab.py", "Attack lab", ":material/policy:", False),
     ("pages/tradeoffs.py", "Tradeoffs", ":material/insights:", False),
     ("pages/planner.py", "Budget planner", ":material/calculate:", False),

@@ -5,14 +5,21 @@ Chromium, trains one short run (a warm-up, not counted), then runs the same queu
 one run of this benchmark:
 - unwatched: one tab submits ``--runs`` short runs (synthetic, ε = 3, 2 epochs, each with its non-private
   baseline; seeds differ) through the Train page, then goes to about:blank;
-- watched: the same, with ``--watchers`` (20) more browser contexts, each on a live run's view
-  (``/?run=<id>``); a watcher whose run has finished moves to a run still queued or running.
+- watched: the same, with ``--watchers`` (20) more browser contexts, each watching a live run. With
+  ``--watch-mode follow`` (the default) each opens the Watch live page (``/watch``) once, which follows the queue
+  from run to run in the same page, as an audience would; with ``--watch-mode reload`` each opens a live run's
+  view on the Train page (``/?run=<id>``) and, when that run has finished, loads the page of a run still queued
+  or running (a full page load per move: the benchmark's only mode before the Watch page existed).
 During each phase a thread GETs ``/_stcore/health`` every 0.5 s, and a fresh context loads the Runs page
 (heading and table drawn) after the submissions. Prints health latency percentiles, the Runs page load
 times, and the throughput (runs finished per minute, first click to last run finished) of both phases.
 Targets: health < 1 s, Runs page < 3 s, watched throughput >= half the unwatched one.
 
-    python bench/bench_watchers.py [--watchers 20] [--runs 6] [--phase-timeout 180] [--watcher-nice 19]
+    python bench/bench_watchers.py [--watchers 20] [--runs 6] [--phase-timeout 180] [--watch-mode follow|reload]
+                                   [--watchers-idle]
+
+``--watchers-idle`` runs the watchers' Chromium in the idle scheduling class, standing for an audience whose
+browsers run on their own machines (the server machine then pays only for serving them).
 
 Bounded in time: each phase stops submitting and waiting after --phase-timeout seconds (default 180) even
 if runs are left (its throughput then counts only what finished); page loads give up after 30 s. The
@@ -77,15 +84,25 @@ def runs_page_seconds(browser, url: str) -> float:
 
 
 class Watchers:
-    """``n`` browser contexts, each kept on the live view of a run that is still queued or running."""
+    """``n`` browser contexts, each kept on the live view of a run that is still queued or running.
 
-    def __init__(self, browser, url: str, n: int) -> None:
-        self.url, self.pages, self.watching, self.moved = url, [], [None] * n, [0.0] * n
+    ``follow``: each opens the Watch live page once (it follows the queue itself); else each is moved by a page load.
+    """
+
+    def __init__(self, browser, url: str, n: int, *, follow: bool = False) -> None:
+        self.url, self.pages, self.watching, self.moved, self.follow = url, [], [None] * n, [0.0] * n, follow
         self.contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(n)]
         self.pages = [context.new_page() for context in self.contexts]
+        for page in self.pages if follow else ():
+            try:
+                page.goto(f"{url}/watch", wait_until="commit", timeout=PAGE_TIMEOUT_MS)
+            except Exception:  # a stalled server: that page counts as not watching
+                continue
 
     def retarget(self, store: RunStore, run_ids: list[str], *, budget_s: float = ROUND_S) -> None:
         """Move each watcher whose run is over (or that has none) to an active run, round-robin, in ``budget_s``."""
+        if self.follow:
+            return  # the Watch page moves on by itself
         live = [run_id for run_id in run_ids if store.get(run_id).status in ACTIVE_STATUSES]
         if not live:
             return
@@ -109,12 +126,12 @@ class Watchers:
 
 
 def phase(browser, url: str, store: RunStore, *, watchers: int, runs: int, timeout: float, seed0: int,
-          watcher_browser=None) -> dict:
+          watcher_browser=None, follow: bool = False) -> dict:
     """Submit ``runs`` short runs (with ``watchers`` live views open, in ``watcher_browser`` if given, else in
     ``browser``); returns this phase's figures."""
     probe = HealthProbe(url)
     probe.start()
-    crowd = Watchers(watcher_browser or browser, url, watchers) if watchers else None
+    crowd = Watchers(watcher_browser or browser, url, watchers, follow=follow) if watchers else None
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(PAGE_TIMEOUT_MS)
@@ -174,16 +191,19 @@ def main() -> None:
     parser.add_argument("--watchers", type=int, default=20)
     parser.add_argument("--runs", type=int, default=6, help="short runs submitted per phase (each with a baseline)")
     parser.add_argument("--phase-timeout", type=float, default=180.0, help="seconds at most per phase")
-    parser.add_argument("--watcher-nice", type=int, default=0,
-                        help="run the watchers' Chromium at this nice level (e.g. 19): models watchers whose "
-                             "browsers run on their own machines, as in a class; 0 (default) = same priority")
+    parser.add_argument("--watch-mode", choices=("follow", "reload"), default="follow",
+                        help="follow: each watcher opens /watch once and it follows the queue (default); reload: "
+                             "each watches /?run=<id> and loads another run's page when its run ends")
+    parser.add_argument("--watchers-idle", action="store_true",
+                        help="run the watchers' Chromium in the idle scheduling class: models an audience whose "
+                             "browsers run on their own machines, as in a class")
     args = parser.parse_args()
     exit_cleanly_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="bench-watchers-") as tmp:
         runs_dir = Path(tmp) / "runs"
         runs_dir.mkdir()
-        with running_app(runs_dir) as url, chromium(nice=args.watcher_nice or None) as browsers:
-            browser, others = browsers if args.watcher_nice else (browsers, None)
+        with running_app(runs_dir) as url, chromium(idle=args.watchers_idle) as browsers:
+            browser, others = browsers if args.watchers_idle else (browsers, None)
             store = RunStore(runs_dir)
             warm = browser.new_context()  # one run first, not counted: it pays for starting the worker(s)
             warm_page = warm.new_page()
@@ -194,9 +214,9 @@ def main() -> None:
             alone = phase(browser, url, store, watchers=0, runs=args.runs, timeout=args.phase_timeout, seed0=100)
             print(_line("unwatched", alone), flush=True)
             crowd = phase(browser, url, store, watchers=args.watchers, runs=args.runs, timeout=args.phase_timeout,
-                          seed0=200, watcher_browser=others)
-            niced = f" (their Chromium at nice {args.watcher_nice})" if args.watcher_nice else ""
-            print(_line(f"{args.watchers} watchers{niced}", crowd), flush=True)
+                          seed0=200, watcher_browser=others, follow=args.watch_mode == "follow")
+            idle = ", their Chromium in the idle class" if args.watchers_idle else ""
+            print(_line(f"{args.watchers} watchers ({args.watch_mode}{idle})", crowd), flush=True)
             store.close()
     health = crowd["health"].get("max", float("inf"))
     ratio = crowd["per_minute"] / alone["per_minute"] if alone["per_minute"] else float("nan")

@@ -81,30 +81,32 @@ def running_app(runs_dir: Path, *, env: Mapping[str, str] | None = None) -> Iter
 
 
 @contextlib.contextmanager
-def chromium(*, nice: int | None = None) -> Iterator[object]:
+def chromium(*, idle: bool = False) -> Iterator[object]:
     """A headless Chromium (playwright Browser) launched from /usr/bin/chromium.
 
-    With ``nice`` (an int), yields ``(browser, niced)`` instead: a second Chromium from the same playwright whose
-    every process runs at that lower CPU priority (through a small wrapper script), standing for users whose
-    browsers run on their own machines: it takes only CPU the server and the first browser leave idle.
+    With ``idle=True``, yields ``(browser, idle_browser)`` instead: a second Chromium from the same playwright whose
+    every process runs in Linux's idle scheduling class (``chrt --idle 0``, through a small wrapper script), standing
+    for users whose browsers run on their own machines: it takes only CPU the server, the workers and the first
+    browser leave idle. (A ``nice`` wrapper does not do this: Chromium, run as root, resets its processes' nice
+    values, -8 for the browser and GPU processes and 0 for renderers; the scheduling class survives.)
     """
     from playwright.sync_api import sync_playwright  # deferred: playwright (a dev dependency)
 
     with tempfile.TemporaryDirectory(prefix="bench-chromium-") as tmp, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        niced = None
+        idle_browser = None
         try:
-            if nice is None:
+            if not idle:
                 yield browser
                 return
-            wrapper = Path(tmp) / "chromium-nice"
-            wrapper.write_text(f'#!/bin/sh\nexec nice -n {int(nice)} {CHROMIUM} "$@"\n')
+            wrapper = Path(tmp) / "chromium-idle"
+            wrapper.write_text(f'#!/bin/sh\nexec chrt --idle 0 {CHROMIUM} "$@"\n')
             os.chmod(wrapper, 0o755)
-            niced = playwright.chromium.launch(executable_path=str(wrapper), args=CHROMIUM_ARGS)
-            yield browser, niced
+            idle_browser = playwright.chromium.launch(executable_path=str(wrapper), args=CHROMIUM_ARGS)
+            yield browser, idle_browser
         finally:
-            if niced is not None:
-                niced.close()
+            if idle_browser is not None:
+                idle_browser.close()
             browser.close()
 
 

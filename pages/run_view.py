@@ -1,15 +1,15 @@
 """One run's full view, shared by the Train, Runs and Tradeoffs pages (not a page itself).
 
-``live_run`` keeps a run current (progress, ETA, live charts, Cancel; a fragment reads only the new rows every
-``POLL_S`` s, charts downsampled), then its result: cards, ε sentence, attack ROC, checks, fixes, why it stopped,
-charts, explanations, Continue training. ``render_run`` draws it once. The run is read as a ``StoredRun``;
+``render_run`` draws a run once: while active its progress (Cancel, progress bar with ETA, cards, charts from the
+rows read so far, downsampled), else its result: cards, ε sentence, attack ROC, checks, fixes, why it stopped,
+charts, explanations, Continue training. ``pages.live_view.live_run`` keeps it current from these pieces
+(``cancel_button``, ``render_progress_body``, ``render_live_charts``). The run is read as a ``StoredRun``;
 numbers and texts come from ``dpcore.views.run_summary`` and ``dpcore.views.cards``.
 """
 
 from __future__ import annotations
 
 import math
-import secrets
 import time
 from collections.abc import Callable, Sequence
 
@@ -29,43 +29,9 @@ from dpcore.views.explain import BOUND_CAPTION, attack_bound_sentence, epsilon_s
 from dpcore.views.progress import estimate_progress
 from pages import panels
 
-POLL_S = live.REDRAW_S  # seconds between redraws of a live run (1-2 s: watching must cost the run nothing)
 SAMPLES_KEY = "run_view_step_samples"  # plain session key: {run_id: [(posix time, steps done), ...]}
 MAX_SAMPLES = 20
-WATCHER_KEY = "run_view_watcher_id"  # plain session key: this session's id in live.redraw_interval
-INTERVAL_KEY = "run_view_redraw_s"  # plain session key: the interval the live fragment was registered with
 NewRun = Callable[[str], None] | None
-
-
-def live_run(run_id: str, *, store: RunStore, queue: JobQueue | None = None, key: str = "run",
-             on_new_run: NewRun = None) -> None:
-    """Draw run ``run_id`` and keep it current while anything about it can still change.
-
-    While the run is queued or running, its attack is pending or its linked baseline is still
-    training, a fragment redraws it every POLL_S s; once nothing can change any more the page is
-    rerun once and the static view takes over. ``on_new_run(run_id)`` is called when the view
-    starts another run (Continue training).
-    """
-    try:
-        run = StoredRun.load(store, run_id)
-    except RunNotFound as err:
-        st.warning(str(err), icon=":material/search_off:")
-        return
-    if needs_polling(run, store=store, queue=queue):  # backed off when many sessions watch (live.redraw_interval)
-        every = live.redraw_interval(st.session_state.setdefault(WATCHER_KEY, secrets.token_hex(8)))
-        st.session_state[INTERVAL_KEY] = every
-        st.fragment(_live_fragment, run_every=every)(run_id, store, queue, key, on_new_run)
-    else:
-        render_run(run_id, store=store, queue=queue, key=key, on_new_run=on_new_run)
-
-
-def _live_fragment(run_id: str, store: RunStore, queue: JobQueue | None, key: str, on_new_run: NewRun) -> None:
-    every = live.redraw_interval(st.session_state.get(WATCHER_KEY, ""))  # still watching
-    if abs(every - st.session_state.get(INTERVAL_KEY, every)) >= 1.0:
-        st.rerun()  # whole page: register the fragment again with the new interval (more or fewer watchers)
-    run = render_run(run_id, store=store, queue=queue, key=key, on_new_run=on_new_run)
-    if run is not None and not needs_polling(run, store=store, queue=queue):
-        st.rerun()  # whole page: redraw without the timer
 
 
 def render_run(run_id: str, *, store: RunStore, queue: JobQueue | None = None, key: str = "run",
@@ -127,17 +93,16 @@ def _samples(run: StoredRun) -> list[tuple[float, int]]:
 
 
 def render_progress(run: StoredRun, *, store: RunStore, queue: JobQueue | None = None, key: str = "run") -> None:
-    """Queue position or progress bar with elapsed time and ETA, Cancel, and the live charts."""
+    """An active run drawn once: header, Cancel, queue position or progress bar with ETA, cards and charts."""
     render_header(run)
-    if run.status == QUEUED:
-        position = queue.position(run.id) if queue is not None else None
-        st.info(rs.queue_text(position, worker_busy=queue is not None and bool(queue.running())),
-                icon=":material/schedule:")
-    else:
-        fraction, text = rs.progress_text(estimate_progress(run.record, samples=_samples(run)))
-        st.progress(fraction, text=text)
-        if run.record.cancel_requested:
-            st.caption("Cancel requested: the run stops before its next step.")
+    cancel_button(run, store=store, queue=queue, key=key)
+    render_progress_body(run, queue=queue)
+    if run.status == RUNNING:
+        render_live_charts(run, key=key)
+
+
+def cancel_button(run: StoredRun, *, store: RunStore, queue: JobQueue | None = None, key: str = "run") -> None:
+    """The Cancel button of an active run (disabled once a cancel was requested)."""
     if st.button("Cancel run", key=f"{key}-cancel-{run.id}", icon=":material/stop_circle:",
                  disabled=run.record.cancel_requested,
                  help="Stop this run before its next step. What it trained so far is kept, with the ε it spent."):
@@ -149,13 +114,31 @@ def render_progress(run: StoredRun, *, store: RunStore, queue: JobQueue | None =
         st.toast("Cancelled before it started." if status == CANCELLED else
                  "Cancel requested: stopping after this step.", icon=":material/stop_circle:")
         st.rerun()
+
+
+def render_progress_body(run: StoredRun, *, queue: JobQueue | None = None) -> None:
+    """Queue position, or the progress bar with elapsed time and ETA and the live cards."""
+    if run.status == QUEUED:
+        position = queue.position(run.id) if queue is not None else None
+        st.info(rs.queue_text(position, worker_busy=queue is not None and bool(queue.running())),
+                icon=":material/schedule:")
+        return
+    fraction, text = rs.progress_text(estimate_progress(run.record, samples=_samples(run)))
+    st.progress(fraction, text=text)
+    if run.record.cancel_requested:
+        st.caption("Cancel requested: the run stops before its next step.")
     if run.status == RUNNING:
         steps, epochs = live.live_metrics(run, cache=st.session_state.setdefault(live.CACHE_KEY, live.SHARED_STEPS))
         show_cards(rs.live_cards(run, steps, epochs))
         if steps.empty:
             st.caption(rs.PREPARING_CAPTION)
-        else:
-            render_charts(run, live.downsample_history(steps), epochs, key=f"{key}-live", live=True)
+
+
+def render_live_charts(run: StoredRun, *, key: str = "run") -> None:
+    """The running run's charts from the rows read so far (downsampled; nothing before its first step)."""
+    steps, epochs = live.live_metrics(run, cache=st.session_state.setdefault(live.CACHE_KEY, live.SHARED_STEPS))
+    if not steps.empty:
+        render_charts(run, live.downsample_history(steps), epochs, key=f"{key}-live", live=True)
 
 
 def render_result(run: StoredRun, *, store: RunStore, queue: JobQueue | None = None, key: str = "run",
@@ -245,4 +228,5 @@ def render_charts(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, *, 
             col.caption(caption)
 
 
-__all__ = ["attack_state", "live_run", "needs_polling", "render_progress", "render_result", "render_run"]
+__all__ = ["attack_state", "cancel_button", "needs_polling", "render_live_charts", "render_progress",
+           "render_progress_body", "render_result", "render_run"]

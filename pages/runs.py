@@ -4,7 +4,7 @@ Thin page: the numbers come from ``dpcore.views.tables`` (overview, comparison, 
 table's columns, filters and texts from ``dpcore.views.runs_table``; the charts from ``dpcore.views.plots``;
 one run's full view from ``pages.run_view`` and "Continue training" from ``pages.panels``. Filters and the
 ticked runs (``?run=<id>,<id>``) are kept by ``pages.state``. While any run is queued or running, the page
-body is a fragment that redraws every ``REFRESH_S`` seconds.
+body is a fragment that redraws every ``REFRESH_S`` seconds (longer when many sessions watch: ``ui.poll_interval``).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def main() -> None:
     st.caption(texts.INTRO)
     filters = _filters(overview)
     polling = bool(overview["status"].isin(ACTIVE_STATUSES).any())
-    st.fragment(run_every=REFRESH_S if polling else None)(_body)(filters, polling)
+    st.fragment(run_every=max(REFRESH_S, ui.poll_interval()) if polling else None)(_body)(filters, polling)
 
 
 def _empty_state() -> None:
@@ -131,7 +131,8 @@ def _table(shown: pd.DataFrame, *, stored: list[str]) -> list[str]:
     rows = list(event.selection.rows) if event is not None else []
     selected = [ids[row] for row in rows if 0 <= row < len(ids)]
     st.session_state[SELECTED_KEY] = selected
-    st.caption(texts.count_caption(shown, total=len(stored), selected=len(selected), refresh_s=REFRESH_S))
+    every = max(REFRESH_S, ui.poll_interval())
+    st.caption(texts.count_caption(shown, total=len(stored), selected=len(selected), refresh_s=every))
     state.sync_url({"run": ",".join(selected) or None})  # the address bar opens this view: one run or a comparison
     return selected
 

@@ -4,7 +4,7 @@ Settings live in a plain session dict (``pages.state.PageState``, key ``train_fo
 widgets, so they survive moving to other pages; the form's logic and texts are in
 ``dpcore.views.train_form``. The settings and the current run's id are the page's URL parameters
 (``?dataset=...&run=...``), so a reload or a shared link reopens both; the Budget planner's
-"Use these settings" lands here too. The run itself is drawn by ``pages.run_view``.
+"Use these settings" lands here too. The run itself is drawn by ``pages.live_view`` (kept current while it trains).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dpcore.store.artifacts import upload_id, upload_path
 from dpcore.views import train_form as tf
 from dpcore.views import train_url
 from dpcore.views.explain import explain
-from pages import clip_probe, data_picker, processes, run_view, state, ui
+from pages import clip_probe, data_picker, live_view, processes, state, ui
 
 FORM = state.PageState(key="train_form", widget_prefix="train_w_", defaults=tf.default_settings)
 RUN_KEY = "train_run_id"  # plain session key: the run shown under the form
@@ -243,7 +243,7 @@ def main() -> None:
             st.markdown("##### :material/monitoring: No run yet")
             st.markdown(tf.NO_RUN_TEXT)
         return
-    run_view.live_run(shown, store=store, queue=ui.queue(), key="train", on_new_run=set_current_run)
+    live_view.live_run(shown, store=store, queue=ui.queue(), key="train", on_new_run=set_current_run)
 
 
 ui.route_through_app()

@@ -7,6 +7,7 @@ belongs in dpcore, not here.
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 import streamlit as st
@@ -21,7 +22,7 @@ from dpcore.jobs.ray_executor import RayUnavailable
 from dpcore.privacy.bands import format_number
 from dpcore.store import runs
 from dpcore.store.runs import RunStore
-from dpcore.views.live import REDRAW_S, SharedCache
+from dpcore.views.live import REDRAW_S, SharedCache, redraw_interval
 
 log = logging.getLogger(__name__)
 SWEEPS_NOTED_KEY = "ui_continued_sweeps_noted"  # plain session key: the restart toast was shown
@@ -114,7 +115,19 @@ def page_link(page: str, *, label: str, icon: str | None = None, help: str | Non
     except StreamlitAPIException:
         st.caption(f"{label}: open it from the navigation menu.")
 
-QUEUE_POLL_S = REDRAW_S  # as often as the run view, so the two never show different progress for long
+QUEUE_POLL_S = REDRAW_S  # as often as the run view (both back off together when many sessions watch)
+WATCHER_KEY = "live_watcher_id"  # plain session key: this session's id in dpcore.views.live.redraw_interval
+
+
+def watcher_id() -> str:
+    """This session's id among the sessions that redraw live views (made once per session)."""
+    return st.session_state.setdefault(WATCHER_KEY, secrets.token_hex(8))
+
+
+def poll_interval() -> float:
+    """Seconds between this session's live redraws: ``QUEUE_POLL_S`` alone, longer when many sessions watch."""
+    return max(QUEUE_POLL_S, redraw_interval(watcher_id()))
+
 #: The queue panel's text, read once per poll interval for every session (not once per session).
 QUEUE_LINES = SharedCache(max_items=8, ttl_s=QUEUE_POLL_S * 0.9)
 
@@ -137,7 +150,7 @@ def render_sidebar() -> None:
             st.toast(f"Continued {what} interrupted when the app last stopped; see the Tradeoffs page.",
                      icon=":material/replay:")
         # Poll only while jobs exist: an idle app does no background reruns.
-        st.fragment(_queue_panel, run_every=QUEUE_POLL_S if busy else None)()
+        st.fragment(_queue_panel, run_every=poll_interval() if busy else None)()
 
 
 def _queue_panel() -> None:

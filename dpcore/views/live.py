@@ -8,8 +8,11 @@
   process-wide one every session uses, so twenty watchers of one run read its new rows once, not twenty times.
 - ``SharedCache`` / ``FIGURES``: a thread-safe, process-wide LRU (optionally with a time to live) that builds each
   value once for all sessions; the live charts are kept in ``FIGURES`` by (run id, last step, chart inputs).
-- ``redraw_interval(session_id)``: the live redraw interval, ``REDRAW_S`` for a single watcher and backed off up to
-  ``MAX_REDRAW_S`` when many sessions are watching at once.
+- ``redraw_interval(session_id)``: the live redraw interval, ``REDRAW_S`` for a few watchers and longer when many
+  sessions watch at once, so that all of them together redraw at most ``REDRAWS_PER_S`` times a second (up to
+  ``MAX_REDRAW_S``); ``chart_interval(every)``: the live charts, which cost a browser most, redraw ``CHART_EVERY``
+  times less often than the progress and cards.
+- ``followed_run(running, pending)``: the run a follow-the-queue view (the Watch page) shows.
 
 Pure (no streamlit): the page puts ``SHARED_STEPS`` in its session state.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,11 +40,19 @@ REDRAW_S = 1.5
 MAX_POINTS = 300
 #: Session-state key of the page's ``StepCache``.
 CACHE_KEY = "live_step_cache"
-#: Slowest redraw (seconds) when many sessions watch at once; ``WATCHERS_PER_STEP`` more watchers add 0.5 s.
-MAX_REDRAW_S = 5.0
-WATCHERS_PER_STEP = 2
-#: Seconds a session counts as watching after its last redraw.
-WATCHER_WINDOW_S = 15.0
+#: Live redraws a second the server serves at most, all watching sessions together (each redraw costs the server
+#: a rerun and every watcher's browser a re-render: measured, twenty browsers on a 2-core machine took a core).
+REDRAWS_PER_S = 2.0
+#: Slowest redraw (seconds), however many sessions watch.
+MAX_REDRAW_S = 10.0
+#: The live charts redraw this many times less often than the progress bar and the cards.
+CHART_EVERY = 2
+#: Seconds a session counts as watching after its last redraw: well over the slowest interval, so that a session
+#: whose redraw comes late under load still counts (a count that flickers would make every session redraw its
+#: whole page to take up a new interval).
+WATCHER_WINDOW_S = 2.5 * MAX_REDRAW_S
+#: A live view takes up a new interval (a whole-page redraw) only when it differs by more than this factor.
+INTERVAL_SLACK = 1.3
 
 
 def downsample_history(frame: pd.DataFrame, *, max_points: int = MAX_POINTS, epoch_column: str = "epoch"
@@ -174,8 +185,8 @@ _watchers_lock = threading.Lock()
 def redraw_interval(session_id: str, *, now: float | None = None) -> float:
     """Seconds between live redraws for session ``session_id``, noting that it watches now.
 
-    ``REDRAW_S`` while at most ``WATCHERS_PER_STEP`` sessions watched within ``WATCHER_WINDOW_S`` s; each further
-    ``WATCHERS_PER_STEP`` watchers add 0.5 s, up to ``MAX_REDRAW_S``.
+    With ``n`` sessions seen within ``WATCHER_WINDOW_S`` s: ``n / REDRAWS_PER_S``, at least ``REDRAW_S`` and at most
+    ``MAX_REDRAW_S`` (1.5 s for up to 3 watchers, 10 s for 20), so the server's redraws a second stay bounded.
     """
     now = time.monotonic() if now is None else now
     with _watchers_lock:
@@ -183,8 +194,27 @@ def redraw_interval(session_id: str, *, now: float | None = None) -> float:
         for sid in [sid for sid, seen in _watchers.items() if now - seen > WATCHER_WINDOW_S]:
             del _watchers[sid]
         n = len(_watchers)
-    return min(MAX_REDRAW_S, REDRAW_S + 0.5 * max(0, (n - 1) // WATCHERS_PER_STEP))
+    return min(MAX_REDRAW_S, max(REDRAW_S, n / REDRAWS_PER_S))
 
 
-__all__ = ["CACHE_KEY", "FIGURES", "MAX_POINTS", "MAX_REDRAW_S", "REDRAW_S", "SHARED_STEPS", "SharedCache",
-           "StepCache", "downsample_history", "live_metrics", "redraw_interval"]
+def interval_changed(registered: float, now: float) -> bool:
+    """Whether a live view registered with ``registered`` s should redraw its page to take up ``now`` s: only when
+    they differ by more than ``INTERVAL_SLACK`` times either way."""
+    return now > registered * INTERVAL_SLACK or now < registered / INTERVAL_SLACK
+
+
+def chart_interval(every: float) -> float:
+    """Seconds between redraws of the live charts when the progress redraws every ``every`` s."""
+    return CHART_EVERY * every
+
+
+def followed_run(running: Sequence[str], pending: Sequence[str], *,
+                 shown: Callable[[str], bool] = lambda run_id: True) -> str | None:
+    """The run a follow-the-queue view shows: the first running one for which ``shown(run_id)`` holds (say, a
+    training run, not an attack-lab job), else the first such queued one, else None."""
+    return next((run_id for run_id in (*running, *pending) if shown(run_id)), None)
+
+
+__all__ = ["CACHE_KEY", "CHART_EVERY", "FIGURES", "MAX_POINTS", "MAX_REDRAW_S", "REDRAWS_PER_S", "REDRAW_S",
+           "SHARED_STEPS", "SharedCache", "StepCache", "chart_interval", "downsample_history", "followed_run",
+           "interval_changed", "live_metrics", "redraw_interval"]
