@@ -157,6 +157,12 @@ def _train_through_the_ui(page, app_url) -> None:
     page.locator(".js-plotly-plot", has_text="Vulnerability over training: attack AUC").first.wait_for()
     page.locator(".js-plotly-plot", has_text="Vulnerability over training: TPR at 1 % FPR").first.wait_for()
     page.get_by_text("Results by class and slice").first.wait_for()  # issue 12 §5: results by group
+    # the Watch live page follows the queue (the baseline, if still training) until nothing trains, then shows the
+    # last run's result, without a reload
+    page.goto(f"{app_url}/watch")
+    page.get_by_text("Nothing is training now").first.wait_for(timeout=120_000)
+    page.get_by_role("heading", name="The last run").first.wait_for()
+    page.locator(".js-plotly-plot", has_text="Membership-inference ROC").first.wait_for()
 
 
 def test_deep_link_on_a_fresh_server_goes_through_the_app(app_url, page):
