@@ -9,7 +9,9 @@ one run of this benchmark:
   ``--watch-mode follow`` (the default) each opens the Watch live page (``/watch``) once, which follows the queue
   from run to run in the same page, as an audience would; with ``--watch-mode reload`` each opens a live run's
   view on the Train page (``/?run=<id>``) and, when that run has finished, loads the page of a run still queued
-  or running (a full page load per move: the benchmark's only mode before the Watch page existed).
+  or running (a full page load per move: the benchmark's only mode before the Watch page existed). In follow
+  mode the 20 pages are opened and drawn before the phase starts (an audience opens the page before the demo),
+  so the health probe, the Runs page loads and the throughput measure watching, not twenty page loads at once.
 During each phase a thread GETs ``/_stcore/health`` every 0.5 s, and a fresh context loads the Runs page
 (heading and table drawn) after the submissions. Prints health latency percentiles, the Runs page load
 times, and the throughput (runs finished per minute, first click to last run finished) of both phases.
@@ -93,10 +95,15 @@ class Watchers:
         self.url, self.pages, self.watching, self.moved, self.follow = url, [], [None] * n, [0.0] * n, follow
         self.contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(n)]
         self.pages = [context.new_page() for context in self.contexts]
-        for page in self.pages if follow else ():
+        for page in self.pages if follow else ():  # an audience opens the page before the demo starts
             try:
                 page.goto(f"{url}/watch", wait_until="commit", timeout=PAGE_TIMEOUT_MS)
             except Exception:  # a stalled server: that page counts as not watching
+                continue
+        for page in self.pages if follow else ():
+            try:
+                page.get_by_role("heading", name="Watch live").first.wait_for(timeout=PAGE_TIMEOUT_MS)
+            except Exception:
                 continue
 
     def retarget(self, store: RunStore, run_ids: list[str], *, budget_s: float = ROUND_S) -> None:
@@ -129,9 +136,9 @@ def phase(browser, url: str, store: RunStore, *, watchers: int, runs: int, timeo
           watcher_browser=None, follow: bool = False) -> dict:
     """Submit ``runs`` short runs (with ``watchers`` live views open, in ``watcher_browser`` if given, else in
     ``browser``); returns this phase's figures."""
-    probe = HealthProbe(url)
-    probe.start()
     crowd = Watchers(watcher_browser or browser, url, watchers, follow=follow) if watchers else None
+    probe = HealthProbe(url)  # from here on: the watchers' pages are open (follow) or about to be (reload)
+    probe.start()
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(PAGE_TIMEOUT_MS)
