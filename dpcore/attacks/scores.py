@@ -28,7 +28,7 @@ from dpcore.attacks.signals import (
     prob_wrong,
     stable_logit,
 )
-from dpcore.engine.membership import MembershipLogits
+from dpcore.engine.membership import MembershipLogits, membership_logits
 from dpcore.errors import ConfigError
 
 __all__ = ["ATTACKS", "LIRA_PER_EXAMPLE_VARIANCE_MIN_MODELS", "AttackSpec", "PoolScores", "attack_model",
@@ -61,11 +61,11 @@ def loss_threshold_attack(
     Members are ``data.x_members``/``y_members``, non-members ``data.x_non_members``/``y_non_members``.
     Evaluated in eval mode under ``torch.no_grad`` on the model's device. Needs no reference models.
     """
-    x_in, y_in, x_out, y_out = membership_tensors(data)
-    member_scores = -per_example_loss(model_logits(model, x_in, batch_size=batch_size), label_array(y_in))
-    non_member_scores = -per_example_loss(model_logits(model, x_out, batch_size=batch_size), label_array(y_out))
-    return evaluate_scores(member_scores, non_member_scores, name="loss", n_bootstrap=n_bootstrap,
-                           confidence=confidence, seed=seed)
+    membership_tensors(data)  # a clear ConfigError for data without the four tensors
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    return loss_threshold_attack_on_logits(membership_logits(model, data, batch_size=batch_size),
+                                           n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
 
 
 def loss_threshold_attack_on_logits(logits: MembershipLogits, *, n_bootstrap: int = 200, confidence: float = 0.95,

@@ -24,10 +24,10 @@ import torch
 
 from dpcore.atomic import atomic_write
 from dpcore.attacks.groups import compare_groups, group_results, slice_keys
-from dpcore.attacks.signals import class_logits, label_array, model_logits, per_example_loss
+from dpcore.attacks.signals import class_logits, label_array, per_example_loss
 from dpcore.config import TrainConfig
 from dpcore.engine.data import SplitData, load_for_config
-from dpcore.engine.membership import MembershipLogits
+from dpcore.engine.membership import MembershipLogits, membership_logits
 from dpcore.engine.training import fresh_model
 from dpcore.errors import DPExplorerError
 from dpcore.store.artifacts import MODEL_FILE
@@ -107,9 +107,7 @@ def run_data(store: RunStore, run_id: str) -> SplitData:
 
 def _outputs(model: torch.nn.Module, data: SplitData, run_id: str) -> ExampleOutputs:
     """Score every member and non-member of ``data`` with ``model`` (one eval pass, no gradients)."""
-    return _outputs_of_logits(MembershipLogits(
-        members=model_logits(model, data.x_members), non_members=model_logits(model, data.x_non_members),
-        y_members=label_array(data.y_members), y_non_members=label_array(data.y_non_members)), run_id)
+    return _outputs_of_logits(membership_logits(model, data), run_id)
 
 
 def _outputs_of_logits(logits: MembershipLogits, run_id: str) -> ExampleOutputs:
