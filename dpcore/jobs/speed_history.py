@@ -48,16 +48,23 @@ def _stamp(text: str | None) -> float | None:
         return None
 
 
+def job_seconds(record: RunRecord) -> float | None:
+    """Whole wall time (s) of a run's job: the dispatcher's start (``started``) to the job's end
+    (``summary['job_ended']``, written by a sweep member after its attack and bound; else ``finished``); None when
+    either time is missing."""
+    started = _stamp(record.started)
+    ended = _stamp(record.summary.get("job_ended")) or _stamp(record.finished)
+    return None if started is None or ended is None else ended - started
+
+
 def _cost(record: RunRecord, run: StoredRun) -> RunCost | None:
     """The run's ``RunCost``; None when its record lacks the times."""
-    ms, trained = run.summary.get("ms_per_step"), run.summary.get("seconds")
-    started = _stamp(record.started)
-    ended = _stamp(run.summary.get("job_ended")) or _stamp(record.finished)
-    if not ms or not trained or started is None or ended is None or float(ms) <= 0:
+    ms, trained, wall = run.summary.get("ms_per_step"), run.summary.get("seconds"), job_seconds(record)
+    if not ms or not trained or wall is None or float(ms) <= 0:
         return None
     if run.summary.get("worker_job") == 1:  # its started..ended also counts the worker's start
         return RunCost(ms_per_step=float(ms), fixed_s=0.0, cold=True)
-    return RunCost(ms_per_step=float(ms), fixed_s=max(0.0, ended - started - float(trained)))
+    return RunCost(ms_per_step=float(ms), fixed_s=max(0.0, wall - float(trained)))
 
 
 def recent_costs(store: RunStore, *, dataset: str, model: str, batch_size: int, private: bool,
@@ -100,4 +107,4 @@ def member_seconds(costs: list[RunCost], *, steps: int) -> float | None:
     return round(statistics.median(c.fixed_s for c in costs) + max(0, int(steps)) * per_step, 6)
 
 
-__all__ = ["MAX_RUNS", "RECENT_S", "RunCost", "member_seconds", "recent_costs"]
+__all__ = ["MAX_RUNS", "RECENT_S", "RunCost", "job_seconds", "member_seconds", "recent_costs"]

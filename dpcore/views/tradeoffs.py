@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from dpcore.config import TrainConfig, recipe_for
 from dpcore.engine.data import DATASETS
 from dpcore.engine.models import MODELS
+from dpcore.jobs import speed_history
 from dpcore.jobs import sweep as sweeps
 from dpcore.store.runs import RunRecord
 from dpcore.views import frontier as frontiers
@@ -170,11 +171,8 @@ RUNNING_SHARE_CAP = 0.95
 def member_seconds_taken(run: RunRecord | None) -> float | None:
     """Whole wall time (s) a finished member took: its start to its job's end (``summary['job_ended']``: training,
     membership attack and bound, writing; else ``finished``); None when unknown."""
-    if run is None:
-        return None
-    started = parse_time(run.started)
-    ended = parse_time(run.summary.get("job_ended")) or parse_time(run.finished)
-    return ended - started if started is not None and ended is not None and ended > started else None
+    seconds = None if run is None else speed_history.job_seconds(run)
+    return seconds if seconds is not None and seconds > 0 else None
 
 
 def sweep_eta(states: Sequence[sweeps.MemberState], *, now: float | None = None,
