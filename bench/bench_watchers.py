@@ -143,7 +143,7 @@ def phase(browser, url: str, store: RunStore, *, watchers: int, runs: int, timeo
     page = context.new_page()
     page.set_default_timeout(PAGE_TIMEOUT_MS)
     before = {record.id for record in store.records()}
-    first_click, runs_page, stalled_submits = None, [], 0
+    first_click, runs_page, stalled_submits, submit_s = None, [], 0, []
     start = time.monotonic()
     deadline = start + timeout
     try:
@@ -151,15 +151,18 @@ def phase(browser, url: str, store: RunStore, *, watchers: int, runs: int, timeo
         for index in range(runs):
             if time.monotonic() > deadline:
                 break  # submitting alone took the whole phase: what was submitted is the queue
+            began = time.monotonic()
             try:
                 run_id, clicked = submit_through_train_page(page, url, {**SHORT, "seed": str(seed0 + index)})
             except Exception:  # the Train page did not load or answer in PAGE_TIMEOUT_MS: a stalled server
                 stalled_submits += 1
                 continue
             first_click = first_click or clicked
+            submit_s.append(time.monotonic() - began)
             submitted.append(run_id)
             if crowd:
                 crowd.retarget(store, submitted)
+        submitted_at = time.monotonic()
         page.goto("about:blank")
         runs_page.append(runs_page_seconds(browser, url))
         while time.monotonic() < deadline:
@@ -182,7 +185,8 @@ def phase(browser, url: str, store: RunStore, *, watchers: int, runs: int, timeo
     minutes = (end - (first_click or start)) / 60
     return {"watchers": watchers, "runs": len(mine), "finished": finished, "minutes": minutes,
             "per_minute": finished / minutes, "health": percentiles(probe.latencies), "runs_page": runs_page,
-            "stalled_submits": stalled_submits}
+            "stalled_submits": stalled_submits, "submit_s": submit_s,
+            "submitting_min": (submitted_at - (first_click or start)) / 60}
 
 
 def _line(name: str, figures: dict) -> str:
@@ -190,7 +194,9 @@ def _line(name: str, figures: dict) -> str:
     pages = ", ".join(f"{value:.1f}" for value in figures["runs_page"])
     return (f"{name}: {figures['finished']}/{figures['runs']} runs finished in {figures['minutes']:.2f} min = "
             f"{figures['per_minute']:.1f} runs/min; health s ({health}); Runs page s ({pages}); "
-            f"{figures['stalled_submits']} submission(s) gave up after {PAGE_TIMEOUT_MS // 1000} s")
+            f"{figures['stalled_submits']} submission(s) gave up after {PAGE_TIMEOUT_MS // 1000} s; each submission "
+            f"(Train page load, form, click) took {', '.join(f'{s:.1f}' for s in figures['submit_s'])} s, "
+            f"{figures['submitting_min'] * 60:.1f} s from first click to last")
 
 
 def main() -> None:

@@ -22,9 +22,9 @@ from dpcore.privacy.bands import format_number
 from dpcore.privacy.checks import run_checks
 from dpcore.store.records import StoredRun
 from dpcore.store.runs import CANCELLED, FAILED, QUEUED, RUNNING, RunNotFound, RunStore
-from dpcore.views import live, plots, report
+from dpcore.views import live, report
 from dpcore.views import run_summary as rs
-from dpcore.views.cards import Card, summary_cards
+from dpcore.views.cards import Card, cards_html
 from dpcore.views.explain import BOUND_CAPTION, attack_bound_sentence, epsilon_sentence, explain
 from dpcore.views.progress import estimate_progress
 from pages import panels
@@ -98,7 +98,7 @@ def render_progress(run: StoredRun, *, store: RunStore, queue: JobQueue | None =
     cancel_button(run, store=store, queue=queue, key=key)
     render_progress_body(run, queue=queue)
     if run.status == RUNNING:
-        render_live_charts(run, key=key)
+        render_live_charts(run)
 
 
 def cancel_button(run: StoredRun, *, store: RunStore, queue: JobQueue | None = None, key: str = "run") -> None:
@@ -129,16 +129,21 @@ def render_progress_body(run: StoredRun, *, queue: JobQueue | None = None) -> No
         st.caption("Cancel requested: the run stops before its next step.")
     if run.status == RUNNING:
         steps, epochs = live.live_metrics(run, cache=st.session_state.setdefault(live.CACHE_KEY, live.SHARED_STEPS))
-        show_cards(rs.live_cards(run, steps, epochs))
+        st.markdown(cards_html(rs.live_cards(run, steps, epochs)), unsafe_allow_html=True)  # one element: cheap
         if steps.empty:
             st.caption(rs.PREPARING_CAPTION)
 
 
-def render_live_charts(run: StoredRun, *, key: str = "run") -> None:
-    """The running run's charts from the rows read so far (downsampled; nothing before its first step)."""
+def render_live_charts(run: StoredRun) -> None:
+    """The running run's charts from the rows read so far (downsampled, static SVG; nothing before its first step).
+
+    One Markdown element for all six charts (``rs.live_charts_html``): a watching browser redraws it for a tenth
+    of what six interactive plotly charts cost. The stopped run's result view draws the interactive ones.
+    """
     steps, epochs = live.live_metrics(run, cache=st.session_state.setdefault(live.CACHE_KEY, live.SHARED_STEPS))
     if not steps.empty:
-        render_charts(run, live.downsample_history(steps), epochs, key=f"{key}-live", live=True)
+        st.markdown(rs.live_charts_html(run, live.downsample_history(steps), epochs,
+                                        baseline_epochs=rs.baseline_of(run)[1]), unsafe_allow_html=True)
 
 
 def render_result(run: StoredRun, *, store: RunStore, queue: JobQueue | None = None, key: str = "run",
@@ -157,8 +162,7 @@ def render_result(run: StoredRun, *, store: RunStore, queue: JobQueue | None = N
     final_epsilon = rs.final_epsilon(run, steps)
     test_accuracy = rs.number(run.summary.get("test_accuracy"), rs.last(epochs, "test_accuracy"))
     attack = attack_state(run, queue=queue)
-    show_cards(summary_cards(run=run, final_epsilon=final_epsilon, test_accuracy=test_accuracy, baseline=baseline,
-                             attack=attack))
+    show_cards(rs.result_cards(run, steps, epochs, attack=attack))
     if not run.private or math.isfinite(final_epsilon):
         st.markdown(epsilon_sentence(final_epsilon, float(run.config.get("target_delta", 0.0))))
     if baseline is not None and baseline.active:
@@ -202,26 +206,19 @@ def render_roc(run: StoredRun, *, key: str = "run", attack: str = "done") -> Non
                          help="A dangerous attack finds some members with almost no false alarms; log axes "
                               "show that corner.")
     bound = rs.attack_bound(run)
-    figure = plots.roc_chart([("loss-threshold attack", roc["fpr"], roc["tpr"], roc.get("auc"))],
-                             log_scale=log_axes, n_non_members=roc.get("n_non_members"),
-                             title="Membership-inference ROC", bound=bound,
-                             bound_epsilon=rs.number(run.summary.get("final_epsilon")), width=360)
-    st.plotly_chart(figure, key=f"{key}-roc-{run.id}")
+    st.plotly_chart(rs.roc_figure(run, roc, bound=bound, log_scale=log_axes), key=f"{key}-roc-{run.id}")
     st.markdown(attack_bound_sentence(bound_tpr=bound.headline(), empirical_tpr=rs.empirical_tpr(run, roc),
                                       caveat=bound.caveat))
     st.caption(rs.roc_caption(roc) + BOUND_CAPTION)
 
 
 def render_charts(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, *, key: str = "run",
-                  baseline_epochs: pd.DataFrame | None = None, live: bool = False) -> None:
-    """ε and clip fraction per step, loss per step, train/test accuracy per epoch (with the baseline).
-
-    ``live`` (a run in progress) stretches the step axes to the planned total, so the curves show how
-    far the run has come.
-    """
+                  baseline_epochs: pd.DataFrame | None = None) -> None:
+    """A stopped run's interactive charts: ε and clip fraction per step, loss per step, train/test accuracy and
+    the attack per epoch (with the baseline)."""
     if baseline_epochs is None:
         baseline_epochs = rs.baseline_of(run)[1]
-    charts = rs.shared_chart_specs(run, steps, epochs, baseline_epochs=baseline_epochs, live=live)  # built once
+    charts = rs.shared_chart_specs(run, steps, epochs, baseline_epochs=baseline_epochs, live=False)  # built once
     for start in range(0, len(charts), 2):
         for col, (figure, name, caption) in zip(st.columns(2, gap="large"), charts[start:start + 2], strict=True):
             col.plotly_chart(figure, key=f"{key}-{name}-{run.id}")

@@ -42,20 +42,20 @@ def main() -> None:
             st.warning(f"Run `{pinned}` is not in {store.root}: it was deleted or belongs to another runs folder.",
                        icon=":material/search_off:")
             return
-        live_view.live_run(pinned, store=store, queue=queue, key="watch")
+        live_view.live_run(pinned, store=store, queue=queue, key="watch", audience=True)
         return
     st.caption(FOLLOW_CAPTION)
     target = _followed()
     if target is not None:
         live_view.live_run(target, store=store, queue=queue, key="watch", follow=lambda: _followed() == target,
-                           controls=False)  # an audience watches; cancelling is for the Train and Runs pages
+                           audience=True)  # no Cancel (that is for the Train and Runs pages), light result view
         return
     st.info("Nothing is training now. The next run appears here as soon as it is queued.", icon=":material/schedule:")
     st.fragment(_wait_for_a_run, run_every=ui.poll_interval())()
     latest = [record for record in store.records(kind="train") if record.steps_done] or store.records(kind="train")
     if latest:  # the newest run that trained (not, say, a baseline cancelled before it started)
         st.markdown("##### The last run")
-        live_view.live_run(latest[0].id, store=store, queue=queue, key="watch-last")
+        live_view.live_run(latest[0].id, store=store, queue=queue, key="watch-last", audience=True)
 
 
 main()

@@ -145,13 +145,14 @@ class SharedCache:
 
     ``get(key, build)`` returns the cached value for ``key`` or stores and returns ``build()``; with
     ``ttl_s`` a value older than that many seconds is built again. ``builds`` counts the calls of ``build``.
-    Values are shared, so callers must not modify them.
+    Values are shared, so callers must not modify them. A ``build`` may itself ``get`` other keys (the live
+    charts' SVG is built from the cached figures): the lock is reentrant.
     """
 
     def __init__(self, *, max_items: int = 64, ttl_s: float | None = None) -> None:
         self.max_items, self.ttl_s, self.builds = max_items, ttl_s, 0
         self._items: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """The value for ``key``: cached (and fresh within ``ttl_s``) or ``build()`` stored now."""

@@ -7,6 +7,7 @@ text (markdown) or small values.
 
 from __future__ import annotations
 
+import html
 import math
 import time
 from typing import Any
@@ -26,7 +27,8 @@ from dpcore.store.records import StoredRun
 from dpcore.store.runs import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING, RunNotFound
 from dpcore.views import live as live_view
 from dpcore.views import plots
-from dpcore.views.cards import Card
+from dpcore.views.cards import Card, summary_cards
+from dpcore.views.explain import BOUND_CAPTION
 from dpcore.views.help import ATTACK_MESSAGES, CARD_HELP
 from dpcore.views.progress import Progress, format_duration, parse_time
 
@@ -365,23 +367,86 @@ def live_chart_specs(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, 
     return shared_chart_specs(run, steps, epochs, baseline_epochs=baseline_epochs, live=True)
 
 
+def chart_key(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, *, baseline_epochs: pd.DataFrame | None,
+              live: bool) -> tuple:
+    """What ``chart_specs`` draws from, as a hashable key: the run's id, status, name and summary, the number of
+    rows and last step shown, the planned total (live) and the baseline's epochs."""
+    last_step = int(steps["step"].iloc[-1]) if not steps.empty else None
+    return ("live" if live else "result", run.id, run.status, run.name, len(steps), last_step, len(epochs),
+            run.record.total_steps if live else None, repr(sorted(run.summary.items())),
+            None if baseline_epochs is None else (len(baseline_epochs), repr(baseline_epochs.tail(1).to_numpy())))
+
+
 def shared_chart_specs(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, *,
                        baseline_epochs: pd.DataFrame | None, live: bool) -> list[tuple[go.Figure, str, str]]:
-    """``chart_specs`` built once for every session showing ``run`` in the same state, kept in
+    """``chart_specs`` built once for every session showing ``run`` in the same state (``chart_key``), kept in
     ``dpcore.views.live.FIGURES``.
 
-    The key holds what the figures and captions are drawn from: the run's id, status, name and summary, the
-    number of rows and last step shown, the planned total (live) and the baseline's epochs. Twenty sessions
-    showing one run (a class watching a demo) then build its six figures once, not twenty times per redraw:
-    building them was the largest cost of the server's reruns (py-spy). The figures are shared: callers must not
-    modify them.
+    Twenty sessions showing one run (a class watching a demo) then build its six figures once, not twenty times
+    per redraw: building them was the largest cost of the server's reruns (py-spy). The figures are shared:
+    callers must not modify them.
     """
-    last_step = int(steps["step"].iloc[-1]) if not steps.empty else None
-    key = ("live" if live else "result", run.id, run.status, run.name, len(steps), last_step, len(epochs),
-           run.record.total_steps if live else None, repr(sorted(run.summary.items())),
-           None if baseline_epochs is None else (len(baseline_epochs), repr(baseline_epochs.tail(1).to_numpy())))
+    key = chart_key(run, steps, epochs, baseline_epochs=baseline_epochs, live=live)
     return live_view.FIGURES.get(key, lambda: chart_specs(run, steps, epochs, baseline_epochs=baseline_epochs,
                                                        live=live))
+
+
+def charts_html(charts: list[tuple[go.Figure, str, str]], *, columns: int = 2) -> str:
+    """``(figure, name, caption)`` charts as ONE line of HTML: static SVG (``plots.figure_svg``) with its caption
+    under it, ``columns`` to a row (one on a narrow screen). Markdown passes it through as one HTML block."""
+    cells = "".join(
+        f'<figure data-chart="{html.escape(name, quote=True)}" style="margin:0;min-width:0">'
+        f'{plots.figure_svg(figure, width=520)}<figcaption style="font-size:0.85rem;opacity:0.7;margin-top:0.25rem">'
+        f'{html.escape(caption)}</figcaption></figure>' for figure, name, caption in charts)
+    return (f'<div class="dpx-charts" style="display:grid;grid-template-columns:repeat(auto-fit,'
+            f'minmax(max(18rem,calc(100%/{columns} - 2rem)),1fr));gap:1.25rem 2rem;margin:0.5rem 0">{cells}</div>')
+
+
+def live_charts_html(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, *,
+                     baseline_epochs: pd.DataFrame | None) -> str:
+    """The running run's charts (``chart_specs(live=True)``) as static SVG in one HTML block (``charts_html``).
+
+    While a run trains its charts are redrawn every few seconds in every watching browser; six interactive
+    plotly charts cost a browser about ten times what the same charts cost as static SVG. Built once per new
+    rows for all sessions (``live.FIGURES``); the stopped run's view draws the interactive charts.
+    """
+    key = ("svg", *chart_key(run, steps, epochs, baseline_epochs=baseline_epochs, live=True))
+    return live_view.FIGURES.get(key, lambda: charts_html(shared_chart_specs(
+        run, steps, epochs, baseline_epochs=baseline_epochs, live=True)))
+
+
+def roc_figure(run: StoredRun, roc: dict[str, Any], *, bound: TradeoffCurve, log_scale: bool = False) -> go.Figure:
+    """The loss-threshold attack's ROC (``run.roc()``) with the chance diagonal and the trade-off ``bound``."""
+    return plots.roc_chart([("loss-threshold attack", roc["fpr"], roc["tpr"], roc.get("auc"))], log_scale=log_scale,
+                           n_non_members=roc.get("n_non_members"), title="Membership-inference ROC", bound=bound,
+                           bound_epsilon=number(run.summary.get("final_epsilon")), width=360)
+
+
+def result_cards(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, *, attack: str) -> list[Card]:
+    """The five summary cards of a stopped run: its final ε and test accuracy (stored, else the last logged), its
+    baseline's accuracy beside its own, and the attack's state ``attack`` ('done', 'running', ...)."""
+    return summary_cards(run=run, final_epsilon=final_epsilon(run, steps), baseline=baseline_of(run)[0],
+                         test_accuracy=number(run.summary.get("test_accuracy"), last(epochs, "test_accuracy")),
+                         attack=attack)
+
+
+def result_charts_html(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame) -> str:
+    """A stopped run's ROC (when its attack ran) and charts as static SVG in one HTML block (``charts_html``).
+
+    For the Watch page, where an audience looks at a result that twenty browsers draw at once; built once for all
+    sessions (``live.FIGURES``). The Runs page draws the same charts interactive.
+    """
+    baseline_epochs, roc = baseline_of(run)[1], run.roc()
+
+    def build() -> str:
+        charts = shared_chart_specs(run, steps, epochs, baseline_epochs=baseline_epochs, live=False)
+        if roc is not None:
+            figure = roc_figure(run, roc, bound=attack_bound(run))
+            charts = [(figure, "roc", roc_caption(roc) + BOUND_CAPTION), *charts]
+        return charts_html(charts)
+
+    key = ("svg", roc is not None, *chart_key(run, steps, epochs, baseline_epochs=baseline_epochs, live=False))
+    return live_view.FIGURES.get(key, build)
 
 
 def accuracy_caption(*, has_baseline: bool) -> str:
@@ -483,7 +548,9 @@ __all__ = [
     "baseline_of",
     "cached_find_baseline",
     "caveat_warning",
+    "chart_key",
     "chart_specs",
+    "charts_html",
     "check_line",
     "clip_caption",
     "config_line",
@@ -496,13 +563,17 @@ __all__ = [
     "last",
     "live_cards",
     "live_chart_specs",
+    "live_charts_html",
     "metrics",
     "number",
     "offers_continue",
     "placeholder",
     "progress_text",
     "queue_text",
+    "result_cards",
+    "result_charts_html",
     "roc_caption",
+    "roc_figure",
     "shared_chart_specs",
     "state_key",
     "stop_message",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +142,14 @@ def test_shared_cache_builds_once_for_every_caller_and_again_for_a_new_key():
     expiring.get("k", lambda: build("f"))
     expiring.get("k", lambda: build("g"))
     assert built[-2:] == ["f", "g"]
+
+
+def test_a_shared_build_may_get_other_keys_of_the_same_cache():
+    """The live charts' SVG is built from the cached figures: a nested get must not wait for its own lock."""
+    cache = live.SharedCache()
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (cache.get("svg", lambda: "<svg>" + cache.get("figures", lambda: "f")),
+                                              done.set()), daemon=True)
+    worker.start()
+    assert done.wait(10), "a nested get deadlocked"
+    assert cache.get("svg", lambda: "rebuilt") == "<svg>f" and cache.builds == 2

@@ -4,7 +4,8 @@ Split by chart family: ``base`` (the template, colours, ``base_figure``, ``add_n
 ``finish_figure``, axis helpers), ``training`` (ε, clipping, loss, accuracy), ``attacks`` (ROC with
 the trade-off bound, score histograms, bounds and audit charts), ``planner`` (gradient norms, ε vs
 epochs, accountants, σ), ``sweeps`` (privacy-utility frontier, attack vs ε, heatmap, run points)
-and ``illustrations`` (image grids, the clipping picture). Every public builder is re-exported
+and ``illustrations`` (image grids, the clipping picture); ``svg`` draws any of these figures as one line of static
+inline SVG (``figure_svg``, for the live charts). Every public builder is re-exported
 here, so ``from dpcore.views import plots; plots.epsilon_chart(...)`` works.
 
 Every chart shares one look (``TEMPLATE`` through ``base_figure``), one colour per run
@@ -68,6 +69,7 @@ from dpcore.views.plots.planner import (
     grad_norm_histogram,
     sigma_for_epsilon_chart,
 )
+from dpcore.views.plots.svg import figure_svg
 from dpcore.views.plots.sweeps import (
     ATTACK_METRICS,
     add_run_points,
@@ -100,3 +102,4 @@ __all__ = [
 
 __all__ += ["group_chart"]
 __all__ += ["VULNERABILITY_TITLE", "vulnerability_chart"]
+__all__ += ["figure_svg"]
