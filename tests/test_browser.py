@@ -118,9 +118,9 @@ def test_train_synthetic_at_epsilon_3_through_the_ui(page, app_url):
     except Exception:
         page.screenshot(path=str(ARTIFACTS / "train-synthetic-eps3-failure.png"))
         raise
-    page.locator('[data-testid="stMetric"]').first.scroll_into_view_if_needed()
+    page.locator(".dpx-cards").first.scroll_into_view_if_needed()  # the Watch page, where the run ended up
     page.screenshot(path=str(ARTIFACTS / "train-synthetic-eps3-summary.png"))
-    page.locator(".js-plotly-plot", has_text=ROC_LEGEND).first.scroll_into_view_if_needed()
+    page.locator('figure[data-chart="roc"]').first.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "train-synthetic-eps3-roc.png"))
 
 
@@ -162,7 +162,10 @@ def _train_through_the_ui(page, app_url) -> None:
     page.goto(f"{app_url}/watch")
     page.get_by_text("Nothing is training now").first.wait_for(timeout=120_000)
     page.get_by_role("heading", name="The last run").first.wait_for()
-    page.locator(".js-plotly-plot", has_text="Membership-inference ROC").first.wait_for()
+    roc = page.locator('figure[data-chart="roc"] svg', has_text=ROC_LEGEND).first  # static SVG for an audience
+    roc.wait_for()
+    assert roc.bounding_box()["height"] > 150, "the ROC is drawn at its size"
+    assert page.locator(".js-plotly-plot").count() == 0  # no interactive charts on the audience page
 
 
 def test_deep_link_on_a_fresh_server_goes_through_the_app(app_url, page):
