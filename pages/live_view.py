@@ -98,18 +98,9 @@ def _result_fragment(run_id: str, store: RunStore, queue: JobQueue | None, key: 
 
 def _draw(run_id: str, *, store: RunStore, queue: JobQueue | None, key: str, on_new_run: NewRun,
           audience: bool) -> StoredRun | None:
-    """Draw the run once (``render_run``, or for an audience a stopped run as ``render_audience_result``)."""
-    if not audience:
-        return render_run(run_id, store=store, queue=queue, key=key, on_new_run=on_new_run)
-    try:
-        run = StoredRun.load(store, run_id)
-    except RunNotFound as err:
-        st.warning(str(err), icon=":material/search_off:")
-        return None
-    if run.active:
-        return render_run(run_id, store=store, queue=queue, key=key)
-    render_audience_result(run, queue=queue)
-    return run
+    """Draw the run once (``render_run``; for an audience a stopped run as ``render_audience_result``)."""
+    stopped = (lambda run: render_audience_result(run, queue=queue)) if audience else None
+    return render_run(run_id, store=store, queue=queue, key=key, on_new_run=on_new_run, stopped=stopped)
 
 
 def render_audience_result(run: StoredRun, *, queue: JobQueue | None) -> None:

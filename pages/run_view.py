@@ -35,8 +35,9 @@ NewRun = Callable[[str], None] | None
 
 
 def render_run(run_id: str, *, store: RunStore, queue: JobQueue | None = None, key: str = "run",
-               on_new_run: NewRun = None) -> StoredRun | None:
-    """Draw run ``run_id`` once: its progress when active, else its full result view.
+               on_new_run: NewRun = None, stopped: Callable[[StoredRun], None] | None = None) -> StoredRun | None:
+    """Draw run ``run_id`` once: its progress when active, else its full result view (or ``stopped(run)``: the
+    Watch page's lighter one).
 
     Returns the run drawn, or None (with a warning shown) when the run does not exist.
     """
@@ -47,6 +48,8 @@ def render_run(run_id: str, *, store: RunStore, queue: JobQueue | None = None, k
         return None
     if run.active:
         render_progress(run, store=store, queue=queue, key=key)
+    elif stopped is not None:
+        stopped(run)
     else:
         render_result(run, store=store, queue=queue, key=key, on_new_run=on_new_run)
     return run
