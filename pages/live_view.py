@@ -19,7 +19,7 @@ import streamlit as st
 
 from dpcore.jobs.queue import JobQueue
 from dpcore.store.records import StoredRun
-from dpcore.store.runs import FAILED, RUNNING, RunNotFound, RunStore
+from dpcore.store.runs import RUNNING, RunNotFound, RunStore
 from dpcore.views import live
 from dpcore.views import run_summary as rs
 from dpcore.views.cards import cards_html
@@ -33,6 +33,7 @@ from pages.run_view import (
     render_live_charts,
     render_progress_body,
     render_run,
+    render_stopped_head,
 )
 
 Follow = Callable[[], bool] | None
@@ -110,12 +111,9 @@ def render_audience_result(run: StoredRun, *, queue: JobQueue | None) -> None:
     Each element is one Markdown block (``cards_html``, ``rs.result_charts_html``), so twenty browsers that
     follow the queue draw a finished run cheaply every time a run ends.
     """
-    render_header(run)
-    level, text, icon = rs.stop_message(run)
-    getattr(st, level)(text, icon=icon)
-    steps, epochs = rs.metrics(run)
-    if run.status == FAILED and steps.empty:
-        return  # nothing was trained: the error says it all
+    if (metrics := render_stopped_head(run)) is None:
+        return
+    steps, epochs = metrics
     st.markdown(cards_html(rs.result_cards(run, steps, epochs, attack=attack_state(run, queue=queue))),
                 unsafe_allow_html=True)
     st.markdown(rs.result_charts_html(run, steps, epochs), unsafe_allow_html=True)

@@ -149,15 +149,22 @@ def render_live_charts(run: StoredRun) -> None:
                                         baseline_epochs=rs.baseline_of(run)[1]), unsafe_allow_html=True)
 
 
-def render_result(run: StoredRun, *, store: RunStore, queue: JobQueue | None = None, key: str = "run",
-                  on_new_run: NewRun = None) -> None:
-    """The full view of a stopped run: why it stopped, cards, checks, ROC, fixes, charts, explanations."""
+def render_stopped_head(run: StoredRun) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """A stopped run's header and why it stopped; returns its (steps, epochs) metrics, or None when it failed before
+    training anything (the error then says it all)."""
     render_header(run)
     level, text, icon = rs.stop_message(run)
     getattr(st, level)(text, icon=icon)
     steps, epochs = rs.metrics(run)
-    if run.status == FAILED and steps.empty:
-        return  # nothing was trained: the error says it all
+    return None if run.status == FAILED and steps.empty else (steps, epochs)
+
+
+def render_result(run: StoredRun, *, store: RunStore, queue: JobQueue | None = None, key: str = "run",
+                  on_new_run: NewRun = None) -> None:
+    """The full view of a stopped run: why it stopped, cards, checks, ROC, fixes, charts, explanations."""
+    if (metrics := render_stopped_head(run)) is None:
+        return
+    steps, epochs = metrics
     st.download_button("Report (HTML)", data=lambda: report.run_report(store, run.id),
                        file_name=report.report_filename(run.id), mime="text/html", on_click="ignore",
                        icon=":material/description:", key=f"{key}-report-{run.id}", help=rs.REPORT_HELP)
@@ -229,4 +236,4 @@ def render_charts(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, *, 
 
 
 __all__ = ["attack_state", "cancel_button", "needs_polling", "render_live_charts", "render_progress",
-           "render_progress_body", "render_result", "render_run"]
+           "render_progress_body", "render_result", "render_run", "render_stopped_head"]
