@@ -254,3 +254,16 @@ def test_odd_figures_never_crash_and_give_finite_coordinates_and_distinct_ticks(
         y_labels = ["".join(text.itertext()) for text in root.iter(f"{NS}text") if text.get("text-anchor") == "end"]
         assert len(y_labels) == len(set(y_labels)) >= 2
     assert not lines(parse(figure_svg(_odd_figures()[-1])))  # legendonly: not drawn
+
+
+def test_reference_lines_keep_their_hover_text_as_a_tooltip():
+    """The ε chart's published-deployment lines say 'hover for δ and unit of privacy': the SVG keeps that text as
+    the label's <title>, which a browser shows on hover."""
+    steps = pd.DataFrame({"step": np.arange(1, 50), "epsilon": np.linspace(0.1, 3.0, 49)})
+    fig = plots.epsilon_chart([("run", steps)], target_epsilon=3.0)
+    hovers = [note.hovertext for note in fig.layout.annotations if note.hovertext]
+    assert hovers, "the chart draws reference lines with hover text"
+    root = parse(figure_svg(fig))
+    tips = [title.text.replace("\u2060", "") for text in root.iter(f"{NS}text")
+            for title in text.iter(f"{NS}title")]
+    assert len(tips) == len(hovers) and all("δ =" in tip and "unit" in tip for tip in tips)

@@ -407,8 +407,9 @@ def _shape_svg(shape: Any, frame: _Frame) -> str:
 
 
 def _text_block(lines: list[str], *, x: float, y: float, size: float, fill: str, xanchor: str, yanchor: str,
-                angle: float = 0.0, extra: str = "") -> str:
-    """``lines`` of text anchored at (x, y) like a plotly annotation box (``xanchor``, ``yanchor``), turned."""
+                angle: float = 0.0, extra: str = "", tip: str = "") -> str:
+    """``lines`` of text anchored at (x, y) like a plotly annotation box (``xanchor``, ``yanchor``), turned; ``tip``
+    (the annotation's hover text) becomes the text's ``<title>``, which a browser shows as a tooltip."""
     height = 1.25 * size * len(lines)
     if angle:
         rad, box_w = math.radians(angle), max(text_width(line, size) for line in lines)
@@ -423,7 +424,8 @@ def _text_block(lines: list[str], *, x: float, y: float, size: float, fill: str,
         top = {"top": y, "bottom": y - height}.get(yanchor, y - height / 2)
     spans = "".join(f'<tspan x="{x:.1f}" y="{top + (i + 0.5) * 1.25 * size + 0.35 * size:.1f}">'
                     f'{escape_text(line)}</tspan>' for i, line in enumerate(lines))
-    return f'<text font-size="{size:g}" fill="{fill}" text-anchor="{anchor}"{extra}>{spans}</text>'
+    title = f"<title>{escape_text(tip)}</title>" if tip else ""
+    return f'<text font-size="{size:g}" fill="{fill}" text-anchor="{anchor}"{extra}>{title}{spans}</text>'
 
 
 def _annotation_svg(note: Any, frame: _Frame) -> str:
@@ -447,7 +449,7 @@ def _annotation_svg(note: Any, frame: _Frame) -> str:
     size = float(note.font.size or 12)
     fill = safe_color(note.font.color, "currentColor")
     return _text_block(lines, x=x, y=y, size=size, fill=fill, xanchor=xanchor, yanchor=note.yanchor or "middle",
-                       angle=float(note.textangle or 0))
+                       angle=float(note.textangle or 0), tip=" · ".join(plain_lines(note.hovertext)))
 
 
 def _axes_svg(frame: _Frame) -> tuple[str, str]:
