@@ -11,8 +11,9 @@ the job's own speed alone (``prior_weight=0``, the ETA before the blend). ``--lo
 processes running throughout, the load the estimates must survive (issue 10: "beside two busy processes").
 ``--skip-pool`` leaves the attack-lab pool out (the target run is still trained first, so the worker is warm and
 the store holds one cold run, as after a first training). The bench process uses one torch thread, as the server
-(``app.py``) does. Run: ``python bench/bench_estimates.py`` (``--pool-models``, ``--skip-pool``, ``--sweep-epochs``,
-``--sweep-epsilons``, ``--load``).
+(``app.py``) does. ``--runs`` also prints each training run's measured parts (``runs_table``: what the sweep
+estimate's history reads). Run: ``python bench/bench_estimates.py`` (``--pool-models``, ``--skip-pool``,
+``--sweep-epochs``, ``--sweep-epsilons``, ``--load``, ``--runs``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from dpcore.config import TrainConfig
 from dpcore.engine.threads import set_process_threads
 from dpcore.jobs import attack as audit
+from dpcore.jobs import speed_history
 from dpcore.jobs import sweep as sweeps
 from dpcore.jobs.queue import JobQueue
 from dpcore.store.records import StoredRun
@@ -141,6 +143,22 @@ def sweep_row(queue: JobQueue, *, epochs: int, epsilons: tuple[float, ...]) -> S
     return calibration, float(guess.seconds or float("nan")), real, trace, guess.basis
 
 
+def runs_table(store: RunStore) -> list[str]:
+    """One line per finished training run, oldest first: its worker job number (1: the worker's first, cold), ε,
+    whole job (s, ``started`` to ``job_ended``), training (s), ms per step (whole training / steps), ms per step after
+    the first (``warm_ms_per_step``) and the job outside training (s, from ``job_began`` in the worker)."""
+    lines = [f"{'job':>4}{'ε':>6}{'whole s':>9}{'trained s':>11}{'ms/step':>9}{'warm ms':>9}{'outside s':>11}"]
+    for record in sorted(store.records(kind="train", status=DONE), key=lambda r: r.started or ""):
+        summary, whole = record.summary, speed_history.job_seconds(record)
+        since_began = speed_history.job_seconds(record, since="job_began")
+        trained = float(summary.get("seconds") or 0.0)
+        outside = "–" if since_began is None else f"{since_began - trained:.3f}"
+        lines.append(f"{summary.get('worker_job')!s:>4}{summary.get('target_epsilon')!s:>6}"
+                     f"{'–' if whole is None else f'{whole:.3f}':>9}{trained:>11.3f}{summary.get('ms_per_step')!s:>9}"
+                     f"{summary.get('warm_ms_per_step')!s:>9}{outside:>11}")
+    return lines
+
+
 def _percent(error: float | None) -> str:
     return "–" if error is None else f"{100 * error:+.0f}%"
 
@@ -152,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep-epochs", type=int, default=15, help="epochs per sweep run (default 15, the recipe)")
     parser.add_argument("--sweep-epsilons", default="1,2,4,8", help="target ε values of the sweep (default 1,2,4,8)")
     parser.add_argument("--load", type=int, default=2, help="busy processes kept running meanwhile (default 2)")
+    parser.add_argument("--runs", action="store_true", help="also print each training run's measured parts")
     args = parser.parse_args(argv)
     epsilons = tuple(float(value) for value in args.sweep_epsilons.split(","))
     set_process_threads(1)  # as the server does (app.py): its calibrations run beside the workers
@@ -164,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                     _wait_trained(queue, queue.submit(TrainConfig(dataset="digits", target_epsilon=3.0)))
                 pool = None if args.skip_pool else pool_row(queue, n_models=args.pool_models)
                 sweep = sweep_row(queue, epochs=args.sweep_epochs, epsilons=epsilons)
+                table = runs_table(queue.store) if args.runs else []
             finally:
                 queue.shutdown(wait=True, timeout=60)
     finally:
@@ -180,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * error:>+7.0f}%  {'yes' if abs(error) <= TOLERANCE else 'NO ':<5}"
               f"{running[0]:>11}{running[1]:>11}{running[2]:>14}{running[3]:>14}")
     print(f"sweep estimate basis: {sweep[4]}")
+    print("\n".join(table))
     return 0
 
 

@@ -478,8 +478,8 @@ def estimate(spec: SweepSpec, *, store: RunStore | None = None, speeds: Mapping[
     in ``store`` (``speed_history.recent_costs``: same dataset, model, batch size and privacy, finished within
     ``RECENT_S`` of ``now``; training, membership attack, writing and the load, in the worker processes), scaled to
     the member's steps (``speed_history.member_seconds``). When the only such run is a worker's first (cold) job,
-    which over-states a member (one-off warm-ups) as much as a calibration under load under-states it (up to 2-16x
-    in measurements here), the geometric mean of the two. Without such runs: ``dpcore.engine.speed.run_seconds`` of
+    its time per step after its first step (its set-up, slowed by one-off warm-ups, left out) plus the calibration's
+    set-up (``Speed.setup_s``; none for the fallbacks). Without such runs: ``dpcore.engine.speed.run_seconds`` of
     ``speeds`` (private True / baseline False; tests, or a caller that measured already), else of a calibration (with
     ``calibrate``: a few steps of the sweep's private and baseline configs, once per process, with the threads a
     worker uses), else the median ms per step of finished runs of the dataset and model in ``store``, else a per-step
@@ -515,21 +515,21 @@ def estimate(spec: SweepSpec, *, store: RunStore | None = None, speeds: Mapping[
                              eval_s=found[True].eval_s, basis=found[True].basis)
     seconds = 0.0
     for private, count in runs.items():
-        measured = member_seconds(history[private], steps=steps)
+        setup_s = found[private].setup_s if found[private].basis not in _UNCALIBRATED else 0.0  # a cold run's set-up
+        measured = member_seconds(history[private], steps=steps, setup_s=setup_s)
         calibrated = speed_lib.run_seconds(found[private], steps=steps, epochs=int(base.epochs))
-        if measured is not None and not warm[private] and found[private].basis not in _UNCALIBRATED:
-            measured = math.sqrt(measured * calibrated)  # a cold run over-states, a calibration under-states
         seconds += count * (calibrated if measured is None else measured)
     kind = True if history[True] or private_runs else False
     if history[kind]:
         basis = (f"from the whole wall time of {len(history[kind])} recent run(s) of {base.dataset} {base.model} here: "
                  "training, membership attack and writing, at this machine's load" if warm[kind] else
-                 f"{basis}, met halfway by a worker's first run of {base.dataset} here (slowed by one-off warm-ups)")
+                 f"from a worker's first run of {base.dataset} here (its steps after the first, without its one-off "
+                 f"warm-ups), and a member's set-up {basis}")
     parallel = max(1, min(int(parallel), SWEEP_WINDOW, spec.n_runs))  # the sweep never has more members queued
     return SweepEstimate(spec.n_runs, steps, seconds / parallel, basis, parallel)
 
 
-_UNCALIBRATED = ("stored runs", "guess")  # ``Speed.basis`` of the fallbacks: not met halfway by a cold run
+_UNCALIBRATED = ("stored runs", "guess")  # ``Speed.basis`` of the fallbacks: no set-up added to a cold run's cost
 
 
 def _stored_or_guessed_speed(store: RunStore | None, base: TrainConfig, n: int) -> tuple[Speed, str]:

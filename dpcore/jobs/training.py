@@ -53,7 +53,7 @@ class ProgressWriter:
 
     ``on_step`` buffers step rows and flushes them (with steps_done/total_steps) at most
     every ``flush_s`` seconds; ``on_epoch`` flushes and writes the epoch row at once;
-    call ``flush()`` at the end.
+    call ``flush()`` at the end. ``warm_ms_per_step`` is the run's time per step after its first (ms).
     """
 
     def __init__(self, store: RunStore, run_id: str, *, flush_s: float = STEP_FLUSH_S) -> None:
@@ -62,14 +62,30 @@ class ProgressWriter:
         self._last_flush = float("-inf")
         self.steps_done = 0
         self.total_steps: int | None = None
+        self._first_s: float | None = None  # elapsed_s at the end of the first step, then of the latest one
+        self._last_s: float | None = None
+        self._steps_timed = 0
 
     def on_step(self, row: Mapping[str, Any]) -> None:
         self._rows.append(dict(row))
+        if row.get("elapsed_s") is not None:
+            self._last_s = float(row["elapsed_s"])
+            self._first_s = self._last_s if self._first_s is None else self._first_s
+            self._steps_timed += 1
         self.steps_done = int(row.get("step") or self.steps_done + 1)
         if row.get("total_steps") is not None:
             self.total_steps = int(row["total_steps"])
         if time.monotonic() - self._last_flush >= self.flush_s:
             self.flush()
+
+    @property
+    def warm_ms_per_step(self) -> float | None:
+        """Time per step (ms) from the end of the run's first step to the end of its last: the steps, the per-epoch
+        evaluation and checkpoints, without the set-up and the first step (where a worker's first job pays its one-off
+        warm-ups: ``dpcore.jobs.speed_history``); None before two steps."""
+        if self._first_s is None or self._last_s is None or self._steps_timed < 2:
+            return None
+        return round(1000.0 * (self._last_s - self._first_s) / (self._steps_timed - 1), 3)
 
     def on_epoch(self, row: Mapping[str, Any]) -> None:
         self.flush()
@@ -130,7 +146,8 @@ def save_roc(directory: str | Path, attack: AttackResult) -> Path:
 
 
 # ---------------------------------------------------------------------- pipelines
-def record_result(store: RunStore, run_id: str, result: RunResult) -> AttackResult | None:
+def record_result(store: RunStore, run_id: str, result: RunResult, *,
+                  timing: Mapping[str, Any] | None = None) -> AttackResult | None:
     """Store a training result and evaluate it: ``store.finish``, then the membership attack.
 
     The attack runs after the result is saved, so a failing attack never loses a trained run;
@@ -139,11 +156,12 @@ def record_result(store: RunStore, run_id: str, result: RunResult) -> AttackResu
     ``mia_advantage`` and ``mia_status='done'``; on failure ``mia_status='failed'`` and
     ``mia_error``. Runs that took no step are not attacked (``'skipped'``). The attack and the
     per-example outputs (``group_results.record_outputs``) reuse the trainer's last eval pass
-    (``result.final_logits``): the model is evaluated once at the run's end. Returns the attack
+    (``result.final_logits``): the model is evaluated once at the run's end. ``timing``: more summary
+    fields written with the first update (``run_training``: ``warm_ms_per_step``). Returns the attack
     result, or None when there is none.
     """
     attack_it = result.steps > 0
-    store.update_summary(run_id, mia_status=MIA_PENDING if attack_it else MIA_SKIPPED)
+    store.update_summary(run_id, mia_status=MIA_PENDING if attack_it else MIA_SKIPPED, **dict(timing or {}))
     store.finish(run_id, result)
     if not attack_it:
         return None
@@ -181,7 +199,8 @@ def run_training(cfg: TrainConfig, *, store: RunStore | None = None, run_id: str
     raises. With ``store`` and ``run_id`` it is a training job: the rows go to the store
     (``ProgressWriter``; ``on_step``/``on_epoch`` must be None), ``checkpoint`` writes
     ``checkpoint.pt`` into the run's artifacts at every epoch end, the result is stored and
-    attacked by ``record_result`` (all under a ``Heartbeat``), and ``lower_bound`` (private runs with an attack) adds
+    attacked by ``record_result`` (all under a ``Heartbeat``; the summary also gets the writer's
+    ``warm_ms_per_step``), and ``lower_bound`` (private runs with an attack) adds
     ``mia_epsilon_lower`` (``lower_bound_summary``) to the summary. Raises ConfigError or
     DatasetError for bad input before training starts; ConfigError for ``nproc`` > 1 outside the processes
     torchrun started (``dpcore.jobs.distributed`` starts them).
@@ -200,7 +219,8 @@ def run_training(cfg: TrainConfig, *, store: RunStore | None = None, run_id: str
         result = train(cfg, on_step=writer.on_step, on_epoch=writer.on_epoch, should_stop=should_stop,
                        resume=resume, checkpoint_dir=checkpoint_dir)
         writer.flush()
-        attack = record_result(store, run_id, result)  # store.finish, then the attack
+        warm = writer.warm_ms_per_step  # the sweep estimate's figure for a worker's first run (speed_history)
+        attack = record_result(store, run_id, result, timing={} if warm is None else {"warm_ms_per_step": warm})
     if lower_bound and attack is not None and result.config.private:
         with contextlib.suppress(DPExplorerError):
             store.update_summary(run_id, **lower_bound_summary(attack, delta=result.config.target_delta))

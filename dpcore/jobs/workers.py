@@ -43,7 +43,7 @@ from dpcore.jobs.worker_memory import (
     out_of_memory_message,
     worker_memory_mb,
 )
-from dpcore.store.runs import RunNotFound, RunStore, format_error
+from dpcore.store.runs import RunNotFound, RunStore, format_error, utc_now
 from dpcore.store.write_errors import storage_problem
 
 log = logging.getLogger(__name__)
@@ -163,8 +163,9 @@ def _run_one(runner: Callable[..., Any], run_id: str, root: str, *, job_number: 
     try:
         store = RunStore(root)
         should_stop = StopCheck(store, run_id)
-        # worker_job 1: the process's first job, slowed by one-off warm-ups (speed_history leaves it out)
-        store.update_summary(run_id, worker_pid=os.getpid(), worker_job=job_number)
+        # worker_job 1: the process's first job, slowed by one-off warm-ups (speed_history leaves its set-up out);
+        # job_began: the job's start in this process, after the worker's own start (a cold run's fixed cost)
+        store.update_summary(run_id, worker_pid=os.getpid(), worker_job=job_number, job_began=utc_now())
         runner(run_id, store, should_stop)
     except Exception as exc:
         if is_out_of_memory(exc):  # one line for the user; the traceback (and what its frames hold) is let go

@@ -251,6 +251,17 @@ def test_progress_writer_batches_steps(store):
     writer.on_epoch(dict(epoch=1, epsilon=1.0, train_loss=0.5, train_accuracy=0.7, test_accuracy=0.6, total_epochs=2))
     assert writes == [1, 9] and len(store.steps(run_id)) == 10 and len(store.epochs(run_id)) == 1
     assert store.get(run_id).steps_done == 10 and store.get(run_id).progress == 0.5
+    assert writer.warm_ms_per_step == pytest.approx(10.0)  # steps 2..10: 0.09 s over 9 steps, the first left out
+
+
+def test_progress_writer_times_the_steps_after_the_first(store):
+    writer = ProgressWriter(store, store.create_run(CFG), flush_s=60.0)
+    assert writer.warm_ms_per_step is None
+    writer.on_step(dict(step=1, epoch=1, loss=1.0, batch_size=64, total_steps=4, elapsed_s=5.0))  # a slow set-up
+    assert writer.warm_ms_per_step is None  # one step: nothing after the first
+    for step, elapsed in ((2, 5.02), (3, 5.10), (4, 5.12)):  # an epoch end's evaluation before step 3
+        writer.on_step(dict(step=step, epoch=1 + step // 3, loss=1.0, batch_size=64, total_steps=4, elapsed_s=elapsed))
+    assert writer.warm_ms_per_step == pytest.approx(40.0)  # 0.12 s over 3 steps; the 5 s before step 1 left out
 
 
 class FakeRunResult:

@@ -34,7 +34,7 @@ ray = pytest.importorskip("ray")
 TIMEOUT = 120.0
 BASE = TrainConfig(dataset="synthetic", epochs=2, reproducible=True, device="cpu")
 SPEC = sweeps.SweepSpec(base=BASE, epsilons=(1.0, 4.0), max_grad_norms=(1.0,), seeds=(0, 1), include_baseline=False)
-WORKER_KEYS = {"worker_pid", "worker_host", "executor", "worker_job"}  # where it ran: differs by design
+WORKER_KEYS = {"worker_pid", "worker_host", "executor", "worker_job", "job_began"}  # where it ran: differs by design
 
 
 @pytest.fixture(scope="module")

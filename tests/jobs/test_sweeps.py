@@ -264,6 +264,9 @@ def test_real_members_store_attack_numbers_and_a_lower_bound(store, queue):
     # the job's end (after the attack and the bound): the whole wall time the next estimate is built from
     for record in (private, baseline):
         assert parse_time(record.started) <= parse_time(record.summary["job_ended"])
+        assert record.summary["warm_ms_per_step"] > 0  # its steps after the first (a cold run's cost)
+    # the set-up (data, noise calibration) and the first step are left out of the warm figure
+    assert private.summary["warm_ms_per_step"] < private.summary["ms_per_step"]
     costs = recent_costs(store, dataset=private.config["dataset"], model=private.config["model"],
                          batch_size=int(private.config["batch_size"]), private=True)
     assert len(costs) == 1 and costs[0].ms_per_step > 0 and costs[0].fixed_s >= 0

@@ -52,6 +52,8 @@ def test_job_runs_in_another_process(queue, store):
     pid = first.summary["runner_pid"]
     assert pid != os.getpid() and first.summary["worker_pid"] == pid
     assert second.summary["runner_pid"] == pid  # the worker is kept warm and reused
+    assert second.summary["worker_job"] == first.summary["worker_job"] + 1  # its jobs counted (1: its first)
+    assert first.started <= first.summary["job_began"] <= second.started  # the job's start in the worker (UTC ISO)
 
 
 def test_a_warm_worker_sees_the_settings_of_the_process_that_sends_the_job(queue, monkeypatch, tmp_path):
