@@ -18,16 +18,22 @@ noise itself):
 
 Secure mode, other optimizer classes (the distributed one adds noise on one rank only), mixed parameter dtypes or
 devices, and a call with a closure keep Opacus' own code.
+
+``install_fast_sampling(loader)`` does the same for the Poisson sampler of Opacus' ``DPDataLoader``: the same uniform
+draws from the same generator, compared with the sample rate in float32 as torch compares them, but the indices
+found by numpy (two calls instead of four tensor ops): the same batches, index for index (tested).
 """
 
 from __future__ import annotations
 
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from opacus.optimizers import DPOptimizerFastGradientClipping
+from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
 
 def install_fast_step(optimizer: torch.optim.Optimizer) -> bool:
@@ -121,9 +127,7 @@ def _fast_step(self: Any, closure: Callable[[], float] | None = None) -> float |
         self._is_last_step_skipped = True
         return None
     self._bk_summed = None
-    with torch.no_grad():  # as torch's optimizers: the noisy gradients never join a graph
-        noisy = _noisy_scaled(self, summed)
-    for p, grad in zip(params, noisy, strict=True):
+    for p, grad in zip(params, _noisy_scaled(self, summed), strict=True):  # no graph: nothing here requires grad
         p.grad = grad
     if self.step_hook:
         self.step_hook(self)
@@ -140,4 +144,25 @@ def _fast_zero_grad(self: Any, set_to_none: bool = False) -> None:
     self.original_optimizer.zero_grad(set_to_none)
 
 
-__all__ = ["install_fast_step"]
+class _NumpyPoissonSampler(UniformWithReplacementSampler):
+    """Opacus' ``UniformWithReplacementSampler`` with the indices of each draw found by numpy (same draws, same
+    batches). Only ever made by changing the class of an existing sampler (``install_fast_sampling``)."""
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rate = np.float32(self.sample_rate)  # torch compares the float32 draws with the rate rounded to float32
+        for _ in range(self.steps):
+            yield np.flatnonzero(torch.rand(self.num_samples, generator=self.generator).numpy() < rate).tolist()
+
+
+def install_fast_sampling(loader: Any) -> bool:
+    """Give the Poisson sampler of an Opacus ``DPDataLoader`` (``loader.batch_sampler``, exactly a
+    ``UniformWithReplacementSampler``) the numpy index search; True when done. A DataLoader's sampler cannot be
+    replaced once built, so the sampler's class is changed in place (a subclass that only overrides ``__iter__``)."""
+    sampler = getattr(loader, "batch_sampler", None)
+    if type(sampler) is not UniformWithReplacementSampler:
+        return False
+    sampler.__class__ = _NumpyPoissonSampler
+    return True
+
+
+__all__ = ["install_fast_sampling", "install_fast_step"]

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader
 
 from dpcore.config import TrainConfig
 from dpcore.engine import ddp, membership
-from dpcore.engine.bookkeeping import bookkeeping_supported, use_bookkeeping
+from dpcore.engine.bookkeeping import bookkeeping_supported, count_above, use_bookkeeping
 from dpcore.engine.checkpoint import ResumeState, write_checkpoint
 from dpcore.engine.data import SplitData, load_for_config
 from dpcore.engine.models import build_model, make_private_compatible
@@ -342,7 +342,7 @@ def _make_private(plan: TrainingPlan, *, resume: ResumeState | None, noise_gener
         _speed_up_ghost_accumulation(plan.optimizer)
         if plan.grad_sample_mode == "bookkeeping":  # swap only the gradient computation
             plan.model, plan.criterion = use_bookkeeping(plan.model, criterion=criterion, optimizer=plan.optimizer,
-                                                         max_grad_norm=cfg.max_grad_norm)
+                                                         max_grad_norm=cfg.max_grad_norm, data_loader=plan.loader)
     else:
         plan.model, plan.optimizer, plan.loader = wrapped
     plan.loader = ddp.keep_empty_batches(plan.loader)  # one process: unchanged
@@ -458,7 +458,7 @@ def _train_batch(plan: TrainingPlan, progress: _Progress, params: list[nn.Parame
             norms = (model.per_sample_gradient_norms if plan.grad_sample_mode in ("ghost", "bookkeeping")
                      else hooks_sample_norms(params))
             if norms is not None:
-                progress.clipped += int((norms > cfg.max_grad_norm).sum())
+                progress.clipped += count_above(norms, cfg.max_grad_norm)
         progress.loss_sum += loss_value * batch
         progress.seen += batch
     elif cfg.private:  # an empty Poisson batch: no gradient, only the noise (Opacus needs zero-sized inputs)

@@ -14,7 +14,7 @@ from opacus.optimizers import DPOptimizer
 from torch import nn
 
 from dpcore import ConfigError, TrainConfig, train
-from dpcore.engine import bookkeeping
+from dpcore.engine import bookkeeping, bookkeeping_layers
 from dpcore.engine.bookkeeping import BookkeepingCriterion, BookkeepingModule, bookkeeping_supported
 from dpcore.engine.models import MODELS, make_private_compatible
 from dpcore.engine.training import _choose_grad_sample_mode, hooks_sample_norms
@@ -218,7 +218,8 @@ def test_conv2d_of_any_geometry_matches_opacus_hooks(in_ch, out_ch, kh, kw, stri
 ])
 def test_every_conv2d_branch_matches_opacus_hooks(in_ch, out_ch, side, kernel, layout, norm):
     conv = nn.Conv2d(in_ch, out_ch, kernel, padding=1)
-    rows, channels_last = bookkeeping._unfold_rows(conv, torch.randn(2, in_ch, side, side), bookkeeping._Workspace())
+    rows, channels_last = bookkeeping_layers._unfold_rows(conv, torch.randn(2, in_ch, side, side),
+                                                          bookkeeping_layers._Workspace())
     assert channels_last == (layout == "channels last")
     steps, columns = rows.shape[1], rows.shape[2]
     assert (steps * steps <= columns * out_ch) == (norm == "ghost")
@@ -306,3 +307,44 @@ def test_sequential_chain_and_hooks_and_public_autograd_give_the_same_sums(monke
         for got, want in zip(sums, chain_sums, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     _assert_same(model, x, y, 0.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_clip_count_compares_as_torch_does(dtype):
+    """``count_above`` (the per-step clip count, read with one copy) equals ``int((values > bound).sum())``: the bound
+    rounded to the values' precision as torch rounds it (a float32 norm equal to float32(0.3) is not above 0.3),
+    NaN never above, infinities, a bound beyond float32's range."""
+    values = (torch.rand(500, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 2).to(dtype)
+    values[:6] = torch.tensor([0.3, float("nan"), float("inf"), -float("inf"), 1.0, 0.0], dtype=torch.float64)
+    for bound in (0.3, 1.0, 1, 0.0, 1e-3, 1.5, 1e40, -1e40):
+        assert bookkeeping.count_above(values, bound) == int((values > bound).sum())
+    assert bookkeeping.count_above(torch.tensor([0.3]), 0.3) == 0  # would be 1 against the float64 bound
+
+
+def test_summed_cross_entropy_gives_what_per_sample_losses_give():
+    """The trainer's CrossEntropyLoss is summed (one 0-d seed for the backward); any other criterion goes through its
+    per-sample losses (reduction swapped to 'none'): the same mean loss, norms and clipped sums (float64)."""
+
+    class OtherCrossEntropy(nn.CrossEntropyLoss):
+        pass
+
+    torch.manual_seed(8)
+    model, _ = make_private_compatible(MODELS["mlp"].build((9,), 4))
+    model = model.double()
+    x, y = torch.randn(17, 9, dtype=torch.float64) * 2, torch.randint(0, 4, (17,))
+    results = []
+    for criterion in (nn.CrossEntropyLoss(label_smoothing=0.1), OtherCrossEntropy(label_smoothing=0.1)):
+        copy_ = copy.deepcopy(model)
+        module = BookkeepingModule(copy_, max_grad_norm=0.4)
+        loss = BookkeepingCriterion(module, criterion)(module(x), y)
+        assert loss.loss.dim() == (0 if type(criterion) is nn.CrossEntropyLoss else 1)
+        assert criterion.reduction == "mean"  # the swap is undone
+        mean = loss.item()
+        loss.backward()
+        results.append((mean, module.per_sample_gradient_norms, [p.grad for p in copy_.parameters()]))
+    (mean_a, norms_a, sums_a), (mean_b, norms_b, sums_b) = results
+    assert mean_a == pytest.approx(mean_b, rel=1e-12)
+    assert mean_a == pytest.approx(nn.CrossEntropyLoss(label_smoothing=0.1)(model(x), y).item(), rel=1e-12)
+    torch.testing.assert_close(norms_a, norms_b, rtol=1e-12, atol=1e-12)
+    for got, want in zip(sums_a, sums_b, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import types
 
 import numpy as np
 import pytest
@@ -11,11 +12,13 @@ from opacus import GradSampleModule
 from opacus.accountants import RDPAccountant
 from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
 from opacus.optimizers.ddpoptimizer_fast_gradient_clipping import DistributedDPOptimizerFastGradientClipping
+from opacus.utils.uniform_sampler import DistributedUniformWithReplacementSampler, UniformWithReplacementSampler
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from dpcore import TrainConfig, train
 from dpcore.engine.bookkeeping import BookkeepingCriterion, BookkeepingModule
-from dpcore.engine.bookkeeping_step import install_fast_step
+from dpcore.engine.bookkeeping_step import install_fast_sampling, install_fast_step
 
 SAMPLE_RATE = 0.05
 
@@ -183,3 +186,31 @@ def test_a_second_step_without_zero_grad_is_refused_as_opacus_does():
         optimizer.step()
         with pytest.raises(ValueError, match="haven't been cleared"):
             optimizer.step()
+
+
+@pytest.mark.parametrize("sample_rate", [0.08, 1 / 3, 0.9])
+def test_fast_sampling_gives_opacus_batches_index_for_index(sample_rate):
+    """The numpy index search of ``install_fast_sampling`` yields Opacus' Poisson batches from the same generator,
+    index for index, and leaves the generator where Opacus' sampler leaves it."""
+    batches, next_draws = {}, {}
+    for fast in (False, True):
+        generator = torch.Generator().manual_seed(9)
+        sampler = UniformWithReplacementSampler(num_samples=500, sample_rate=sample_rate, generator=generator,
+                                                steps=150)
+        if fast:
+            assert install_fast_sampling(DataLoader(TensorDataset(torch.arange(500.0)), batch_sampler=sampler))
+            assert isinstance(sampler, UniformWithReplacementSampler) and len(sampler) == 150
+        batches[fast] = list(sampler)
+        next_draws[fast] = torch.rand(4, generator=generator)
+    assert batches[True] == batches[False] and len(batches[True]) == 150
+    assert any(batches[True]) and all(isinstance(i, int) for batch in batches[True] for i in batch)
+    assert torch.equal(next_draws[True], next_draws[False])
+
+
+def test_fast_sampling_leaves_other_samplers_alone():
+    """A plain loader, a distributed Poisson sampler or no loader at all: nothing changes."""
+    plain = DataLoader(TensorDataset(torch.arange(10.0)), batch_size=4)
+    distributed = DistributedUniformWithReplacementSampler.__new__(DistributedUniformWithReplacementSampler)
+    for loader in (plain, types.SimpleNamespace(batch_sampler=distributed), None):  # (no process group here)
+        assert not install_fast_sampling(loader)
+    assert type(distributed) is DistributedUniformWithReplacementSampler
