@@ -255,6 +255,8 @@ def test_real_members_store_attack_numbers_and_a_lower_bound(store, queue):
     spec = sweeps.SweepSpec(base=BASE, epsilons=(2.0,), max_grad_norms=(1.0,), seeds=(0,))
     sweep = sweeps.submit_sweep(queue, spec)
     assert wait_settled(store, sweep.id, timeout=120).status == "done"
+    for record in store.records(group=sweep.id):  # a member is done once stored; its job ends after the bound
+        queue.wait(record.id, TIMEOUT)
     runs = {bool(r.config["private"]): r for r in store.records(group=sweep.id)}
     private, baseline = runs[True], runs[False]
     assert private.summary["final_epsilon"] == pytest.approx(2.0, rel=0.02)
