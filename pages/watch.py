@@ -58,4 +58,5 @@ def main() -> None:
         live_view.live_run(latest[0].id, store=store, queue=queue, key="watch-last", audience=True)
 
 
+ui.route_through_app()
 main()

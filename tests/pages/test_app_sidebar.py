@@ -37,6 +37,25 @@ def test_every_session_goes_through_app_py(isolated_dirs, fresh_sessions):
         assert any(title.value.startswith("Guide") for title in at.title)
 
 
+def _app_pages() -> list[str]:
+    import sys
+
+    sys.path.insert(0, str(Path(APP).parent))
+    from app import PAGES  # the app's own list: a page added there is checked here too
+
+    return [path for path, *_ in PAGES]
+
+
+@pytest.mark.fresh_server
+@pytest.mark.parametrize("page", _app_pages())
+def test_a_deep_link_to_every_page_goes_through_app_py(isolated_dirs, page):
+    """Each page of the navigation, opened first on a fresh server (a shared link), reruns through app.py: the app's
+    sidebar (its job queue) is drawn, not the page file alone with Streamlit's raw file menu."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page(page)
+    assert "Idle" in sidebar_text(at), f"{page} ran without app.py: it must call ui.route_through_app()"
+
+
 def test_sidebar_lists_the_running_and_waiting_jobs_then_idle(isolated_dirs, hold_worker):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.switch_page("pages/guide.py")  # a page that starts nothing itself
