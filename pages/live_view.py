@@ -114,9 +114,10 @@ def render_audience_result(run: StoredRun, *, queue: JobQueue | None) -> None:
     if (metrics := render_stopped_head(run)) is None:
         return
     steps, epochs = metrics
-    st.markdown(cards_html(rs.result_cards(run, steps, epochs, attack=attack_state(run, queue=queue))),
-                unsafe_allow_html=True)
-    st.markdown(rs.result_charts_html(run, steps, epochs), unsafe_allow_html=True)
+    baseline, baseline_epochs = rs.baseline_of(run)  # read once: the cards and the charts both show it
+    st.markdown(cards_html(rs.result_cards(run, steps, epochs, baseline=baseline,
+                                           attack=attack_state(run, queue=queue))), unsafe_allow_html=True)
+    st.markdown(rs.result_charts_html(run, steps, epochs, baseline_epochs=baseline_epochs), unsafe_allow_html=True)
     ui.page_link("pages/runs.py", label="Open its interactive charts, checks and report on the Runs page",
                  icon=":material/open_in_new:", query_params={"run": run.id})
 

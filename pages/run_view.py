@@ -172,7 +172,7 @@ def render_result(run: StoredRun, *, store: RunStore, queue: JobQueue | None = N
     final_epsilon = rs.final_epsilon(run, steps)
     test_accuracy = rs.number(run.summary.get("test_accuracy"), rs.last(epochs, "test_accuracy"))
     attack = attack_state(run, queue=queue)
-    show_cards(rs.result_cards(run, steps, epochs, attack=attack))
+    show_cards(rs.result_cards(run, steps, epochs, baseline=baseline, attack=attack))
     if not run.private or math.isfinite(final_epsilon):
         st.markdown(epsilon_sentence(final_epsilon, float(run.config.get("target_delta", 0.0))))
     if baseline is not None and baseline.active:

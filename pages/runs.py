@@ -50,7 +50,8 @@ def main() -> None:
     st.caption(texts.INTRO)
     filters = _filters(overview)
     polling = bool(overview["status"].isin(ACTIVE_STATUSES).any())
-    st.fragment(run_every=max(REFRESH_S, ui.poll_interval()) if polling else None)(_body)(filters, polling)
+    every = max(REFRESH_S, ui.poll_interval())  # longer when many sessions watch
+    st.fragment(run_every=every if polling else None)(_body)(filters, polling, every)
 
 
 def _empty_state() -> None:
@@ -86,7 +87,7 @@ def _filters(overview: pd.DataFrame) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- body (refreshes while runs are active)
-def _body(filters: dict[str, Any], polling: bool) -> None:
+def _body(filters: dict[str, Any], polling: bool, every: float) -> None:
     store = ui.store()
     overview = compare.runs_overview(store)
     if polling and not overview["status"].isin(ACTIVE_STATUSES).any():
@@ -100,7 +101,7 @@ def _body(filters: dict[str, Any], polling: bool) -> None:
         st.info(f"No run matches these filters ({len(overview)} stored). Clear a filter to see more.",
                 icon=":material/filter_alt_off:")
         return
-    selected = _table(shown, stored=overview["id"].tolist())
+    selected = _table(shown, stored=overview["id"].tolist(), refresh_s=every)
     if not selected:
         st.caption(":material/touch_app: Tick one run to open it, two or more to compare them.")
         return
@@ -110,8 +111,9 @@ def _body(filters: dict[str, Any], polling: bool) -> None:
     _run_panel(store, selected, labels)
 
 
-def _table(shown: pd.DataFrame, *, stored: list[str]) -> list[str]:
-    """The runs table; returns the ids of the ticked rows (kept across refreshes, new rows and pages)."""
+def _table(shown: pd.DataFrame, *, stored: list[str], refresh_s: float) -> list[str]:
+    """The runs table (its caption names the refresh interval ``refresh_s``); returns the ids of the ticked rows
+    (kept across refreshes, new rows and pages)."""
     ids = shown["id"].tolist()
     previous = [run_id for run_id in st.session_state.get(SELECTED_KEY, []) if run_id in ids]
     link = state.url_value("run")
@@ -131,8 +133,7 @@ def _table(shown: pd.DataFrame, *, stored: list[str]) -> list[str]:
     rows = list(event.selection.rows) if event is not None else []
     selected = [ids[row] for row in rows if 0 <= row < len(ids)]
     st.session_state[SELECTED_KEY] = selected
-    every = max(REFRESH_S, ui.poll_interval())
-    st.caption(texts.count_caption(shown, total=len(stored), selected=len(selected), refresh_s=every))
+    st.caption(texts.count_caption(shown, total=len(stored), selected=len(selected), refresh_s=refresh_s))
     state.sync_url({"run": ",".join(selected) or None})  # the address bar opens this view: one run or a comparison
     return selected
 

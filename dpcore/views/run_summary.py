@@ -422,21 +422,25 @@ def roc_figure(run: StoredRun, roc: dict[str, Any], *, bound: TradeoffCurve, log
                            bound_epsilon=number(run.summary.get("final_epsilon")), width=360)
 
 
-def result_cards(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, *, attack: str) -> list[Card]:
+def result_cards(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, *, baseline: StoredRun | None,
+                 attack: str) -> list[Card]:
     """The five summary cards of a stopped run: its final ε and test accuracy (stored, else the last logged), its
-    baseline's accuracy beside its own, and the attack's state ``attack`` ('done', 'running', ...)."""
-    return summary_cards(run=run, final_epsilon=final_epsilon(run, steps), baseline=baseline_of(run)[0],
+    ``baseline``'s accuracy beside its own (``baseline_of(run)[0]``), and the attack's state ``attack``
+    ('done', 'running', ...)."""
+    return summary_cards(run=run, final_epsilon=final_epsilon(run, steps), baseline=baseline,
                          test_accuracy=number(run.summary.get("test_accuracy"), last(epochs, "test_accuracy")),
                          attack=attack)
 
 
-def result_charts_html(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame) -> str:
-    """A stopped run's ROC (when its attack ran) and charts as static SVG in one HTML block (``charts_html``).
+def result_charts_html(run: StoredRun, steps: pd.DataFrame, epochs: pd.DataFrame, *,
+                       baseline_epochs: pd.DataFrame | None) -> str:
+    """A stopped run's ROC (when its attack ran) and charts, with its baseline's ``baseline_epochs``
+    (``baseline_of(run)[1]``), as static SVG in one HTML block (``charts_html``).
 
     For the Watch page, where an audience looks at a result that twenty browsers draw at once; built once for all
     sessions (``live.FIGURES``). The Runs page draws the same charts interactive.
     """
-    baseline_epochs, roc = baseline_of(run)[1], run.roc()
+    roc = run.roc()
 
     def build() -> str:
         charts = shared_chart_specs(run, steps, epochs, baseline_epochs=baseline_epochs, live=False)
